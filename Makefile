@@ -1,0 +1,45 @@
+# container-manager: the one entry point.
+#
+#   make demo    the main job: the whole lifecycle against local stand-ins (no AWS account)
+#   make test    installs what is missing, then lint + every test
+#   make bench   benchmark report
+#   make deb / make rpm / make package-check
+#
+# CARGO_TARGET_DIR is kept outside the clone so a fresh clone reuses compiled dependencies.
+export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
+export CARGO_TERM_COLOR ?= never
+PY := tests/.venv/bin/python
+
+.PHONY: setup build lint test test-rust test-python demo bench deb rpm package-check clean
+
+setup:
+	tests/harness/setup.sh
+
+build:
+	cargo build --workspace --all-targets
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test-python: setup
+	$(PY) -m pytest tests/cloud -q -p no:cacheprovider
+
+test-rust: setup
+	cargo test --workspace --no-fail-fast -- --test-threads=2
+
+# Python checks first, then the Rust suites, so the last lines are cargo's summaries.
+test: setup lint
+	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-rust
+
+demo: setup
+	cargo build -p container-manager-agent
+	tests/.venv/bin/python tests/demo/demo.py
+
+bench: setup
+	cargo build --release -p container-manager-agent
+	tests/.venv/bin/python tests/bench/bench.py
+
+clean:
+	cargo clean

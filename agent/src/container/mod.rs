@@ -1,0 +1,72 @@
+//! The game container, seen through the Docker API.
+//!
+//! [`Containers`] is the one trait the run loop uses: a watcher that turns Docker's events
+//! into classified [`ContainerEvent`]s, and the graceful stop.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::decide::ContainerEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("Docker API call {call} failed: {reason}")]
+    Docker { call: &'static str, reason: String },
+    #[error("no game container ({selector}) was found")]
+    NotFound { selector: String },
+}
+
+/// What the pre-stop command did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PreStopReport {
+    /// `None` when it timed out or could not be started.
+    pub exit_code: Option<i64>,
+    /// Its combined output, truncated.
+    pub output: String,
+    pub timed_out: bool,
+}
+
+/// How a graceful stop went. The journal line built from it tells whether the world was saved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StopReport {
+    /// The container that was stopped; `None` when no game container was running.
+    pub container: Option<String>,
+    /// `None` when no pre-stop command is configured (or no container ran).
+    pub pre_stop: Option<PreStopReport>,
+    /// True when the game exited within `stop_timeout`; false when it had to be killed.
+    pub exited_on_its_own: bool,
+    pub exit_code: Option<i64>,
+    pub duration: Duration,
+}
+
+/// The game container: its events, and stopping it gracefully.
+#[async_trait]
+pub trait Containers: Send + Sync + std::fmt::Debug {
+    /// Watches the game container until `cancel` fires, sending every classified event.
+    /// Reconnects by itself; it returns only on cancellation.
+    async fn watch(&self, events: mpsc::Sender<ContainerEvent>, cancel: CancellationToken);
+
+    /// Runs the pre-stop command, then stops the container with the configured timeout.
+    /// The exit this causes is reported by `watch` as requested, never as a crash.
+    async fn graceful_stop(&self) -> Result<StopReport, ContainerError>;
+}
+
+pub mod cli;
+
+use std::sync::Arc;
+
+use crate::config::ContainerConfig;
+
+/// Connects to Docker (`DOCKER_HOST`, else `/var/run/docker.sock`) for the configured game
+/// container.
+pub fn docker_for(config: &ContainerConfig) -> Result<Arc<dyn Containers>, ContainerError> {
+    Err(ContainerError::NotFound {
+        selector: format!("{} (the Docker adapter is not part of this build yet)", config.selector),
+    })
+}
+
+#[allow(dead_code)]
+const _STOP_TIMEOUT_UNIT: Duration = Duration::from_secs(1);

@@ -1,0 +1,779 @@
+//! The decision core: a pure state machine that decides whether to scale in, when and why.
+//!
+//! It takes observations ([`Input`]) and `now`, and returns [`Action`]s plus the next time it
+//! wants to be woken ([`Core::next_wake`]). It never reads a clock, never sleeps and never
+//! awaits: the run loop owns all of that. Every property that protects players lives here and
+//! is tested exhaustively:
+//!
+//! 1. Nothing is idle during `boot_grace`.
+//! 2. The server is idle when no sample has been active for `idle_after`.
+//! 3. When a probe answers, its player count decides.
+//! 4. A probe error or an unknown sample never makes the server idle; a missing sample (a gap
+//!    of more than [`GAP_FACTOR`] sample intervals) counts as active too.
+//! 5. The keep-awake file blocks idling.
+//! 6. `crashes_before_shutdown` unrequested crashes in a row scale to zero, with one alert.
+//! 7. `max_uptime` alerts once, and scales to zero when `stop_on_max_uptime`.
+//! 8. Termination and Spot notices: graceful stop, DNS revert, metrics flush, lifecycle action.
+//! 9. Warmed states do nothing visible.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// A gap of more than this many sample intervals between two samples counts as unknown
+/// activity: if the sampler stalls, the server is kept up rather than idled.
+pub const GAP_FACTOR: u32 = 3;
+
+/// A container that has run this long without crashing ends a crash streak.
+pub const CRASH_STREAK_RESET: Duration = Duration::from_secs(600);
+
+/// What the core needs to know from the config, reduced to plain values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub min_packets_per_second: f64,
+    pub sample_interval: Duration,
+    pub idle_after: Duration,
+    pub boot_grace: Duration,
+    pub crashes_before_shutdown: u32,
+    /// `Some` when `[scaling]` is configured.
+    pub max_uptime: Option<Duration>,
+    pub stop_on_max_uptime: bool,
+    /// Whether the agent may scale the group (`[scaling]` present).
+    pub scaling: bool,
+    /// Whether there is a termination lifecycle hook to complete.
+    pub lifecycle_hook: bool,
+    /// Whether DNS is managed (`[dns]` present).
+    pub dns: bool,
+    /// `Some` when `[metrics]` is configured.
+    pub metrics_interval: Option<Duration>,
+}
+
+/// Inbound packets counted over one sample interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PacketReading {
+    /// Counted: the total, and the count per configured port spec (by its text).
+    Known { total: u64, by_port: Vec<(String, u64)> },
+    /// Counting failed (no socket, interface gone...). Never zero.
+    Unknown { reason: String },
+}
+
+/// The answer of the game's player-count probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeReading {
+    Players { online: u32, max: u32 },
+    Failed { error: String },
+}
+
+/// One sample: what the sampler saw over `interval`, ending at the time it is handled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub interval: Duration,
+    pub packets: PacketReading,
+    /// `None` when no probe is configured.
+    pub probe: Option<ProbeReading>,
+    /// Whether the keep-awake file exists (`None` if that could not be checked).
+    pub keep_awake: Option<bool>,
+}
+
+/// The game container's events, already classified by the container adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerEvent {
+    /// The game container is running (started, or found running at a reconcile).
+    Running { id: String, name: String },
+    /// It exited. `requested` is true when the agent or Docker's stop API asked for it.
+    Exited {
+        id: String,
+        name: String,
+        exit_code: i64,
+        requested: bool,
+        oom_killed: bool,
+        /// The last log lines, fetched for crashes only.
+        log_tail: Vec<String>,
+    },
+}
+
+/// The instance's Auto Scaling lifecycle state, from IMDS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleState {
+    /// Pending: not yet in service.
+    Pending,
+    InService,
+    /// The group is terminating this instance (target state `Terminated`).
+    Terminating,
+    /// In a warm pool (`Warmed:Stopped`, `Warmed:Running`, ...). Nothing visible happens.
+    Warmed(String),
+    /// Not in an Auto Scaling group: behaves as in service.
+    Standalone,
+}
+
+impl LifecycleState {
+    /// Parses IMDS `autoscaling/target-lifecycle-state`.
+    pub fn from_imds(s: &str) -> Self {
+        let s = s.trim();
+        match s {
+            "InService" => Self::InService,
+            "Terminated" | "Terminating" => Self::Terminating,
+            "Pending" => Self::Pending,
+            w if w.starts_with("Warmed:") => Self::Warmed(w.to_string()),
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// Why a graceful stop or drain was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    Terminating,
+    SpotInterruption,
+    SystemShutdown,
+    /// Only the agent is stopping (for example `systemctl restart`); the game keeps running.
+    AgentStop,
+}
+
+impl fmt::Display for DrainCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Terminating => "the instance is terminating",
+            Self::SpotInterruption => "a Spot interruption notice arrived",
+            Self::SystemShutdown => "the system is shutting down",
+            Self::AgentStop => "the agent was asked to stop",
+        })
+    }
+}
+
+/// The result of an action the run loop carried out, fed back to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    DnsUpdated,
+    ScaledIn,
+    GracefulStopDone,
+    DnsReverted,
+    MetricsFlushed,
+    LifecycleCompleted,
+    /// CompleteLifecycleAction keeps failing (it is still being retried).
+    LifecycleStuck { error: String },
+}
+
+/// Everything the core reacts to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Observation(Observation),
+    Container(ContainerEvent),
+    Lifecycle(LifecycleState),
+    SpotInterruption,
+    /// SIGTERM or SIGINT. `system_stopping` is true when the whole host is shutting down.
+    Shutdown { system_stopping: bool },
+    Done(Completion),
+    /// Nothing happened; the core's wake-up time was reached.
+    Tick,
+}
+
+/// Why the agent scales to zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScaleReason {
+    Idle { idle_for: Duration },
+    Crash { exit_code: i64, oom_killed: bool, crashes: u32 },
+    MaxUptime { uptime: Duration },
+}
+
+impl ScaleReason {
+    /// The short reason used in the `scale_in_requested` log event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Idle { .. } => "idle",
+            Self::Crash { .. } => "crash",
+            Self::MaxUptime { .. } => "max_uptime",
+        }
+    }
+}
+
+impl fmt::Display for ScaleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Idle { idle_for } => write!(
+                f,
+                "no players for {}",
+                humantime::format_duration(Duration::from_secs(idle_for.as_secs()))
+            ),
+            Self::Crash {
+                exit_code,
+                oom_killed: true,
+                crashes,
+            } => write!(f, "the game was killed for lack of memory (exit code {exit_code}, crash {crashes} in a row)"),
+            Self::Crash {
+                exit_code, crashes, ..
+            } => write!(f, "the game crashed with exit code {exit_code} (crash {crashes} in a row)"),
+            Self::MaxUptime { uptime } => write!(
+                f,
+                "the instance has been up for {}",
+                humantime::format_duration(Duration::from_secs(uptime.as_secs()))
+            ),
+        }
+    }
+}
+
+/// An alert for a person, sent once per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    Crash {
+        exit_code: i64,
+        oom_killed: bool,
+        crashes: u32,
+        container: String,
+        log_tail: Vec<String>,
+        scaling_in: bool,
+    },
+    IdleShutdown { idle_for: Duration, detail: String },
+    MaxUptime { uptime: Duration, scaling_in: bool },
+    LifecycleStuck { error: String },
+}
+
+/// The metrics of one interval, for the CloudWatch adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsBatch {
+    /// Sum of inbound packets over the interval; `None` if no sample was counted.
+    pub inbound_packets: Option<u64>,
+    /// The last player count, when probed.
+    pub players_online: Option<u32>,
+    pub idle_seconds: f64,
+    pub container_running: bool,
+}
+
+/// A side effect the run loop must carry out. Each is fed back as a [`Completion`] where the
+/// core waits for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Point the record at this instance (UPSERT), then report [`Completion::DnsUpdated`].
+    UpdateDns,
+    /// Set the group's desired capacity to 0.
+    ScaleToZero(ScaleReason),
+    Alert(Alert),
+    /// Save and stop the game. `heartbeat`: keep the lifecycle action alive while it runs.
+    GracefulStop { cause: DrainCause, heartbeat: bool },
+    /// Set the record back to the placeholder, if it still holds our address.
+    RevertDns,
+    PublishMetrics { batch: MetricsBatch, flush: bool },
+    CompleteLifecycle,
+    /// Everything is done: the run loop returns and the agent exits 0.
+    Exit,
+}
+
+/// How the core judged one observation, for the `sample` and `idle_countdown` log lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub active: bool,
+    /// Why it counts as active or quiet, in a few words.
+    pub basis: &'static str,
+    /// How long no sample has been active.
+    pub idle_for: Duration,
+    /// Time left until idle, when counting down.
+    pub remaining: Option<Duration>,
+}
+
+/// What one call of [`Core::handle`] produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    pub actions: Vec<Action>,
+    pub verdict: Option<Verdict>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Skip,
+    Pending,
+    Running,
+    Done,
+}
+
+impl Step {
+    fn want(&mut self) {
+        if *self == Step::Skip {
+            *self = Step::Pending;
+        }
+    }
+    fn busy(self) -> bool {
+        matches!(self, Step::Pending | Step::Running)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Drain {
+    cause: DrainCause,
+    stop: Step,
+    dns: Step,
+    flush: Step,
+    lifecycle: Step,
+    exit: bool,
+    exit_sent: bool,
+}
+
+#[derive(Debug, Clone)]
+struct ScaleIn {
+    done_at: Option<Instant>,
+}
+
+/// The decision core. Construct it with [`Core::new`], feed it with [`Core::handle`].
+#[derive(Debug, Clone)]
+pub struct Core {
+    policy: Policy,
+    booted: Instant,
+    lifecycle: Option<LifecycleState>,
+    dns_requested: bool,
+    last_active: Instant,
+    last_sample: Option<Instant>,
+    crash_streak: u32,
+    streak_alerted: bool,
+    running_since: Option<Instant>,
+    container_running: bool,
+    scale_in: Option<ScaleIn>,
+    max_uptime_fired: bool,
+    max_uptime_alerted: bool,
+    idle_without_scaling_noted: bool,
+    drain: Option<Drain>,
+    // Metrics accumulated since the last publish.
+    next_metrics: Option<Instant>,
+    packets_sum: Option<u64>,
+    players: Option<u32>,
+}
+
+impl Core {
+    /// `now` is the agent's start; `uptime` is how long the instance had been up by then.
+    pub fn new(policy: Policy, now: Instant, uptime: Duration) -> Self {
+        let booted = now.checked_sub(uptime).unwrap_or(now);
+        let next_metrics = policy.metrics_interval.map(|i| now + i);
+        Self {
+            policy,
+            booted,
+            lifecycle: None,
+            dns_requested: false,
+            last_active: now,
+            last_sample: None,
+            crash_streak: 0,
+            streak_alerted: false,
+            running_since: None,
+            container_running: false,
+            scale_in: None,
+            max_uptime_fired: false,
+            max_uptime_alerted: false,
+            idle_without_scaling_noted: false,
+            drain: None,
+            next_metrics,
+            packets_sum: None,
+            players: None,
+        }
+    }
+
+    /// The next time the core wants [`Input::Tick`], if any.
+    pub fn next_wake(&self) -> Option<Instant> {
+        if self.drain.is_some() {
+            return None;
+        }
+        let max_uptime = match (self.policy.max_uptime, self.max_uptime_fired) {
+            (Some(m), false) => Some(self.booted + m),
+            _ => None,
+        };
+        [max_uptime, self.next_metrics].into_iter().flatten().min()
+    }
+
+    /// Whether the core has emitted [`Action::Exit`].
+    pub fn finished(&self) -> bool {
+        self.drain.as_ref().is_some_and(|d| d.exit_sent)
+    }
+
+    /// How long the server has been without activity at `now`.
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_active)
+    }
+
+    /// Feeds one input at `now`.
+    pub fn handle(&mut self, input: Input, now: Instant) -> Output {
+        let mut out = Output::default();
+        match input {
+            Input::Observation(obs) => self.observe(obs, now, &mut out),
+            Input::Container(ev) => self.container(ev, now, &mut out),
+            Input::Lifecycle(state) => self.lifecycle(state, &mut out),
+            Input::SpotInterruption => self.start_drain(DrainCause::SpotInterruption),
+            Input::Shutdown { system_stopping } => {
+                let cause = if system_stopping {
+                    DrainCause::SystemShutdown
+                } else {
+                    DrainCause::AgentStop
+                };
+                self.start_drain(cause);
+            }
+            Input::Done(c) => self.done(c, now, &mut out),
+            Input::Tick => {}
+        }
+        self.timers(now, &mut out);
+        self.advance_drain(now, &mut out);
+        out
+    }
+
+    /// Whether an exit is a crash: non-zero or OOM, and requested by nobody (not the agent,
+    /// not Docker's stop API, not the instance's termination).
+    pub fn is_crash(&self, exit_code: i64, requested: bool, oom_killed: bool) -> bool {
+        !(requested || self.stopping()) && (exit_code != 0 || oom_killed)
+    }
+
+    fn stopping(&self) -> bool {
+        self.drain.is_some() || self.lifecycle == Some(LifecycleState::Terminating)
+    }
+
+    fn warmed(&self) -> bool {
+        matches!(self.lifecycle, Some(LifecycleState::Warmed(_)))
+    }
+
+    fn observe(&mut self, obs: Observation, now: Instant, out: &mut Output) {
+        // Metrics accumulate whatever the state.
+        if let PacketReading::Known { total, .. } = &obs.packets {
+            self.packets_sum = Some(self.packets_sum.unwrap_or(0).saturating_add(*total));
+        }
+        if let Some(ProbeReading::Players { online, .. }) = &obs.probe {
+            self.players = Some(*online);
+        }
+
+        let gap = self.last_sample.is_some_and(|prev| {
+            now.saturating_duration_since(prev) > self.policy.sample_interval * GAP_FACTOR
+        });
+        self.last_sample = Some(now);
+        let (active, basis) = classify(&obs, self.policy.min_packets_per_second);
+        let (active, basis) = if gap {
+            (true, "samples were missing")
+        } else {
+            (active, basis)
+        };
+        if active {
+            self.last_active = now;
+        }
+        let idle_for = self.idle_for(now);
+        let mut verdict = Verdict {
+            active,
+            basis,
+            idle_for,
+            remaining: None,
+        };
+        if !active && self.drain.is_none() && !self.warmed() {
+            let grace_left = (self.booted + self.policy.boot_grace).saturating_duration_since(now);
+            let idle_left = self.policy.idle_after.saturating_sub(idle_for);
+            verdict.remaining = Some(idle_left.max(grace_left));
+            if idle_left.is_zero() && grace_left.is_zero() {
+                self.idle(idle_for, basis, out);
+            }
+        }
+        out.verdict = Some(verdict);
+    }
+
+    fn idle(&mut self, idle_for: Duration, basis: &str, out: &mut Output) {
+        if !self.policy.scaling {
+            if !self.idle_without_scaling_noted {
+                self.idle_without_scaling_noted = true;
+                out.actions.push(Action::Alert(Alert::IdleShutdown {
+                    idle_for,
+                    detail: format!(
+                        "{basis}; [scaling] is not configured, so the instance keeps running"
+                    ),
+                }));
+            }
+            return;
+        }
+        if self.scale_in.is_some() {
+            return;
+        }
+        self.request_scale_in(ScaleReason::Idle { idle_for }, out);
+        out.actions.push(Action::Alert(Alert::IdleShutdown {
+            idle_for,
+            detail: basis.to_string(),
+        }));
+    }
+
+    fn request_scale_in(&mut self, reason: ScaleReason, out: &mut Output) {
+        self.scale_in = Some(ScaleIn { done_at: None });
+        out.actions.push(Action::ScaleToZero(reason));
+    }
+
+    fn container(&mut self, ev: ContainerEvent, now: Instant, out: &mut Output) {
+        match ev {
+            ContainerEvent::Running { .. } => {
+                self.container_running = true;
+                self.running_since = Some(now);
+            }
+            ContainerEvent::Exited {
+                name,
+                exit_code,
+                requested,
+                oom_killed,
+                log_tail,
+                ..
+            } => {
+                self.container_running = false;
+                self.running_since = None;
+                let crash = self.is_crash(exit_code, requested, oom_killed);
+                let requested = requested || self.stopping();
+                if !crash {
+                    if !requested {
+                        // A clean exit nobody asked for (for example an in-game /stop) ends a
+                        // crash streak: the game shut itself down on purpose.
+                        self.end_streak();
+                    }
+                    return;
+                }
+                self.crash_streak = self.crash_streak.saturating_add(1);
+                if self.crash_streak < self.policy.crashes_before_shutdown || self.streak_alerted {
+                    return;
+                }
+                self.streak_alerted = true;
+                let scaling_in = self.policy.scaling && self.scale_in.is_none() && !self.warmed();
+                if scaling_in {
+                    self.request_scale_in(
+                        ScaleReason::Crash {
+                            exit_code,
+                            oom_killed,
+                            crashes: self.crash_streak,
+                        },
+                        out,
+                    );
+                }
+                out.actions.push(Action::Alert(Alert::Crash {
+                    exit_code,
+                    oom_killed,
+                    crashes: self.crash_streak,
+                    container: name,
+                    log_tail,
+                    scaling_in,
+                }));
+            }
+        }
+    }
+
+    fn end_streak(&mut self) {
+        self.crash_streak = 0;
+        self.streak_alerted = false;
+    }
+
+    fn lifecycle(&mut self, state: LifecycleState, out: &mut Output) {
+        if matches!(state, LifecycleState::InService | LifecycleState::Standalone)
+            && self.policy.dns
+            && !self.dns_requested
+            && self.drain.is_none()
+        {
+            self.dns_requested = true;
+            out.actions.push(Action::UpdateDns);
+        }
+        if state == LifecycleState::Terminating {
+            self.start_drain(DrainCause::Terminating);
+        }
+        self.lifecycle = Some(state);
+    }
+
+    fn start_drain(&mut self, cause: DrainCause) {
+        let p = &self.policy;
+        let stops_game = cause != DrainCause::AgentStop;
+        let drain = self.drain.get_or_insert(Drain {
+            cause,
+            stop: Step::Skip,
+            dns: Step::Skip,
+            flush: Step::Skip,
+            lifecycle: Step::Skip,
+            exit: false,
+            exit_sent: false,
+        });
+        if stops_game {
+            drain.stop.want();
+            if p.dns {
+                drain.dns.want();
+            }
+        }
+        if cause == DrainCause::Terminating {
+            drain.cause = cause;
+            if p.lifecycle_hook {
+                drain.lifecycle.want();
+            }
+        }
+        // A Spot notice alone leaves the agent running until the instance goes away or the
+        // termination arrives; every other cause ends with the agent's exit.
+        if cause != DrainCause::SpotInterruption {
+            drain.exit = true;
+            if p.metrics_interval.is_some() {
+                drain.flush.want();
+            }
+        }
+    }
+
+    fn advance_drain(&mut self, now: Instant, out: &mut Output) {
+        let heartbeat = self.policy.lifecycle_hook;
+        let flush_now = self
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.flush == Step::Pending && !d.stop.busy());
+        let batch = flush_now.then(|| self.take_metrics(now));
+        let Some(d) = self.drain.as_mut() else {
+            return;
+        };
+        if d.stop == Step::Pending {
+            d.stop = Step::Running;
+            out.actions.push(Action::GracefulStop {
+                cause: d.cause,
+                heartbeat: heartbeat && d.lifecycle.busy(),
+            });
+        }
+        if d.stop.busy() {
+            return;
+        }
+        if d.dns == Step::Pending {
+            d.dns = Step::Running;
+            out.actions.push(Action::RevertDns);
+        }
+        if let Some(batch) = batch {
+            d.flush = Step::Running;
+            out.actions.push(Action::PublishMetrics { batch, flush: true });
+        }
+        if d.dns.busy() || d.flush.busy() {
+            return;
+        }
+        if d.lifecycle == Step::Pending {
+            d.lifecycle = Step::Running;
+            out.actions.push(Action::CompleteLifecycle);
+        }
+        if d.lifecycle.busy() {
+            return;
+        }
+        if d.exit && !d.exit_sent {
+            d.exit_sent = true;
+            out.actions.push(Action::Exit);
+        }
+    }
+
+    fn take_metrics(&mut self, now: Instant) -> MetricsBatch {
+        MetricsBatch {
+            inbound_packets: self.packets_sum.take(),
+            players_online: self.players,
+            idle_seconds: self.idle_for(now).as_secs_f64(),
+            container_running: self.container_running,
+        }
+    }
+
+    fn done(&mut self, c: Completion, now: Instant, out: &mut Output) {
+        let set = |step: &mut Step| {
+            if *step == Step::Running {
+                *step = Step::Done;
+            }
+        };
+        match c {
+            Completion::DnsUpdated => {}
+            Completion::ScaledIn => {
+                if let Some(s) = self.scale_in.as_mut() {
+                    s.done_at = Some(now);
+                }
+                // If the group keeps us (the wake-up path set the capacity back to 1), give
+                // the players a whole new idle window before trying again.
+                self.last_active = now;
+                self.end_streak();
+            }
+            Completion::GracefulStopDone => {
+                if let Some(d) = self.drain.as_mut() {
+                    set(&mut d.stop);
+                }
+            }
+            Completion::DnsReverted => {
+                if let Some(d) = self.drain.as_mut() {
+                    set(&mut d.dns);
+                }
+            }
+            Completion::MetricsFlushed => {
+                if let Some(d) = self.drain.as_mut() {
+                    set(&mut d.flush);
+                }
+            }
+            Completion::LifecycleCompleted => {
+                if let Some(d) = self.drain.as_mut() {
+                    set(&mut d.lifecycle);
+                }
+            }
+            Completion::LifecycleStuck { error } => {
+                out.actions
+                    .push(Action::Alert(Alert::LifecycleStuck { error }));
+            }
+        }
+    }
+
+    fn timers(&mut self, now: Instant, out: &mut Output) {
+        if self.drain.is_some() {
+            return;
+        }
+        // A scale-in the group did not act on (the capacity was set back to 1) may be retried
+        // after a fresh idle window.
+        if let Some(ScaleIn { done_at: Some(t) }) = self.scale_in
+            && now.saturating_duration_since(t) >= self.policy.idle_after
+        {
+            self.scale_in = None;
+            if self.policy.stop_on_max_uptime {
+                self.max_uptime_fired = false;
+            }
+        }
+        if let Some(since) = self.running_since
+            && now.saturating_duration_since(since) >= CRASH_STREAK_RESET
+            && self.crash_streak > 0
+        {
+            self.end_streak();
+        }
+        if let Some(max) = self.policy.max_uptime
+            && !self.max_uptime_fired
+            && !self.warmed()
+        {
+            let uptime = now.saturating_duration_since(self.booted);
+            if uptime >= max {
+                self.max_uptime_fired = true;
+                let scaling_in =
+                    self.policy.stop_on_max_uptime && self.policy.scaling && self.scale_in.is_none();
+                if scaling_in {
+                    self.request_scale_in(ScaleReason::MaxUptime { uptime }, out);
+                }
+                if !self.max_uptime_alerted {
+                    self.max_uptime_alerted = true;
+                    out.actions
+                        .push(Action::Alert(Alert::MaxUptime { uptime, scaling_in }));
+                }
+            }
+        }
+        if let Some(next) = self.next_metrics
+            && now >= next
+            && let Some(interval) = self.policy.metrics_interval
+        {
+            let batch = self.take_metrics(now);
+            out.actions.push(Action::PublishMetrics { batch, flush: false });
+            // Skip missed intervals rather than bursting.
+            let mut n = next + interval;
+            while n <= now {
+                n += interval;
+            }
+            self.next_metrics = Some(n);
+        }
+    }
+}
+
+/// Whether one observation shows activity, and on what basis (rules 3, 4 and 5).
+pub fn classify(obs: &Observation, min_pps: f64) -> (bool, &'static str) {
+    if obs.keep_awake == Some(true) {
+        return (true, "the keep-awake file exists");
+    }
+    match &obs.probe {
+        Some(ProbeReading::Players { online, .. }) if *online > 0 => {
+            return (true, "players are online");
+        }
+        Some(ProbeReading::Players { .. }) => return (false, "the game reports 0 players"),
+        Some(ProbeReading::Failed { .. }) | None => {}
+    }
+    match &obs.packets {
+        PacketReading::Unknown { .. } => (true, "packets could not be counted"),
+        PacketReading::Known { total, .. } => {
+            let secs = obs.interval.as_secs_f64();
+            let rate = if secs > 0.0 { *total as f64 / secs } else { 0.0 };
+            if rate >= min_pps && *total > 0 {
+                (true, "game traffic")
+            } else {
+                (false, "game traffic below the threshold")
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `container-manager-agent`: parse the CLI, load the config, build the real adapters, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use container_manager_agent::config::{self, Config, EXIT_CONFIG};
+use container_manager_agent::logging::{self, LogFormat};
+use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdown};
+use container_manager_agent::{activity, aws, container};
+
+#[derive(Debug, Parser)]
+#[command(name = "container-manager-agent", version, about = "Scales a game server to zero when nobody plays, and saves the world first.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent (what the systemd unit starts).
+    Run {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Log every world-changing action instead of performing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Default: journald under systemd (JOURNAL_STREAM set), text otherwise.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Validate a config file exactly as `run` does; exits 0 when valid, 78 when not.
+    CheckConfig {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Print inbound packet counts per port spec, one JSON object per interval.
+    Activity(activity::cli::ActivityArgs),
+    /// Ask a game server for its player count and print it as JSON.
+    Probe(activity::cli::ProbeArgs),
+    /// Print the game container's classified events, one JSON object per line.
+    Containers(container::cli::ContainersArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match config::load(&config) {
+            Ok(c) => {
+                println!("{}: valid", c.source);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_CONFIG as u8)
+            }
+        },
+        Command::Run {
+            config,
+            dry_run,
+            log_format,
+        } => {
+            // Validate before anything else, so a bad config performs no action.
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG as u8);
+                }
+            };
+            if let Some(note) = logging::init(log_format.unwrap_or_else(LogFormat::default_for_env)) {
+                tracing::warn!("{note}");
+            }
+            match runtime() {
+                Ok(rt) => rt.block_on(run_agent(config, dry_run)),
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Activity(args) => with_runtime(activity::cli::activity(args)),
+        Command::Probe(args) => with_runtime(activity::cli::probe(args)),
+        Command::Containers(args) => with_runtime(container::cli::containers(args)),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+fn with_runtime(fut: impl Future<Output = ExitCode>) -> ExitCode {
+    match runtime() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_agent(config: Config, dry_run: bool) -> ExitCode {
+    let shutdown = Shutdown::default();
+    let signals = tokio::spawn(watch_signals(shutdown.clone()));
+    let adapters = build_adapters(&config).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let result = run::run(config, adapters, RunOptions { dry_run }, shutdown).await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    signals.abort();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Agent stopped with an error.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// First SIGTERM/SIGINT: graceful drain. Second: force.
+async fn watch_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("Cannot install signal handlers; the agent stops only when its work ends.");
+        return;
+    };
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        count += 1;
+        if count == 1 {
+            shutdown.graceful.cancel();
+        } else {
+            shutdown.force.cancel();
+            return;
+        }
+    }
+}
+
+async fn build_adapters(config: &Config) -> Adapters {
+    let counter = activity::open_counter(&config.activity).map_err(|e| {
+        tracing::error!(error = %e, "Cannot count packets; every sample is unknown (never idle).");
+        e.to_string()
+    });
+    let probe = config.activity.probe.as_ref().map(activity::probe_for);
+    let containers = match container::docker_for(&config.container) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(error = %e, "Cannot connect to Docker; crashes will not be seen.");
+            None
+        }
+    };
+    let cloud = aws::build(config).await;
+    Adapters {
+        counter,
+        probe,
+        containers,
+        metadata: cloud.metadata,
+        dns: cloud.dns,
+        capacity: cloud.capacity,
+        metrics: cloud.metrics,
+        alerts: cloud.alerts,
+        host: Arc::new(LinuxHost),
+    }
+}

@@ -1,0 +1,102 @@
+"""Shared helpers for the cloud/ tests: the templates, the example parameters, a moto server."""
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLOUD = ROOT / "cloud"
+MAIN_TEMPLATE = CLOUD / "container-manager.yaml"
+WAKE_TEMPLATE = CLOUD / "wake-us-east-1.yaml"
+EXAMPLES = sorted((CLOUD / "examples").glob("*.json"))
+VENV_BIN = ROOT / "tests" / ".venv" / "bin"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation YAML: `!Ref x` becomes {"Ref": x}, `!Sub s` {"Fn::Sub": s}..."""
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    if suffix == "Condition":
+        return {"Condition": value}
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template(path):
+    return yaml.load(Path(path).read_text(), Loader=_CfnLoader)
+
+
+@pytest.fixture(scope="session")
+def main_template():
+    return load_template(MAIN_TEMPLATE)
+
+
+@pytest.fixture(scope="session")
+def wake_template():
+    return load_template(WAKE_TEMPLATE)
+
+
+def example_parameters(path):
+    """The example file as create-stack takes it (and `deploy --parameter-overrides file://`)."""
+    return json.loads(Path(path).read_text())
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto server on 127.0.0.1 for the whole session, with dummy credentials."""
+    from moto.server import ThreadedMotoServer
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ[key] = value
+    os.environ.pop("AWS_PROFILE", None)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    yield endpoint
+    server.stop()
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    """boto3 clients against a freshly reset moto."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+
+    def client(service, region="us-east-1"):
+        return boto3.client(service, region_name=region, endpoint_url=moto_endpoint)
+
+    return client

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs and starts everything the tests, the demo and the benchmarks need, on a fresh
+# Debian machine, as root. Idempotent: a second run only checks.
+#   - Debian packages (docker.io, iproute2, busybox-static, tcpdump, packaging tools)
+#   - tests/.venv with moto[server] and the CloudFormation linters (tests/requirements.txt)
+#   - dockerd, if it is not running
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v rpm >/dev/null 2>&1 || need+=(rpm)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v objdump >/dev/null 2>&1 || need+=(binutils)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Python venv for the AWS emulator and the template checks, rebuilt when requirements change.
+venv=tests/.venv
+stamp=$venv/.requirements.sha256
+want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ ! -x $venv/bin/moto_server ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  log "creating $venv"
+  python3 -m venv $venv
+  $venv/bin/pip install -q --upgrade pip
+  $venv/bin/pip install -q -r tests/requirements.txt
+  echo "$want" > $stamp
+fi
+
+# Cargo tools for packaging, installed into ~/.cargo/bin once.
+for tool in cargo-deb cargo-generate-rpm; do
+  if ! command -v $tool >/dev/null 2>&1; then
+    log "installing $tool"
+    cargo install -q --locked $tool
+  fi
+done
+
+# dockerd, started in the background when no daemon answers.
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p tests/.cache
+  nohup dockerd >tests/.cache/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see tests/.cache/dockerd.log"; tail -20 tests/.cache/dockerd.log >&2; exit 1; }
+fi
+
+# The tiny test image: busybox-static as the rootfs, built with docker import (no registry).
+if ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1; then
+  log "building the test image cm-test/busybox:1"
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/bin" "$tmp/tmp" "$tmp/data" "$tmp/proc" "$tmp/sys" "$tmp/dev" "$tmp/etc"
+  cp /bin/busybox "$tmp/bin/busybox"
+  for app in sh sleep echo cat trap kill date touch ls head tail true false seq printf dd yes; do
+    ln -sf busybox "$tmp/bin/$app"
+  done
+  tar -C "$tmp" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - cm-test/busybox:1 >/dev/null
+  rm -rf "$tmp"
+fi
+log "ready"
