@@ -100,3 +100,41 @@ def aws(moto_endpoint):
         return boto3.client(service, region_name=region, endpoint_url=moto_endpoint)
 
     return client
+
+
+def function_code(template, logical_id):
+    return template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
+
+
+def load_function(code, name, env):
+    """Runs a function's inline code as a module, with its environment variables set."""
+    import types
+
+    os.environ.update(env)
+    module = types.ModuleType(name)
+    exec(compile(code, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def deployable(template):
+    """The template without its custom resources, which moto would run in Docker.
+
+    tests/cloud/test_helper.py runs their code against moto directly instead.
+    """
+    import copy
+
+    body = copy.deepcopy(template)
+    custom = [k for k, v in body["Resources"].items() if v["Type"].startswith("Custom::")]
+    for logical_id in custom:
+        del body["Resources"][logical_id]
+    for resource in body["Resources"].values():
+        depends = resource.get("DependsOn")
+        if isinstance(depends, str):
+            depends = [depends]
+        if depends:
+            depends = [d for d in depends if d not in custom]
+            if depends:
+                resource["DependsOn"] = depends
+            else:
+                del resource["DependsOn"]
+    return json.dumps(body)

@@ -1,0 +1,2 @@
+//! Integration tests: activity (see docs/design.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
