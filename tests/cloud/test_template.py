@@ -1,0 +1,258 @@
+"""What moto's CloudFormation drops or skips, checked on the parsed templates."""
+
+import json
+import re
+
+import pytest
+
+from conftest import EXAMPLES, example_parameters, function_code
+
+AGENT_ACTIONS_ON_GROUP = {
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:CompleteLifecycleAction",
+    "autoscaling:RecordLifecycleActionHeartbeat",
+}
+# Actions that have no resource-level permissions in IAM, so "*" is the only choice.
+STAR_ONLY_ACTIONS = {
+    "autoscaling:DescribeAutoScalingInstances",
+    "cloudwatch:PutMetricData",
+    "ecs:DiscoverPollEndpoint",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+    "ecr:GetAuthorizationToken",
+    "autoscaling:DescribeAutoScalingGroups",
+}
+
+
+def resources(template, kind):
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def statements(role):
+    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def test_group_is_zero_to_one_and_starts_at_zero(main_template):
+    group = main_template["Resources"]["AutoScalingGroup"]["Properties"]
+    assert (group["MinSize"], group["MaxSize"]) == ("0", "1")
+    # No DesiredCapacity: it starts at MinSize, and stack updates never reset it.
+    assert "DesiredCapacity" not in group
+
+
+def test_group_has_a_termination_hook_that_the_agent_completes(main_template):
+    (hook,) = main_template["Resources"]["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["DefaultResult"] == "CONTINUE"
+    assert 120 < hook["HeartbeatTimeout"] <= 900
+    user_data = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    variables = user_data["Fn::Base64"]["Fn::Sub"][1]
+    assert variables["HookName"] == hook["LifecycleHookName"]
+
+
+def test_launch_template_requires_imdsv2_with_hop_limit_1(main_template):
+    data = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    assert data["MetadataOptions"] == {
+        "HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}
+    assert data["ImageId"] == {"Ref": "ImageId"}
+    assert main_template["Parameters"]["ImageId"]["Default"] == (
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id")
+    assert main_template["Parameters"]["ImageId"]["Type"].startswith("AWS::SSM::Parameter::Value")
+    assert all(m["Ebs"]["Encrypted"] for m in data["BlockDeviceMappings"])
+
+
+def test_task_uses_host_networking_and_a_daemon_service(main_template):
+    task = main_template["Resources"]["TaskDefinition"]["Properties"]
+    assert task["NetworkMode"] == "host"
+    assert task["ContainerDefinitions"][0]["Name"] == "game"
+    service = main_template["Resources"]["Service"]["Properties"]
+    assert service["SchedulingStrategy"] == "DAEMON"
+
+
+def test_secrets_come_only_from_ssm_and_never_reach_outputs(main_template):
+    params = main_template["Parameters"]
+    secret_slots = [k for k in params if k.startswith("Secret")]
+    assert len(secret_slots) == 5
+    for slot in secret_slots:
+        assert re.fullmatch(params[slot]["AllowedPattern"], "PASS=/container-manager/x/pass")
+        assert not re.fullmatch(params[slot]["AllowedPattern"], "PASS=hunter2")
+    container = main_template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert all("ValueFrom" in s["Fn::If"][1] for s in container["Secrets"])
+    outputs = json.dumps(main_template["Outputs"])
+    for name in params:
+        if name.startswith(("Env", "Secret")):
+            assert name not in outputs
+    read = [s for s in statements(main_template["Resources"]["ExecutionRole"])
+            if "ssm:GetParameters" in as_list(s["Action"])]
+    assert read[0]["Resource"]["Fn::Sub"].endswith(":parameter/container-manager/${ServerName}/*")
+
+
+def test_file_systems_are_encrypted_and_tls_only(main_template):
+    systems = resources(main_template, "AWS::EFS::FileSystem")
+    assert set(systems) == {"DataFileSystem", "ServerFilesFileSystem"}
+    for fs in systems.values():
+        props = fs["Properties"]
+        assert props["Encrypted"] is True
+        (deny,) = props["FileSystemPolicy"]["Statement"]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    volumes = main_template["Resources"]["TaskDefinition"]["Properties"]["Volumes"]
+    data = volumes[0]["EFSVolumeConfiguration"]
+    server = volumes[1]["Fn::If"][1]["EFSVolumeConfiguration"]
+    for config in (data, server):
+        assert config["TransitEncryption"] == "ENABLED"
+        assert config["AuthorizationConfig"]["IAM"] == "ENABLED"
+
+
+def test_only_the_data_file_system_is_backed_up(main_template):
+    (selection,) = resources(main_template, "AWS::Backup::BackupSelection").values()
+    backed_up = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+    assert "${DataFileSystem}" in backed_up
+    assert "ServerFiles" not in backed_up
+    for fs in resources(main_template, "AWS::EFS::FileSystem").values():
+        assert fs["Properties"]["BackupPolicy"] == {"Status": "DISABLED"}  # no second, implicit plan
+    assert main_template["Resources"]["DataFileSystem"]["DeletionPolicy"] == "Retain"
+    assert main_template["Resources"]["BackupVault"]["DeletionPolicy"] == "Retain"
+
+
+def test_security_group_opens_game_ports_and_ssh_only_from_the_parameter(main_template):
+    ingress = resources(main_template, "AWS::EC2::SecurityGroupIngress")
+    assert set(ingress) == {"GamePort1Ingress", "GamePort2Ingress", "GamePort3Ingress",
+                            "GamePort4Ingress", "SshIngress"}
+    ssh = ingress["SshIngress"]
+    assert ssh["Condition"] == "HasSsh"
+    assert ssh["Properties"]["CidrIp"] == {"Ref": "SshCidr"}
+    assert main_template["Conditions"]["HasSsh"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SshCidr"}, ""]}]}
+    sg = main_template["Resources"]["InstanceSecurityGroup"]["Properties"]
+    assert "SecurityGroupIngress" not in sg
+
+
+def test_instance_role_limits_each_write_to_one_resource(main_template):
+    role = main_template["Resources"]["InstanceRole"]
+    assert "ManagedPolicyArns" not in role["Properties"]  # e.g. no AmazonSSMManagedInstanceCore
+    by_action = {}
+    for statement in statements(role):
+        assert statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"]):
+            assert "*" not in action.split(":")[1] or action == "ecs:Submit*", action
+            assert action not in by_action, f"{action} granted twice"
+            by_action[action] = statement
+    for action, statement in by_action.items():
+        resource = statement["Resource"]
+        assert not isinstance(resource, list), f"{action} has several resources"
+        if resource == "*":
+            assert action in STAR_ONLY_ACTIONS, action
+    for action in AGENT_ACTIONS_ON_GROUP:
+        arn = by_action[action]["Resource"]["Fn::Sub"]
+        assert arn.endswith(":autoScalingGroup:*:autoScalingGroupName/container-manager-${ServerName}")
+    change = by_action["route53:ChangeResourceRecordSets"]
+    assert change["Resource"]["Fn::Sub"].endswith(":route53:::hostedzone/${HostedZoneId}")
+    assert change["Condition"]["ForAllValues:StringEquals"][
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames"] == [{"Ref": "RecordName"}]
+    metrics = by_action["cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": {"Ref": "MetricsNamespace"}}}
+    assert by_action["sns:Publish"]["Resource"] == {"Ref": "AlertTopic"}
+    for read in ("autoscaling:DescribeAutoScalingInstances", "route53:GetChange",
+                 "route53:ListResourceRecordSets", "ssm:UpdateInstanceInformation"):
+        assert read in by_action
+    assert not any(a.startswith(("ssm:GetParameter", "s3:", "iam:", "ec2:")) for a in by_action)
+
+
+def test_heartbeat_alarm_scales_to_zero_after_10_silent_minutes_in_service(main_template):
+    alarm = main_template["Resources"]["HeartbeatMissingAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    heartbeat = metrics["heartbeat"]["MetricStat"]
+    assert heartbeat["Metric"]["MetricName"] == "AgentHeartbeat"
+    assert heartbeat["Metric"]["Namespace"] == {"Ref": "MetricsNamespace"}
+    assert heartbeat["Metric"]["Dimensions"] == [
+        {"Name": "AutoScalingGroupName", "Value": {"Ref": "AutoScalingGroup"}}]
+    assert metrics["inservice"]["MetricStat"]["Metric"]["MetricName"] == "GroupInServiceInstances"
+    (result,) = [m for m in alarm["Metrics"] if m["ReturnData"]]
+    assert "inservice >= 1" in result["Expression"] and "FILL(heartbeat, 0) < 1" in result["Expression"]
+    assert alarm["DatapointsToAlarm"] * heartbeat["Period"] == 600
+    assert alarm["AlarmActions"] == [{"Ref": "ScaleToZeroPolicy"}, {"Ref": "AlertTopic"}]
+    policy = main_template["Resources"]["ScaleToZeroPolicy"]["Properties"]
+    assert (policy["AdjustmentType"], policy["ScalingAdjustment"]) == ("ExactCapacity", 0)
+    collected = main_template["Resources"]["AutoScalingGroup"]["Properties"]["MetricsCollection"]
+    assert "GroupInServiceInstances" in collected[0]["Metrics"]
+
+
+def test_max_uptime_alarm_alerts_and_stops_only_when_asked(main_template):
+    alarm = main_template["Resources"]["MaxUptimeAlarm"]["Properties"]
+    assert alarm["MetricName"] == "GroupInServiceInstances"
+    assert alarm["Statistic"] == "Minimum"
+    periods = main_template["Mappings"]["UptimePeriods"]
+    hours = main_template["Parameters"]["MaxUptimeHours"]
+    assert set(periods) == {str(h) for h in range(hours["MinValue"], hours["MaxValue"] + 1)}
+    for h, row in periods.items():
+        assert row["Periods"] * alarm["Period"] == int(h) * 3600
+    assert alarm["AlarmActions"][0] == {"Ref": "AlertTopic"}
+    assert alarm["AlarmActions"][1] == {
+        "Fn::If": ["StopsOnMaxUptime", {"Ref": "ScaleToZeroPolicy"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_subscription_filter_matches_exactly_an_a_query_for_the_name(main_template, wake_template):
+    for template in (main_template, wake_template):
+        (flt,) = resources(template, "AWS::Logs::SubscriptionFilter").values()
+        assert flt["Properties"]["FilterPattern"] == {"Fn::Sub": '" ${RecordName} A "'}
+
+
+def test_both_templates_carry_the_same_wake_chain(main_template, wake_template):
+    for logical_id in ("WakeFunction", "HelperFunction"):
+        code = function_code(main_template, logical_id)
+        assert code == function_code(wake_template, logical_id)
+        assert len(code) <= 4096  # the limit for inline ZipFile code
+    for logical_id in ("QueryLogGroup", "QueryLogResourcePolicy", "QueryLogging", "WakeInvokePermission",
+                       "WakeSubscriptionFilter", "WakeLogGroup"):
+        main = dict(main_template["Resources"][logical_id])
+        assert main.pop("Condition") == "IsUsEast1"
+        assert main == wake_template["Resources"][logical_id], logical_id
+    wake_env = wake_template["Resources"]["WakeFunction"]["Properties"]["Environment"]["Variables"]
+    assert wake_env["SERVER_REGION"] == {"Ref": "ServerRegion"}
+    assert main_template["Conditions"]["IsUsEast1"] == {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]}
+
+
+def test_the_stack_owns_the_record_only_through_the_cleanup_resource(main_template):
+    assert not resources(main_template, "AWS::Route53::RecordSet")
+    record = main_template["Resources"]["ServerRecord"]
+    assert record["Type"] == "Custom::ServerRecord"
+    assert record["Properties"]["Address"] == "0.0.0.0"
+    # The group goes first on delete, so the agent can't rewrite a deleted record.
+    assert "ServerRecord" in main_template["Resources"]["AutoScalingGroup"]["DependsOn"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_fits_the_template(path, main_template):
+    params = main_template["Parameters"]
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in example_parameters(path)}
+    assert set(given) <= set(params)
+    assert {k for k, v in params.items() if "Default" not in v} <= set(given)
+    for key, value in given.items():
+        spec = params[key]
+        values = value.split(",") if spec["Type"] == "CommaDelimitedList" else [value]
+        for item in values:
+            if "AllowedPattern" in spec:
+                assert re.fullmatch(spec["AllowedPattern"], item), (key, item)
+            if "AllowedValues" in spec:
+                assert item in [str(v) for v in spec["AllowedValues"]], (key, item)
+        if spec["Type"] == "Number":
+            assert spec.get("MinValue", -1e18) <= float(value) <= spec.get("MaxValue", 1e18), key
+    if spec_ports := given["GamePorts"].split(","):
+        assert 1 <= len(spec_ports) <= 4
+
+
+@pytest.mark.parametrize("name,ports,probe", [
+    ("valheim", "udp:2456-2458", "a2s"),
+    ("minecraft", "tcp:25565,udp:19132", "minecraft"),
+    ("palworld", "udp:8211,udp:27015", "none"),
+])
+def test_examples_cover_the_three_games(name, ports, probe):
+    (path,) = [p for p in EXAMPLES if p.stem == name]
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in example_parameters(path)}
+    assert given["GamePorts"] == ports
+    assert given["ProbeKind"] == probe
