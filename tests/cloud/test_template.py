@@ -102,8 +102,8 @@ def test_file_systems_are_encrypted_and_tls_only(main_template):
         assert deny["Effect"] == "Deny"
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     volumes = main_template["Resources"]["TaskDefinition"]["Properties"]["Volumes"]
-    data = volumes[0]["EFSVolumeConfiguration"]
-    server = volumes[1]["Fn::If"][1]["EFSVolumeConfiguration"]
+
+    data, server = (v["EFSVolumeConfiguration"] for v in volumes["Fn::If"][1])
     for config in (data, server):
         assert config["TransitEncryption"] == "ENABLED"
         assert config["AuthorizationConfig"]["IAM"] == "ENABLED"

@@ -1,0 +1,253 @@
+"""Deploy the stacks into moto's CloudFormation and check the resources moto keeps."""
+
+import ast
+import base64
+import json
+import re
+import subprocess
+import time
+import tomllib
+from urllib.parse import unquote
+
+import pytest
+
+from conftest import EXAMPLES, WAKE_TEMPLATE, deployable, example_parameters, load_template
+
+AGENT_CONFIG_KEYS = {
+    "container": {"ecs_container_name", "stop_timeout", "pre_stop_command",
+                  "crashes_before_shutdown", "alert_log_lines"},
+    "activity": {"interface", "ports", "min_packets_per_second", "sample_interval", "idle_after",
+                 "boot_grace", "keep_awake_file"},
+    "activity.probe": {"kind", "address", "timeout"},
+    "dns": {"hosted_zone_id", "record_name", "ttl", "unavailable_ipv4", "ipv6"},
+    "scaling": {"auto_scaling_group", "lifecycle_hook", "max_uptime", "stop_on_max_uptime"},
+    "metrics": {"namespace", "interval"},
+    "alerts": {"sns_topic_arn"},
+}
+
+
+def create(aws, template, params, region, name="game"):
+    cf = aws("cloudformation", region)
+    cf.create_stack(StackName=name, TemplateBody=deployable(template), Parameters=params,
+                    Capabilities=["CAPABILITY_IAM"])
+    for _ in range(120):
+        stack = cf.describe_stacks(StackName=name)["Stacks"][0]
+        if not stack["StackStatus"].endswith("IN_PROGRESS"):
+            break
+        time.sleep(0.5)
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cf.list_stack_resources(StackName=name)["StackResourceSummaries"]}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    return physical, outputs
+
+
+def with_overrides(path, **overrides):
+    params = [p for p in example_parameters(path) if p["ParameterKey"] not in overrides]
+    return params + [{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()]
+
+
+def policy_document(response):
+    # moto 5.2 stores a policy from CloudFormation as the repr of a Python dict.
+    document = response["PolicyDocument"]
+    if isinstance(document, dict):
+        return document
+    try:
+        return json.loads(unquote(document))
+    except json.JSONDecodeError:
+        return ast.literal_eval(document)
+
+
+def given(params):
+    return {p["ParameterKey"]: p["ParameterValue"] for p in params}
+
+
+def expected_ingress(ports):
+    rules = set()
+    for spec in ports.split(","):
+        proto, span = spec.split(":")
+        low, _, high = span.partition("-")
+        rules.add((proto, int(low), int(high or low), "0.0.0.0/0"))
+    return rules
+
+
+def ingress_rules(ec2, group_id):
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
+    return {(p["IpProtocol"], p["FromPort"], p["ToPort"], r["CidrIp"])
+            for p in group["IpPermissions"] for r in p["IpRanges"]}
+
+
+def user_data(ec2, template_id):
+    (version,) = ec2.describe_launch_template_versions(LaunchTemplateId=template_id)["LaunchTemplateVersions"]
+    return version["LaunchTemplateData"], base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+
+
+def agent_toml(script):
+    match = re.search(r"cat > /etc/container-manager/agent.toml <<'EOF'\n(.*?)\nEOF\n", script, re.S)
+    assert match, "user-data writes no agent.toml"
+    return tomllib.loads(match.group(1))
+
+
+@pytest.fixture(scope="module")
+def template():
+    from conftest import MAIN_TEMPLATE
+    return load_template(MAIN_TEMPLATE)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_deploys_in_us_east_1(path, template, aws):
+    params = example_parameters(path)
+    values = given(params)
+    name = values["ServerName"]
+    physical, outputs = create(aws, template, params, "us-east-1")
+    ec2, asg = aws("ec2"), aws("autoscaling")
+
+    # Network: public subnets, no NAT gateway, only the game's ports open.
+    vpc_id = physical["Vpc"]
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["Subnets"]
+    assert len(subnets) == 2
+    assert ec2.describe_nat_gateways()["NatGateways"] == []
+    assert ingress_rules(ec2, physical["InstanceSecurityGroup"]) == expected_ingress(values["GamePorts"])
+
+    # Compute: 0..1 group, starting at 0, in both subnets.
+    (group,) = asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"container-manager-{name}"])["AutoScalingGroups"]
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 1, 0)
+    assert set(group["VPCZoneIdentifier"].split(",")) == {s["SubnetId"] for s in subnets}
+    assert group["LaunchTemplate"]["LaunchTemplateId"] == physical["LaunchTemplate"]
+
+    data, script = user_data(ec2, physical["LaunchTemplate"])
+    assert data["InstanceType"] == values["InstanceType"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert f"ECS_CLUSTER=container-manager-{name}\n" in script
+    assert f'echo "{values["AgentPackageSha256"]}  $file" | sha256sum --check --strict' in script
+    assert f"url='{values['AgentPackageUrl']}'" in script
+    assert "systemctl enable --now container-manager-agent.service" in script
+    config = agent_toml(script)
+    tables = {"container": config["container"], "activity": {k: v for k, v in config["activity"].items() if k != "probe"},
+              "dns": config["dns"], "scaling": config["scaling"], "metrics": config["metrics"], "alerts": config["alerts"]}
+    if "probe" in config["activity"]:
+        tables["activity.probe"] = config["activity"]["probe"]
+    assert set(config) == {"container", "activity", "dns", "scaling", "metrics", "alerts"}
+    for table, keys in tables.items():
+        assert set(keys) == AGENT_CONFIG_KEYS[table], table
+    assert config["activity"]["ports"] == values["GamePorts"].split(",")
+    assert config["dns"] == {"hosted_zone_id": values["HostedZoneId"], "record_name": values["RecordName"],
+                             "ttl": 1, "unavailable_ipv4": "0.0.0.0", "ipv6": False}
+    assert config["scaling"]["auto_scaling_group"] == group["AutoScalingGroupName"]
+    assert config["scaling"]["lifecycle_hook"] == "container-manager-termination"
+    assert config["scaling"]["max_uptime"] == "8h"
+    assert config["metrics"]["namespace"] == "ContainerManager"
+    assert config["alerts"]["sns_topic_arn"] == outputs["AlertTopicArn"]
+    assert config["container"]["ecs_container_name"] == "game"
+    assert config["container"]["pre_stop_command"] == [
+        c for c in values.get("PreStopCommand", "").split(",") if c]
+    if values["ProbeKind"] == "none":
+        assert "probe" not in config["activity"]
+    else:
+        assert config["activity"]["probe"] == {
+            "kind": values["ProbeKind"], "address": f"127.0.0.1:{values['ProbePort']}", "timeout": "2s"}
+
+    # Container: image, plain environment, secrets by SSM name only.
+    ecs = aws("ecs")
+    assert ecs.describe_clusters(clusters=[physical["Cluster"]])["clusters"][0]["status"] == "ACTIVE"
+    task = ecs.describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"]
+    (container,) = task["containerDefinitions"]
+    assert container["name"] == "game"
+    assert container["image"] == values["ContainerImage"]
+    # moto keeps the AWS::NoValue entries of a list as nulls; CloudFormation drops them.
+    env = {e["name"]: e["value"] for e in container.get("environment", []) if e}
+    assert env == dict(v.split("=", 1) for k, v in values.items() if k.startswith("Env") and v)
+    secrets = {s["name"]: s["valueFrom"] for s in container.get("secrets", []) if s}
+    assert secrets == dict(v.split("=", 1) for k, v in values.items() if k.startswith("Secret") and v)
+    assert all(v.startswith(f"/container-manager/{name}/") for v in secrets.values())
+    mounts = {m["containerPath"] for m in container["mountPoints"]}
+    assert mounts == {values["DataPath"]} | ({values["ServerFilesPath"]} if values["ServerFilesPath"] else set())
+    (service,) = ecs.describe_services(cluster=physical["Cluster"], services=["game"])["services"]
+    assert service["taskDefinition"] == physical["TaskDefinition"]  # moto drops DAEMON: see test_template
+
+    # Storage: one encrypted file system per path.
+    efs = aws("efs")
+    systems = efs.describe_file_systems()["FileSystems"]
+    assert len(systems) == (2 if values["ServerFilesPath"] else 1)
+    assert all(fs["Encrypted"] for fs in systems)
+
+    # Alerts, logs, wake-up chain (this stack is in us-east-1).
+    assert outputs["AlertTopicArn"] in [t["TopicArn"] for t in aws("sns").list_topics()["Topics"]]
+    groups = {g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]}
+    assert {f"/container-manager/{name}/game", f"/aws/route53/container-manager-{name}"} <= groups
+    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
+    assert wake["Environment"]["Variables"] == {
+        "RECORD_NAME": values["RecordName"], "AUTO_SCALING_GROUP": f"container-manager-{name}",
+        "SERVER_REGION": "us-east-1"}
+    assert aws("cloudwatch").list_dashboards()["DashboardEntries"][0]["DashboardName"] == f"container-manager-{name}"
+    assert outputs["WakeStackCommand"].startswith("none")
+
+    # The instance role moto created carries the conditions.
+    role = policy_document(aws("iam").get_role_policy(RoleName=physical["InstanceRole"], PolicyName="agent"))
+    by_sid = {s["Sid"]: s for s in role["Statement"]}
+    assert by_sid["OwnRecordOnly"]["Condition"]["ForAllValues:StringEquals"][
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames"] == [values["RecordName"]]
+    assert by_sid["OwnRecordOnly"]["Resource"] == f"arn:aws:route53:::hostedzone/{values['HostedZoneId']}"
+    assert by_sid["OwnNamespaceOnly"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "ContainerManager"}}
+    assert by_sid["OwnTopicOnly"]["Resource"] == outputs["AlertTopicArn"]
+    assert by_sid["OwnGroupOnly"]["Resource"].endswith(f":autoScalingGroupName/container-manager-{name}")
+
+    # Nothing secret or environmental in the outputs.
+    shown = " ".join(outputs.values())
+    for key, value in values.items():
+        if key.startswith(("Env", "Secret")) and value:
+            assert value.split("=", 1)[1] not in shown
+
+
+def test_outside_us_east_1_the_main_stack_has_no_wake_chain(template, aws):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    physical, outputs = create(aws, template, example_parameters(path), "eu-north-1")
+    assert "WakeFunction" not in physical and "QueryLogGroup" not in physical
+    command = outputs["WakeStackCommand"]
+    assert command.startswith("aws cloudformation deploy --region us-east-1 ")
+    assert "--template-file cloud/wake-us-east-1.yaml" in command
+    assert "ServerRegion=eu-north-1" in command
+    assert aws("lambda", "eu-north-1").list_functions()["Functions"][0]["FunctionName"] == physical["HelperFunction"]
+
+
+def test_wake_stack_deploys_in_us_east_1_for_another_region(aws):
+    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
+        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "RecordName": "valheim.example.com"}.items()]
+    physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
+    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
+    assert wake["Environment"]["Variables"]["SERVER_REGION"] == "eu-north-1"
+    role = policy_document(aws("iam").get_role_policy(RoleName=physical["WakeRole"], PolicyName="wake"))
+    (set_capacity,) = [s for s in role["Statement"] if s["Action"] == "autoscaling:SetDesiredCapacity"]
+    assert set_capacity["Resource"] == (
+        "arn:aws:autoscaling:eu-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/container-manager-valheim")
+    groups = {g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]}
+    assert "/aws/route53/container-manager-valheim" in groups
+
+
+def test_ssh_opens_only_for_the_given_cidr(template, aws):
+    (path,) = [p for p in EXAMPLES if p.stem == "palworld"]
+    physical, _ = create(aws, template, with_overrides(path, SshCidr="203.0.113.0/24"), "eu-west-1")
+    rules = ingress_rules(aws("ec2", "eu-west-1"), physical["InstanceSecurityGroup"])
+    assert ("tcp", 22, 22, "203.0.113.0/24") in rules
+    assert rules - expected_ingress("udp:8211,udp:27015") == {("tcp", 22, 22, "203.0.113.0/24")}
+
+
+def test_stop_on_max_uptime_and_other_parameters_reach_the_agent(template, aws):
+    (path,) = [p for p in EXAMPLES if p.stem == "minecraft"]
+    params = with_overrides(path, StopOnMaxUptime="true", MaxUptimeHours="12", MetricsNamespace="Games/Minecraft",
+                            IdleMinutes="15", MinPacketsPerSecond="0.5")
+    physical, _ = create(aws, template, params, "eu-west-1")
+    _, script = user_data(aws("ec2", "eu-west-1"), physical["LaunchTemplate"])
+    config = agent_toml(script)
+    assert config["scaling"]["stop_on_max_uptime"] is True
+    assert config["scaling"]["max_uptime"] == "12h"
+    assert config["metrics"]["namespace"] == "Games/Minecraft"
+    assert config["activity"]["idle_after"] == "15m"
+    assert config["activity"]["min_packets_per_second"] == 0.5
+    assert config["container"]["pre_stop_command"] == ["rcon-cli", "save-all"]
+    role = policy_document(aws("iam").get_role_policy(RoleName=physical["InstanceRole"], PolicyName="agent"))
+    (metrics,) = [s for s in role["Statement"] if s["Sid"] == "OwnNamespaceOnly"]
+    assert metrics["Condition"]["StringEquals"]["cloudwatch:namespace"] == "Games/Minecraft"
