@@ -777,3 +777,6 @@ pub fn classify(obs: &Observation, min_pps: f64) -> (bool, &'static str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,744 @@
+//! Table tests and property tests of the decision core.
+
+use super::*;
+use proptest::prelude::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn policy() -> Policy {
+    Policy {
+        min_packets_per_second: 2.0,
+        sample_interval: 10 * S,
+        idle_after: 60 * S,
+        boot_grace: Duration::ZERO,
+        crashes_before_shutdown: 1,
+        max_uptime: Some(8 * 3600 * S),
+        stop_on_max_uptime: false,
+        scaling: true,
+        lifecycle_hook: true,
+        dns: true,
+        metrics_interval: Some(60 * S),
+    }
+}
+
+fn packets(total: u64) -> Observation {
+    Observation {
+        interval: 10 * S,
+        packets: PacketReading::Known {
+            total,
+            by_port: vec![("udp:2456-2458".into(), total)],
+        },
+        probe: None,
+        keep_awake: Some(false),
+    }
+}
+
+fn quiet() -> Observation {
+    packets(0)
+}
+
+fn busy() -> Observation {
+    packets(500)
+}
+
+fn unknown() -> Observation {
+    Observation {
+        packets: PacketReading::Unknown {
+            reason: "socket failed".into(),
+        },
+        ..quiet()
+    }
+}
+
+fn with_probe(mut o: Observation, p: ProbeReading) -> Observation {
+    o.probe = Some(p);
+    o
+}
+
+fn players(n: u32) -> ProbeReading {
+    ProbeReading::Players { online: n, max: 10 }
+}
+
+fn probe_err() -> ProbeReading {
+    ProbeReading::Failed {
+        error: "timeout".into(),
+    }
+}
+
+/// A test driver: a core and a clock that only moves forward.
+struct Rig {
+    core: Core,
+    now: Instant,
+    t0: Instant,
+    log: Vec<(Duration, Action)>,
+}
+
+impl Rig {
+    fn new(p: Policy) -> Self {
+        Self::with_uptime(p, Duration::from_secs(3600))
+    }
+
+    fn with_uptime(p: Policy, uptime: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            core: Core::new(p, now, uptime),
+            now,
+            t0: now,
+            log: vec![],
+        }
+    }
+
+    fn at(&mut self, dt: Duration, input: Input) -> Vec<Action> {
+        self.now += dt;
+        let out = self.core.handle(input, self.now);
+        let at = self.now - self.t0;
+        self.log
+            .extend(out.actions.iter().cloned().map(|a| (at, a)));
+        out.actions
+    }
+
+    fn sample(&mut self, o: Observation) -> Vec<Action> {
+        self.at(10 * S, Input::Observation(o))
+    }
+
+    fn scale_ins(&self) -> Vec<&ScaleReason> {
+        self.log
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::ScaleToZero(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(&self) -> Vec<&Alert> {
+        self.log
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Alert(al) => Some(al),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn is_idle_scale(a: &Action) -> bool {
+    matches!(a, Action::ScaleToZero(ScaleReason::Idle { .. }))
+}
+
+#[test]
+fn quiet_for_idle_after_scales_in_once_with_one_alert() {
+    let mut r = Rig::new(policy());
+    for i in 1..=5 {
+        let a = r.sample(quiet());
+        assert!(a.is_empty(), "sample {i} at {}s: {a:?}", i * 10);
+    }
+    let a = r.sample(quiet()); // 60 s quiet
+    assert!(a.iter().any(is_idle_scale), "{a:?}");
+    assert!(a.iter().any(|x| matches!(x, Action::Alert(Alert::IdleShutdown { .. }))));
+    for _ in 0..10 {
+        let a = r.sample(quiet());
+        assert!(!a.iter().any(is_idle_scale), "scale-in repeated: {a:?}");
+    }
+    assert_eq!(r.scale_ins().len(), 1);
+    assert_eq!(r.alerts().len(), 1);
+}
+
+#[test]
+fn verdict_counts_down() {
+    let mut r = Rig::new(policy());
+    r.now += 10 * S;
+    let out = r.core.handle(Input::Observation(quiet()), r.now);
+    let v = out.verdict.unwrap();
+    assert!(!v.active);
+    assert_eq!(v.idle_for, 10 * S);
+    assert_eq!(v.remaining, Some(50 * S));
+}
+
+#[test]
+fn activity_resets_the_window() {
+    let mut r = Rig::new(policy());
+    for _ in 0..5 {
+        r.sample(quiet());
+    }
+    r.sample(busy());
+    for _ in 0..5 {
+        assert!(!r.sample(quiet()).iter().any(is_idle_scale));
+    }
+    assert!(r.sample(quiet()).iter().any(is_idle_scale));
+}
+
+#[test]
+fn rate_threshold_is_per_second() {
+    // 19 packets in 10 s is 1.9/s, below 2.0: quiet. 20 is exactly 2.0: active.
+    assert!(!classify(&packets(19), 2.0).0);
+    assert!(classify(&packets(20), 2.0).0);
+    // With a zero threshold a single packet counts, and silence does not.
+    assert!(classify(&packets(1), 0.0).0);
+    assert!(!classify(&packets(0), 0.0).0);
+}
+
+#[test]
+fn boot_grace_is_honoured() {
+    let mut p = policy();
+    p.boot_grace = 600 * S;
+    let mut r = Rig::with_uptime(p, Duration::ZERO);
+    for i in 1..60 {
+        let a = r.sample(quiet());
+        assert!(!a.iter().any(is_idle_scale), "at {} s", i * 10);
+    }
+    assert!(r.sample(quiet()).iter().any(is_idle_scale), "at 600 s");
+}
+
+#[test]
+fn probe_player_count_decides_over_packets() {
+    // Players online with no traffic at all: active.
+    assert_eq!(classify(&with_probe(quiet(), players(2)), 2.0).0, true);
+    // Zero players while noise traffic flows: quiet.
+    assert_eq!(classify(&with_probe(busy(), players(0)), 2.0).0, false);
+    let mut r = Rig::new(policy());
+    for _ in 0..20 {
+        assert!(!r.sample(with_probe(quiet(), players(2))).iter().any(is_idle_scale));
+    }
+    for _ in 0..5 {
+        assert!(!r.sample(with_probe(busy(), players(0))).iter().any(is_idle_scale));
+    }
+    assert!(r.sample(with_probe(busy(), players(0))).iter().any(is_idle_scale));
+}
+
+#[test]
+fn probe_errors_fall_back_to_packets_then_to_active() {
+    assert!(classify(&with_probe(busy(), probe_err()), 2.0).0);
+    assert!(!classify(&with_probe(quiet(), probe_err()), 2.0).0);
+    assert!(classify(&with_probe(unknown(), probe_err()), 2.0).0);
+    let mut r = Rig::new(policy());
+    for _ in 0..100 {
+        r.sample(with_probe(unknown(), probe_err()));
+    }
+    assert!(r.scale_ins().is_empty());
+}
+
+#[test]
+fn unknown_samples_never_idle() {
+    let mut r = Rig::new(policy());
+    for _ in 0..100 {
+        r.sample(unknown());
+    }
+    assert!(r.scale_ins().is_empty());
+    assert!(r.alerts().is_empty());
+}
+
+#[test]
+fn keep_awake_wins() {
+    let mut r = Rig::new(policy());
+    for _ in 0..100 {
+        let mut o = with_probe(quiet(), players(0));
+        o.keep_awake = Some(true);
+        r.sample(o);
+    }
+    assert!(r.scale_ins().is_empty());
+}
+
+#[test]
+fn a_gap_in_samples_counts_as_active() {
+    let mut r = Rig::new(policy());
+    for _ in 0..5 {
+        r.sample(quiet());
+    }
+    // The sampler stalled for 5 minutes; the next quiet sample must not idle at once.
+    let a = r.at(300 * S, Input::Observation(quiet()));
+    assert!(!a.iter().any(is_idle_scale), "{a:?}");
+    for _ in 0..5 {
+        assert!(!r.sample(quiet()).iter().any(is_idle_scale));
+    }
+    assert!(r.sample(quiet()).iter().any(is_idle_scale));
+}
+
+fn exited(code: i64, requested: bool, oom: bool) -> Input {
+    Input::Container(ContainerEvent::Exited {
+        id: "abc".into(),
+        name: "game".into(),
+        exit_code: code,
+        requested,
+        oom_killed: oom,
+        log_tail: vec!["panic: out of cheese".into()],
+    })
+}
+
+fn running() -> Input {
+    Input::Container(ContainerEvent::Running {
+        id: "abc".into(),
+        name: "game".into(),
+    })
+}
+
+#[test]
+fn a_crash_scales_in_with_one_alert_carrying_the_logs() {
+    let mut r = Rig::new(policy());
+    r.at(S, running());
+    let a = r.at(S, exited(3, false, false));
+    assert!(matches!(
+        a.as_slice(),
+        [Action::ScaleToZero(ScaleReason::Crash { exit_code: 3, .. }), Action::Alert(Alert::Crash { exit_code: 3, log_tail, scaling_in: true, .. })]
+            if log_tail == &vec!["panic: out of cheese".to_string()]
+    ), "{a:?}");
+    // ECS restarts it and it crashes again: no second alert in the same streak.
+    r.at(S, running());
+    assert!(r.at(S, exited(3, false, false)).is_empty());
+}
+
+#[test]
+fn crash_streaks_need_n_in_a_row() {
+    let mut p = policy();
+    p.crashes_before_shutdown = 3;
+    let mut r = Rig::new(p);
+    assert!(r.at(S, exited(1, false, false)).is_empty());
+    assert!(r.at(S, exited(1, false, false)).is_empty());
+    // A clean exit that nobody asked for ends the streak.
+    assert!(r.at(S, exited(0, false, false)).is_empty());
+    assert!(r.at(S, exited(1, false, false)).is_empty());
+    assert!(r.at(S, exited(1, false, false)).is_empty());
+    let a = r.at(S, exited(1, false, false));
+    assert!(matches!(a.first(), Some(Action::ScaleToZero(ScaleReason::Crash { crashes: 3, .. }))), "{a:?}");
+}
+
+#[test]
+fn a_long_healthy_run_ends_the_streak() {
+    let mut p = policy();
+    p.crashes_before_shutdown = 2;
+    let mut r = Rig::new(p);
+    r.at(S, exited(1, false, false));
+    r.at(S, running());
+    r.at(CRASH_STREAK_RESET + S, Input::Tick);
+    assert!(r.at(S, exited(1, false, false)).is_empty(), "streak should have reset");
+}
+
+#[test]
+fn requested_and_terminating_exits_are_not_crashes() {
+    let mut r = Rig::new(policy());
+    // docker stop of a container that ignores SIGTERM: 137, requested.
+    assert!(r.at(S, exited(137, true, false)).is_empty());
+    assert!(!r.core.is_crash(137, true, false));
+    assert!(r.core.is_crash(137, false, false));
+    assert!(r.core.is_crash(0, false, true), "an OOM kill is a crash even with code 0");
+    assert!(!r.core.is_crash(0, false, false));
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(!r.core.is_crash(3, false, false));
+    let a = r.at(S, exited(3, false, false));
+    assert!(!a.iter().any(|x| matches!(x, Action::ScaleToZero(_) | Action::Alert(_))), "{a:?}");
+}
+
+#[test]
+fn max_uptime_alerts_once_and_scales_in_only_when_asked() {
+    for stop in [false, true] {
+        let mut p = policy();
+        p.stop_on_max_uptime = stop;
+        p.metrics_interval = None;
+        let mut r = Rig::with_uptime(p, Duration::ZERO);
+        let wake = r.core.next_wake().unwrap();
+        assert_eq!(wake - r.t0, 8 * 3600 * S);
+        r.at(8 * 3600 * S - S, Input::Tick);
+        assert!(r.alerts().is_empty());
+        r.at(S, Input::Tick);
+        for _ in 0..100 {
+            r.at(600 * S, Input::Tick);
+        }
+        let alerts: Vec<_> = r.alerts().into_iter().filter(|a| matches!(a, Alert::MaxUptime { .. })).collect();
+        assert_eq!(alerts.len(), 1, "stop={stop}");
+        let scale_ins = r.scale_ins().len();
+        if stop {
+            assert_eq!(scale_ins, 1);
+        } else {
+            assert_eq!(scale_ins, 0);
+        }
+    }
+}
+
+#[test]
+fn termination_runs_stop_then_dns_and_flush_then_lifecycle_then_exit() {
+    let mut r = Rig::new(policy());
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::Terminating, heartbeat: true }]);
+    assert!(r.at(S, Input::Tick).is_empty(), "nothing while the stop runs");
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(a[0], Action::RevertDns);
+    assert!(matches!(a[1], Action::PublishMetrics { flush: true, .. }));
+    assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
+    let a = r.at(S, Input::Done(Completion::MetricsFlushed));
+    assert_eq!(a, vec![Action::CompleteLifecycle]);
+    assert!(!r.core.finished());
+    let a = r.at(S, Input::Done(Completion::LifecycleCompleted));
+    assert_eq!(a, vec![Action::Exit]);
+    assert!(r.core.finished());
+    assert_eq!(r.core.next_wake(), None);
+}
+
+#[test]
+fn spot_notice_stops_at_once_and_termination_completes_later() {
+    let mut r = Rig::new(policy());
+    let a = r.at(S, Input::SpotInterruption);
+    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::SpotInterruption, heartbeat: false }]);
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    assert_eq!(a, vec![Action::RevertDns]);
+    assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
+    assert!(!r.core.finished(), "a Spot notice alone does not end the agent");
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]), "{a:?}");
+    let a = r.at(S, Input::Done(Completion::MetricsFlushed));
+    assert_eq!(a, vec![Action::CompleteLifecycle]);
+    assert_eq!(r.at(S, Input::Done(Completion::LifecycleCompleted)), vec![Action::Exit]);
+    let stops = r.log.iter().filter(|(_, a)| matches!(a, Action::GracefulStop { .. })).count();
+    assert_eq!(stops, 1, "the game is stopped once");
+}
+
+#[test]
+fn agent_stop_alone_leaves_the_game_and_dns_alone() {
+    let mut r = Rig::new(policy());
+    let a = r.at(S, Input::Shutdown { system_stopping: false });
+    assert!(matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]), "{a:?}");
+    assert_eq!(r.at(S, Input::Done(Completion::MetricsFlushed)), vec![Action::Exit]);
+}
+
+#[test]
+fn system_shutdown_saves_and_reverts_without_lifecycle() {
+    let mut r = Rig::new(policy());
+    let a = r.at(S, Input::Shutdown { system_stopping: true });
+    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::SystemShutdown, heartbeat: false }]);
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    assert_eq!(a.len(), 2);
+    r.at(S, Input::Done(Completion::DnsReverted));
+    assert_eq!(r.at(S, Input::Done(Completion::MetricsFlushed)), vec![Action::Exit]);
+}
+
+#[test]
+fn without_dns_metrics_or_hook_termination_is_stop_then_exit() {
+    let mut p = policy();
+    p.dns = false;
+    p.metrics_interval = None;
+    p.lifecycle_hook = false;
+    let mut r = Rig::new(p);
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::Terminating, heartbeat: false }]);
+    assert_eq!(r.at(S, Input::Done(Completion::GracefulStopDone)), vec![Action::Exit]);
+}
+
+#[test]
+fn dns_is_updated_once_in_service_and_never_while_warmed() {
+    let mut r = Rig::new(policy());
+    assert!(r.at(S, Input::Lifecycle(LifecycleState::Warmed("Warmed:Running".into()))).is_empty());
+    for _ in 0..20 {
+        r.sample(quiet());
+    }
+    assert!(r.scale_ins().is_empty(), "no idle logic while warmed");
+    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::InService)), vec![Action::UpdateDns]);
+    assert!(r.at(S, Input::Lifecycle(LifecycleState::InService)).is_empty());
+    let mut r = Rig::new(policy());
+    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::Standalone)), vec![Action::UpdateDns]);
+}
+
+#[test]
+fn lifecycle_strings_from_imds() {
+    assert_eq!(LifecycleState::from_imds("InService"), LifecycleState::InService);
+    assert_eq!(LifecycleState::from_imds("Terminated\n"), LifecycleState::Terminating);
+    assert_eq!(LifecycleState::from_imds("Warmed:Stopped"), LifecycleState::Warmed("Warmed:Stopped".into()));
+    assert_eq!(LifecycleState::from_imds("something new"), LifecycleState::Pending);
+}
+
+#[test]
+fn metrics_are_published_every_interval_with_sums() {
+    let mut r = Rig::new(policy());
+    assert_eq!(r.core.next_wake().map(|w| w - r.t0), Some(60 * S));
+    for _ in 0..5 {
+        r.sample(packets(10));
+    }
+    r.sample(with_probe(packets(10), players(3)));
+    let published: Vec<_> = r
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::PublishMetrics { batch, flush: false } => Some(batch.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].inbound_packets, Some(60));
+    assert_eq!(published[0].players_online, Some(3));
+    assert_eq!(r.core.next_wake().map(|w| w - r.t0), Some(120 * S));
+}
+
+#[test]
+fn a_scale_in_the_group_ignored_is_retried_after_a_new_idle_window() {
+    let mut r = Rig::new(policy());
+    for _ in 0..6 {
+        r.sample(quiet());
+    }
+    assert_eq!(r.scale_ins().len(), 1);
+    r.at(S, Input::Done(Completion::ScaledIn));
+    // The wake-up path set the capacity back to 1; still quiet for another idle_after.
+    for _ in 0..6 {
+        r.sample(quiet());
+    }
+    assert_eq!(r.scale_ins().len(), 1, "not before a whole new window");
+    r.sample(quiet());
+    assert_eq!(r.scale_ins().len(), 2);
+}
+
+#[test]
+fn without_scaling_idle_only_alerts_once() {
+    let mut p = policy();
+    p.scaling = false;
+    let mut r = Rig::new(p);
+    for _ in 0..50 {
+        r.sample(quiet());
+    }
+    assert!(r.scale_ins().is_empty());
+    assert_eq!(r.alerts().len(), 1);
+}
+
+#[test]
+fn lifecycle_stuck_alerts() {
+    let mut r = Rig::new(policy());
+    let a = r.at(S, Input::Done(Completion::LifecycleStuck { error: "500".into() }));
+    assert!(matches!(a.as_slice(), [Action::Alert(Alert::LifecycleStuck { .. })]));
+}
+
+// --- Property tests ---------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Sample(u64, Sample),
+    Crash(i64),
+    CleanExit,
+    Requested(i64),
+    Running,
+    Tick(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Sample {
+    Busy,
+    Quiet,
+    Unknown,
+    Players(u32),
+    ProbeErrQuiet,
+    ProbeErrBusy,
+    ProbeErrUnknown,
+    KeepAwake,
+}
+
+fn obs(s: Sample, secs: u64) -> Observation {
+    let mut o = match s {
+        Sample::Busy | Sample::ProbeErrBusy => packets(1000),
+        Sample::Quiet | Sample::ProbeErrQuiet | Sample::Players(_) | Sample::KeepAwake => packets(0),
+        Sample::Unknown | Sample::ProbeErrUnknown => unknown(),
+    };
+    o.interval = Duration::from_secs(secs.max(1));
+    match s {
+        Sample::Players(n) => o.probe = Some(players(n)),
+        Sample::ProbeErrQuiet | Sample::ProbeErrBusy | Sample::ProbeErrUnknown => o.probe = Some(probe_err()),
+        Sample::KeepAwake => o.keep_awake = Some(true),
+        _ => {}
+    }
+    o
+}
+
+/// The oracle: whether a sample is active, written independently of `classify`.
+fn oracle_active(s: Sample, secs: u64) -> bool {
+    match s {
+        Sample::Busy | Sample::ProbeErrBusy => 1000.0 / secs.max(1) as f64 >= 2.0,
+        Sample::Quiet | Sample::ProbeErrQuiet => false,
+        Sample::Unknown | Sample::ProbeErrUnknown | Sample::KeepAwake => true,
+        Sample::Players(n) => n > 0,
+    }
+}
+
+fn sample_strategy() -> impl Strategy<Value = Sample> {
+    prop_oneof![
+        1 => Just(Sample::Busy),
+        6 => Just(Sample::Quiet),
+        1 => Just(Sample::Unknown),
+        1 => (0u32..3).prop_map(Sample::Players),
+        2 => Just(Sample::ProbeErrQuiet),
+        1 => Just(Sample::ProbeErrBusy),
+        1 => Just(Sample::ProbeErrUnknown),
+        1 => Just(Sample::KeepAwake),
+    ]
+}
+
+fn ev_strategy() -> impl Strategy<Value = Ev> {
+    prop_oneof![
+        8 => (1u64..25, sample_strategy()).prop_map(|(s, x)| Ev::Sample(s, x)),
+        1 => (1i64..256).prop_map(Ev::Crash),
+        1 => Just(Ev::CleanExit),
+        1 => (0i64..256).prop_map(Ev::Requested),
+        1 => Just(Ev::Running),
+        1 => (1u64..4000).prop_map(Ev::Tick),
+    ]
+}
+
+fn prop_policy(crashes: u32, grace: u64, stop_on_max: bool) -> Policy {
+    Policy {
+        crashes_before_shutdown: crashes,
+        boot_grace: Duration::from_secs(grace),
+        max_uptime: Some(Duration::from_secs(3 * 3600)),
+        stop_on_max_uptime: stop_on_max,
+        ..policy()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Never scale in for idleness while any sample in the last `idle_after` was active,
+    /// nor during boot grace, nor without samples covering the window.
+    #[test]
+    fn never_idle_scale_in_while_a_sample_in_the_window_is_active(
+        evs in prop::collection::vec(ev_strategy(), 1..200),
+        grace in 0u64..300,
+        uptime in 0u64..200,
+    ) {
+        let p = prop_policy(1, grace, false);
+        let idle_after = p.idle_after;
+        let gap_limit = p.sample_interval * GAP_FACTOR;
+        let mut r = Rig::with_uptime(p, Duration::from_secs(uptime));
+        let booted = r.t0 - Duration::from_secs(uptime);
+        // (time, active) for each sample, as the oracle sees it.
+        let mut seen: Vec<(Instant, bool)> = vec![];
+        for ev in evs {
+            let (dt, input) = match ev {
+                Ev::Sample(s, x) => (Duration::from_secs(s), Some((x, s))),
+                Ev::Tick(s) => (Duration::from_secs(s), None),
+                _ => (S, None),
+            };
+            let actions = match (&ev, input) {
+                (_, Some((x, s))) => {
+                    let t = r.now + dt;
+                    let gap = seen.last().is_some_and(|(prev, _)| t - *prev > gap_limit);
+                    seen.push((t, oracle_active(x, s) || gap));
+                    r.at(dt, Input::Observation(obs(x, s)))
+                }
+                (Ev::Crash(c), _) => r.at(dt, exited(*c, false, false)),
+                (Ev::CleanExit, _) => r.at(dt, exited(0, false, false)),
+                (Ev::Requested(c), _) => r.at(dt, exited(*c, true, false)),
+                (Ev::Running, _) => r.at(dt, running()),
+                _ => r.at(dt, Input::Tick),
+            };
+            if actions.iter().any(is_idle_scale) {
+                let now = r.now;
+                prop_assert!(now - booted >= Duration::from_secs(grace), "scaled in during boot grace");
+                prop_assert!(now - r.t0 >= idle_after, "scaled in before a whole window since start");
+                let window_start = now - idle_after;
+                for (t, active) in &seen {
+                    if *t > window_start {
+                        prop_assert!(!active, "an active sample at {:?} before {:?}", *t - r.t0, now - r.t0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Probe errors and unknown packet counts never lead to a scale-in.
+    #[test]
+    fn probe_errors_and_unknown_counts_never_scale_in(
+        steps in prop::collection::vec((1u64..30, prop_oneof![Just(Sample::Unknown), Just(Sample::ProbeErrUnknown)]), 1..300),
+    ) {
+        let mut r = Rig::new(prop_policy(1, 0, true));
+        for (s, x) in steps {
+            r.at(Duration::from_secs(s), Input::Observation(obs(x, s)));
+        }
+        prop_assert!(!r.log.iter().any(|(_, a)| is_idle_scale(a)));
+    }
+
+    /// The keep-awake file wins over everything the probe and packets say.
+    #[test]
+    fn keep_awake_always_wins(
+        steps in prop::collection::vec((1u64..30, sample_strategy()), 1..300),
+    ) {
+        let mut r = Rig::new(prop_policy(1, 0, false));
+        for (s, x) in steps {
+            let mut o = obs(x, s);
+            o.keep_awake = Some(true);
+            r.at(Duration::from_secs(s), Input::Observation(o));
+        }
+        prop_assert!(!r.log.iter().any(|(_, a)| is_idle_scale(a)));
+    }
+
+    /// Exactly one crash alert per streak that reaches the threshold, and at most one
+    /// max-uptime alert however long the instance runs.
+    #[test]
+    fn one_alert_per_crash_streak_and_per_max_uptime(
+        evs in prop::collection::vec(prop_oneof![
+            3 => (1i64..256).prop_map(Ev::Crash),
+            1 => Just(Ev::CleanExit),
+            1 => (0i64..256).prop_map(Ev::Requested),
+            1 => (1u64..2000).prop_map(Ev::Tick),
+        ], 1..150),
+        threshold in 1u32..4,
+        stop_on_max in any::<bool>(),
+    ) {
+        let mut p = prop_policy(threshold, 0, stop_on_max);
+        p.scaling = false; // no ScaledIn feedback needed: streaks end only by clean exits
+        let mut r = Rig::new(p);
+        let mut streak = 0u32;
+        let mut expected_crash_alerts = 0;
+        for ev in &evs {
+            match ev {
+                Ev::Crash(c) => {
+                    streak += 1;
+                    if streak == threshold { expected_crash_alerts += 1; }
+                    r.at(S, exited(*c, false, false));
+                }
+                Ev::CleanExit => { streak = 0; r.at(S, exited(0, false, false)); }
+                Ev::Requested(c) => { r.at(S, exited(*c, true, false)); }
+                Ev::Tick(s) => { r.at(Duration::from_secs(*s), Input::Tick); }
+                _ => {}
+            }
+        }
+        let crash_alerts = r.alerts().iter().filter(|a| matches!(a, Alert::Crash { .. })).count();
+        prop_assert_eq!(crash_alerts, expected_crash_alerts);
+        let max_alerts = r.alerts().iter().filter(|a| matches!(a, Alert::MaxUptime { .. })).count();
+        let uptime = r.now - r.t0 + Duration::from_secs(3600);
+        prop_assert_eq!(max_alerts, usize::from(uptime >= Duration::from_secs(3 * 3600)));
+    }
+
+    /// The drain always ends in exactly one Exit, whatever order completions arrive in,
+    /// and the game is stopped at most once.
+    #[test]
+    fn drains_end_in_one_exit(
+        first in prop_oneof![Just(0u8), Just(1), Just(2), Just(3)],
+        then_terminate in any::<bool>(),
+    ) {
+        let mut r = Rig::new(policy());
+        let mut pending: Vec<Action> = match first {
+            0 => r.at(S, Input::Lifecycle(LifecycleState::Terminating)),
+            1 => r.at(S, Input::SpotInterruption),
+            2 => r.at(S, Input::Shutdown { system_stopping: true }),
+            _ => r.at(S, Input::Shutdown { system_stopping: false }),
+        };
+        let must_exit = first != 1 || then_terminate;
+        let mut terminated = first == 0;
+        for _ in 0..20 {
+            let Some(a) = pending.pop() else {
+                if !terminated && then_terminate {
+                    terminated = true;
+                    pending = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+                    continue;
+                }
+                break;
+            };
+            let c = match a {
+                Action::GracefulStop { .. } => Completion::GracefulStopDone,
+                Action::RevertDns => Completion::DnsReverted,
+                Action::PublishMetrics { flush: true, .. } => Completion::MetricsFlushed,
+                Action::CompleteLifecycle => Completion::LifecycleCompleted,
+                _ => continue,
+            };
+            pending.extend(r.at(S, Input::Done(c)));
+        }
+        let exits = r.log.iter().filter(|(_, a)| *a == Action::Exit).count();
+        prop_assert_eq!(exits, usize::from(must_exit));
+        let stops = r.log.iter().filter(|(_, a)| matches!(a, Action::GracefulStop { .. })).count();
+        prop_assert!(stops <= 1);
+    }
+}
