@@ -14,8 +14,15 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf 
 #[test]
 fn check_config_accepts_the_documented_example() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.toml");
-    let out = Command::new(BIN).args(["check-config", "--config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
 }
 
@@ -28,7 +35,11 @@ fn check_config_and_run_reject_a_bad_port_with_78_and_the_key_path() {
         "[container]\necs_container_name = \"game\"\n[activity]\nports = [\"udp:2456\", \"udp:70000\"]\n",
     );
     for sub in ["check-config", "run"] {
-        let out = Command::new(BIN).args([sub, "--config"]).arg(&p).output().unwrap();
+        let out = Command::new(BIN)
+            .args([sub, "--config"])
+            .arg(&p)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(78), "{sub}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -48,10 +59,22 @@ fn unknown_keys_and_missing_files_exit_78() {
         "agent.toml",
         "[container]\necs_container_name = \"game\"\nstop_timout = \"5s\"\n[activity]\nports = [\"udp:1\"]\n",
     );
-    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&p).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&p)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("container.stop_timout: unknown key `stop_timout`"));
-    let out = Command::new(BIN).args(["check-config", "--config", "/nonexistent.toml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("container.stop_timout: unknown key `stop_timout`")
+    );
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml: (file): cannot read"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml: (file): cannot read")
+    );
 }

@@ -406,7 +406,9 @@ pub struct AlertsConfig {
 
 /// Parses a duration written like `90s`, `7m`, `8h`, `1h30m`, `500ms` or `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let expected = || format!("{s:?} is not a duration (expected a number and a unit, like 90s, 7m, 8h or 1h30m)");
+    let expected = || {
+        format!("{s:?} is not a duration (expected a number and a unit, like 90s, 7m, 8h or 1h30m)")
+    };
     let t = s.trim();
     if t.is_empty() {
         return Err(expected());
@@ -425,7 +427,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let part = match unit {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(expected)?,
+            "m" => n
+                .checked_mul(60)
+                .map(Duration::from_secs)
+                .ok_or_else(expected)?,
             "h" => n
                 .checked_mul(3600)
                 .map(Duration::from_secs)
@@ -700,7 +705,8 @@ impl RawActivity {
             Duration::from_millis(100),
             Duration::from_secs(600),
         )?;
-        let idle_after = cx.duration("activity.idle_after", &self.idle_after, Duration::ZERO, DAY)?;
+        let idle_after =
+            cx.duration("activity.idle_after", &self.idle_after, Duration::ZERO, DAY)?;
         if idle_after < sample_interval {
             return Err(cx.err(
                 "activity.idle_after",
@@ -710,12 +716,16 @@ impl RawActivity {
                 ),
             ));
         }
-        let boot_grace = cx.duration("activity.boot_grace", &self.boot_grace, Duration::ZERO, DAY)?;
+        let boot_grace =
+            cx.duration("activity.boot_grace", &self.boot_grace, Duration::ZERO, DAY)?;
         let keep_awake_file = PathBuf::from(&self.keep_awake_file);
         if !keep_awake_file.is_absolute() {
             return Err(cx.err(
                 "activity.keep_awake_file",
-                format!("{:?} is not an absolute path (expected a path starting with /)", self.keep_awake_file),
+                format!(
+                    "{:?} is not an absolute path (expected a path starting with /)",
+                    self.keep_awake_file
+                ),
             ));
         }
         let probe = self
@@ -748,7 +758,11 @@ pub fn check_host_port(s: &str) -> Result<(), String> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if port_ok && host_ok { Ok(()) } else { Err(bad()) }
+    if port_ok && host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 impl RawProbe {
@@ -821,7 +835,10 @@ impl RawDns {
         if !(0..=86_400).contains(&self.ttl) {
             return Err(cx.err(
                 "dns.ttl",
-                format!("{} is out of range (expected seconds from 0 to 86400)", self.ttl),
+                format!(
+                    "{} is out of range (expected seconds from 0 to 86400)",
+                    self.ttl
+                ),
             ));
         }
         let unavailable_ipv4: Ipv4Addr = self.unavailable_ipv4.parse().map_err(|_| {
@@ -845,7 +862,11 @@ impl RawDns {
 
 fn optional(s: String) -> Option<String> {
     let t = s.trim();
-    if t.is_empty() { None } else { Some(t.to_string()) }
+    if t.is_empty() {
+        None
+    } else {
+        Some(t.to_string())
+    }
 }
 
 impl RawScaling {
@@ -970,11 +991,17 @@ ports = ["udp:2456-2458"]
         // The example writes every default out; the same file with only the required keys
         // must give the same values where the example does not set its own.
         assert_eq!(c.container.stop_timeout, m.container.stop_timeout);
-        assert_eq!(c.container.crashes_before_shutdown, m.container.crashes_before_shutdown);
+        assert_eq!(
+            c.container.crashes_before_shutdown,
+            m.container.crashes_before_shutdown
+        );
         assert_eq!(c.container.alert_log_lines, m.container.alert_log_lines);
         assert_eq!(c.container.pre_stop_command, m.container.pre_stop_command);
         assert_eq!(c.activity.interface, m.activity.interface);
-        assert_eq!(c.activity.min_packets_per_second, m.activity.min_packets_per_second);
+        assert_eq!(
+            c.activity.min_packets_per_second,
+            m.activity.min_packets_per_second
+        );
         assert_eq!(c.activity.sample_interval, m.activity.sample_interval);
         assert_eq!(c.activity.idle_after, m.activity.idle_after);
         assert_eq!(c.activity.boot_grace, m.activity.boot_grace);
@@ -1017,7 +1044,9 @@ ports = ["udp:2456-2458"]
             PathBuf::from("/etc/container-manager/keep-awake")
         );
         assert!(c.activity.probe.is_none());
-        assert!(c.dns.is_none() && c.scaling.is_none() && c.metrics.is_none() && c.alerts.is_none());
+        assert!(
+            c.dns.is_none() && c.scaling.is_none() && c.metrics.is_none() && c.alerts.is_none()
+        );
     }
 
     #[test]
@@ -1059,7 +1088,10 @@ interval = "30s"
 sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
 "#;
         let c = parse("a.toml", text).unwrap();
-        assert_eq!(c.container.selector, ContainerSelector::DockerName("valheim".into()));
+        assert_eq!(
+            c.container.selector,
+            ContainerSelector::DockerName("valheim".into())
+        );
         assert_eq!(c.container.stop_timeout, Duration::from_secs(45));
         assert_eq!(c.container.pre_stop_command, vec!["rcon-cli", "save"]);
         assert_eq!(c.container.crashes_before_shutdown, 3);
@@ -1073,7 +1105,14 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
         assert_eq!(c.activity.boot_grace, Duration::ZERO);
         assert_eq!(c.activity.keep_awake_file, PathBuf::from("/run/keep"));
         let p = c.activity.probe.unwrap();
-        assert_eq!((p.kind, p.address.as_str(), p.timeout), (ProbeKind::Minecraft, "localhost:25565", Duration::from_millis(1500)));
+        assert_eq!(
+            (p.kind, p.address.as_str(), p.timeout),
+            (
+                ProbeKind::Minecraft,
+                "localhost:25565",
+                Duration::from_millis(1500)
+            )
+        );
         let d = c.dns.unwrap();
         assert_eq!(d.hosted_zone_id, "Z123");
         assert_eq!(d.record_name, "mc.example.com");
@@ -1086,58 +1125,242 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
         assert_eq!(s.max_uptime, Duration::from_secs(172_800));
         assert!(s.stop_on_max_uptime);
         let m = c.metrics.unwrap();
-        assert_eq!((m.namespace.as_str(), m.interval), ("Games", Duration::from_secs(30)));
-        assert_eq!(c.alerts.unwrap().sns_topic_arn, "arn:aws:sns:eu-west-1:123456789012:alerts");
+        assert_eq!(
+            (m.namespace.as_str(), m.interval),
+            ("Games", Duration::from_secs(30))
+        );
+        assert_eq!(
+            c.alerts.unwrap().sns_topic_arn,
+            "arn:aws:sns:eu-west-1:123456789012:alerts"
+        );
     }
 
     /// Each bad input is rejected with its key path in the message.
     #[test]
     fn bad_inputs_name_their_key() {
         let cases: Vec<(String, &str, &str)> = vec![
-            (with("", "", "").replace("ports = [\"udp:2456-2458\"]", "ports = [\"udp:1\", \"udp:70000\"]"), "activity.ports[1]", "is not a port range"),
-            (with("", "", "").replace("udp:2456-2458", "udp:9-3"), "activity.ports[0]", "above the last"),
-            (with("", "", "").replace("udp:2456-2458", "sctp:9"), "activity.ports[0]", "expected udp:N"),
-            (with("", "", "").replace("udp:2456-2458", "udp:0"), "activity.ports[0]", "is not a port range"),
-            (with("", "", "").replace("\"udp:2456-2458\"", ""), "activity.ports", "is empty"),
-            (with("", "", "").replace("\"udp:2456-2458\"", "\"udp:1\", \"udp:1\""), "activity.ports[1]", "twice"),
+            (
+                with("", "", "").replace(
+                    "ports = [\"udp:2456-2458\"]",
+                    "ports = [\"udp:1\", \"udp:70000\"]",
+                ),
+                "activity.ports[1]",
+                "is not a port range",
+            ),
+            (
+                with("", "", "").replace("udp:2456-2458", "udp:9-3"),
+                "activity.ports[0]",
+                "above the last",
+            ),
+            (
+                with("", "", "").replace("udp:2456-2458", "sctp:9"),
+                "activity.ports[0]",
+                "expected udp:N",
+            ),
+            (
+                with("", "", "").replace("udp:2456-2458", "udp:0"),
+                "activity.ports[0]",
+                "is not a port range",
+            ),
+            (
+                with("", "", "").replace("\"udp:2456-2458\"", ""),
+                "activity.ports",
+                "is empty",
+            ),
+            (
+                with("", "", "").replace("\"udp:2456-2458\"", "\"udp:1\", \"udp:1\""),
+                "activity.ports[1]",
+                "twice",
+            ),
             (with("bogus = 1", "", ""), "container.bogus", "unknown key"),
             (with("", "colour = 1", ""), "activity.colour", "unknown key"),
-            (with("", "", "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nttls = 3"), "dns.ttls", "unknown key"),
+            (
+                with(
+                    "",
+                    "",
+                    "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nttls = 3",
+                ),
+                "dns.ttls",
+                "unknown key",
+            ),
             (with("", "", "[extra]\na = 1"), "extra", "unknown key"),
-            (with("stop_timeout = \"soon\"", "", ""), "container.stop_timeout", "not a duration"),
-            (with("stop_timeout = \"0s\"", "", ""), "container.stop_timeout", "out of range"),
-            (with("stop_timeout = 120", "", ""), "container.stop_timeout", "invalid type"),
-            (with("docker_name = \"x\"", "", ""), "container", "exactly one"),
-            (with("crashes_before_shutdown = 0", "", ""), "container.crashes_before_shutdown", "1 to 100"),
-            (with("alert_log_lines = -1", "", ""), "container.alert_log_lines", "0 to 1000"),
-            (with("pre_stop_command = [\"\"]", "", ""), "container.pre_stop_command[0]", "empty"),
-            (with("", "min_packets_per_second = -1.0", ""), "activity.min_packets_per_second", "0 or more"),
-            (with("", "sample_interval = \"1h\"", ""), "activity.sample_interval", "out of range"),
-            (with("", "idle_after = \"5s\"", ""), "activity.idle_after", "shorter than"),
-            (with("", "interface = \"a/b\"", ""), "activity.interface", "not an interface name"),
-            (with("", "keep_awake_file = \"relative\"", ""), "activity.keep_awake_file", "absolute"),
-            (with("", "[activity.probe]\nkind = \"quake\"\naddress = \"127.0.0.1:1\"", ""), "activity.probe.kind", "expected \"a2s\""),
-            (with("", "[activity.probe]\nkind = \"a2s\"\naddress = \"nohost\"", ""), "activity.probe.address", "host:port"),
-            (with("", "[activity.probe]\nkind = \"a2s\"\naddress = \"h:1\"\ntimeout = \"1m\"", ""), "activity.probe.timeout", "sample interval"),
-            (with("", "[activity.probe]\nkind = \"a2s\"", ""), "activity.probe", "missing required key `address`"),
-            (with("", "", "[dns]\nhosted_zone_id = \"Z-1\"\nrecord_name = \"a.b\""), "dns.hosted_zone_id", "hosted zone id"),
-            (with("", "", "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a..b\""), "dns.record_name", "DNS name"),
-            (with("", "", "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nttl = -5"), "dns.ttl", "0 to 86400"),
-            (with("", "", "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nunavailable_ipv4 = \"::\""), "dns.unavailable_ipv4", "IPv4"),
-            (with("", "", "[dns]\nrecord_name = \"a.b\""), "dns", "missing required key `hosted_zone_id`"),
-            (with("", "", "[scaling]\nmax_uptime = \"10s\""), "scaling.max_uptime", "out of range"),
-            (with("", "", "[scaling]\nlifecycle_hook = \"a b\""), "scaling.lifecycle_hook", "lifecycle hook name"),
-            (with("", "", "[scaling]\nstop_on_max_uptime = \"yes\""), "scaling.stop_on_max_uptime", "invalid type"),
-            (with("", "", "[metrics]\nnamespace = \"AWS/EC2\""), "metrics.namespace", "AWS/"),
-            (with("", "", "[metrics]\ninterval = \"2h\""), "metrics.interval", "out of range"),
-            (with("", "", "[alerts]\nsns_topic_arn = \"topic\""), "alerts.sns_topic_arn", "SNS topic ARN"),
-            ("[activity]\nports = [\"udp:1\"]".to_string(), "(top level)", "missing required key `container`"),
+            (
+                with("stop_timeout = \"soon\"", "", ""),
+                "container.stop_timeout",
+                "not a duration",
+            ),
+            (
+                with("stop_timeout = \"0s\"", "", ""),
+                "container.stop_timeout",
+                "out of range",
+            ),
+            (
+                with("stop_timeout = 120", "", ""),
+                "container.stop_timeout",
+                "invalid type",
+            ),
+            (
+                with("docker_name = \"x\"", "", ""),
+                "container",
+                "exactly one",
+            ),
+            (
+                with("crashes_before_shutdown = 0", "", ""),
+                "container.crashes_before_shutdown",
+                "1 to 100",
+            ),
+            (
+                with("alert_log_lines = -1", "", ""),
+                "container.alert_log_lines",
+                "0 to 1000",
+            ),
+            (
+                with("pre_stop_command = [\"\"]", "", ""),
+                "container.pre_stop_command[0]",
+                "empty",
+            ),
+            (
+                with("", "min_packets_per_second = -1.0", ""),
+                "activity.min_packets_per_second",
+                "0 or more",
+            ),
+            (
+                with("", "sample_interval = \"1h\"", ""),
+                "activity.sample_interval",
+                "out of range",
+            ),
+            (
+                with("", "idle_after = \"5s\"", ""),
+                "activity.idle_after",
+                "shorter than",
+            ),
+            (
+                with("", "interface = \"a/b\"", ""),
+                "activity.interface",
+                "not an interface name",
+            ),
+            (
+                with("", "keep_awake_file = \"relative\"", ""),
+                "activity.keep_awake_file",
+                "absolute",
+            ),
+            (
+                with(
+                    "",
+                    "[activity.probe]\nkind = \"quake\"\naddress = \"127.0.0.1:1\"",
+                    "",
+                ),
+                "activity.probe.kind",
+                "expected \"a2s\"",
+            ),
+            (
+                with(
+                    "",
+                    "[activity.probe]\nkind = \"a2s\"\naddress = \"nohost\"",
+                    "",
+                ),
+                "activity.probe.address",
+                "host:port",
+            ),
+            (
+                with(
+                    "",
+                    "[activity.probe]\nkind = \"a2s\"\naddress = \"h:1\"\ntimeout = \"1m\"",
+                    "",
+                ),
+                "activity.probe.timeout",
+                "sample interval",
+            ),
+            (
+                with("", "[activity.probe]\nkind = \"a2s\"", ""),
+                "activity.probe",
+                "missing required key `address`",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[dns]\nhosted_zone_id = \"Z-1\"\nrecord_name = \"a.b\"",
+                ),
+                "dns.hosted_zone_id",
+                "hosted zone id",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a..b\"",
+                ),
+                "dns.record_name",
+                "DNS name",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nttl = -5",
+                ),
+                "dns.ttl",
+                "0 to 86400",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nunavailable_ipv4 = \"::\"",
+                ),
+                "dns.unavailable_ipv4",
+                "IPv4",
+            ),
+            (
+                with("", "", "[dns]\nrecord_name = \"a.b\""),
+                "dns",
+                "missing required key `hosted_zone_id`",
+            ),
+            (
+                with("", "", "[scaling]\nmax_uptime = \"10s\""),
+                "scaling.max_uptime",
+                "out of range",
+            ),
+            (
+                with("", "", "[scaling]\nlifecycle_hook = \"a b\""),
+                "scaling.lifecycle_hook",
+                "lifecycle hook name",
+            ),
+            (
+                with("", "", "[scaling]\nstop_on_max_uptime = \"yes\""),
+                "scaling.stop_on_max_uptime",
+                "invalid type",
+            ),
+            (
+                with("", "", "[metrics]\nnamespace = \"AWS/EC2\""),
+                "metrics.namespace",
+                "AWS/",
+            ),
+            (
+                with("", "", "[metrics]\ninterval = \"2h\""),
+                "metrics.interval",
+                "out of range",
+            ),
+            (
+                with("", "", "[alerts]\nsns_topic_arn = \"topic\""),
+                "alerts.sns_topic_arn",
+                "SNS topic ARN",
+            ),
+            (
+                "[activity]\nports = [\"udp:1\"]".to_string(),
+                "(top level)",
+                "missing required key `container`",
+            ),
             ("[container\n".to_string(), "(file)", "not valid TOML"),
         ];
         for (text, key, needle) in cases {
             let e = err(&text);
             assert_eq!(e.key, key, "for input:\n{text}\ngot: {e}");
-            assert!(e.to_string().contains(needle), "for input:\n{text}\ngot: {e}");
+            assert!(
+                e.to_string().contains(needle),
+                "for input:\n{text}\ngot: {e}"
+            );
             assert!(e.to_string().starts_with("agent.toml: "), "{e}");
         }
     }
@@ -1146,7 +1369,10 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
     fn missing_file_is_a_config_error() {
         let e = load(Path::new("/nonexistent/agent.toml")).unwrap_err();
         assert_eq!(e.key, "(file)");
-        assert!(e.to_string().starts_with("/nonexistent/agent.toml: (file): cannot read"));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/agent.toml: (file): cannot read")
+        );
     }
 
     #[test]
@@ -1156,7 +1382,16 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
         assert_eq!(parse_duration("8h"), Ok(Duration::from_secs(28_800)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        for bad in ["", "s", "10", "1.5s", "10 s", "-1s", "1y", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "1.5s",
+            "10 s",
+            "-1s",
+            "1y",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }

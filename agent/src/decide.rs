@@ -53,7 +53,10 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PacketReading {
     /// Counted: the total, and the count per configured port spec (by its text).
-    Known { total: u64, by_port: Vec<(String, u64)> },
+    Known {
+        total: u64,
+        by_port: Vec<(String, u64)>,
+    },
     /// Counting failed (no socket, interface gone...). Never zero.
     Unknown { reason: String },
 }
@@ -152,7 +155,9 @@ pub enum Completion {
     MetricsFlushed,
     LifecycleCompleted,
     /// CompleteLifecycleAction keeps failing (it is still being retried).
-    LifecycleStuck { error: String },
+    LifecycleStuck {
+        error: String,
+    },
 }
 
 /// Everything the core reacts to.
@@ -163,7 +168,9 @@ pub enum Input {
     Lifecycle(LifecycleState),
     SpotInterruption,
     /// SIGTERM or SIGINT. `system_stopping` is true when the whole host is shutting down.
-    Shutdown { system_stopping: bool },
+    Shutdown {
+        system_stopping: bool,
+    },
     Done(Completion),
     /// Nothing happened; the core's wake-up time was reached.
     Tick,
@@ -172,9 +179,17 @@ pub enum Input {
 /// Why the agent scales to zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleReason {
-    Idle { idle_for: Duration },
-    Crash { exit_code: i64, oom_killed: bool, crashes: u32 },
-    MaxUptime { uptime: Duration },
+    Idle {
+        idle_for: Duration,
+    },
+    Crash {
+        exit_code: i64,
+        oom_killed: bool,
+        crashes: u32,
+    },
+    MaxUptime {
+        uptime: Duration,
+    },
 }
 
 impl ScaleReason {
@@ -200,10 +215,16 @@ impl fmt::Display for ScaleReason {
                 exit_code,
                 oom_killed: true,
                 crashes,
-            } => write!(f, "the game was killed for lack of memory (exit code {exit_code}, crash {crashes} in a row)"),
+            } => write!(
+                f,
+                "the game was killed for lack of memory (exit code {exit_code}, crash {crashes} in a row)"
+            ),
             Self::Crash {
                 exit_code, crashes, ..
-            } => write!(f, "the game crashed with exit code {exit_code} (crash {crashes} in a row)"),
+            } => write!(
+                f,
+                "the game crashed with exit code {exit_code} (crash {crashes} in a row)"
+            ),
             Self::MaxUptime { uptime } => write!(
                 f,
                 "the instance has been up for {}",
@@ -224,9 +245,17 @@ pub enum Alert {
         log_tail: Vec<String>,
         scaling_in: bool,
     },
-    IdleShutdown { idle_for: Duration, detail: String },
-    MaxUptime { uptime: Duration, scaling_in: bool },
-    LifecycleStuck { error: String },
+    IdleShutdown {
+        idle_for: Duration,
+        detail: String,
+    },
+    MaxUptime {
+        uptime: Duration,
+        scaling_in: bool,
+    },
+    LifecycleStuck {
+        error: String,
+    },
 }
 
 /// The metrics of one interval, for the CloudWatch adapter.
@@ -250,10 +279,16 @@ pub enum Action {
     ScaleToZero(ScaleReason),
     Alert(Alert),
     /// Save and stop the game. `heartbeat`: keep the lifecycle action alive while it runs.
-    GracefulStop { cause: DrainCause, heartbeat: bool },
+    GracefulStop {
+        cause: DrainCause,
+        heartbeat: bool,
+    },
     /// Set the record back to the placeholder, if it still holds our address.
     RevertDns,
-    PublishMetrics { batch: MetricsBatch, flush: bool },
+    PublishMetrics {
+        batch: MetricsBatch,
+        flush: bool,
+    },
     CompleteLifecycle,
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,
@@ -552,8 +587,10 @@ impl Core {
     }
 
     fn lifecycle(&mut self, state: LifecycleState, out: &mut Output) {
-        if matches!(state, LifecycleState::InService | LifecycleState::Standalone)
-            && self.policy.dns
+        if matches!(
+            state,
+            LifecycleState::InService | LifecycleState::Standalone
+        ) && self.policy.dns
             && !self.dns_requested
             && self.drain.is_none()
         {
@@ -626,7 +663,8 @@ impl Core {
         }
         if let Some(batch) = batch {
             d.flush = Step::Running;
-            out.actions.push(Action::PublishMetrics { batch, flush: true });
+            out.actions
+                .push(Action::PublishMetrics { batch, flush: true });
         }
         if d.dns.busy() || d.flush.busy() {
             return;
@@ -724,8 +762,9 @@ impl Core {
             let uptime = now.saturating_duration_since(self.booted);
             if uptime >= max {
                 self.max_uptime_fired = true;
-                let scaling_in =
-                    self.policy.stop_on_max_uptime && self.policy.scaling && self.scale_in.is_none();
+                let scaling_in = self.policy.stop_on_max_uptime
+                    && self.policy.scaling
+                    && self.scale_in.is_none();
                 if scaling_in {
                     self.request_scale_in(ScaleReason::MaxUptime { uptime }, out);
                 }
@@ -741,7 +780,10 @@ impl Core {
             && let Some(interval) = self.policy.metrics_interval
         {
             let batch = self.take_metrics(now);
-            out.actions.push(Action::PublishMetrics { batch, flush: false });
+            out.actions.push(Action::PublishMetrics {
+                batch,
+                flush: false,
+            });
             // Skip missed intervals rather than bursting.
             let mut n = next + interval;
             while n <= now {
@@ -768,7 +810,11 @@ pub fn classify(obs: &Observation, min_pps: f64) -> (bool, &'static str) {
         PacketReading::Unknown { .. } => (true, "packets could not be counted"),
         PacketReading::Known { total, .. } => {
             let secs = obs.interval.as_secs_f64();
-            let rate = if secs > 0.0 { *total as f64 / secs } else { 0.0 };
+            let rate = if secs > 0.0 {
+                *total as f64 / secs
+            } else {
+                0.0
+            };
             if rate >= min_pps && *total > 0 {
                 (true, "game traffic")
             } else {

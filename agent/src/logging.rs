@@ -34,7 +34,11 @@ pub struct Rfc3339Millis;
 
 impl FormatTime for Rfc3339Millis {
     fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
-        write!(w, "{}", humantime::format_rfc3339_millis(std::time::SystemTime::now()))
+        write!(
+            w,
+            "{}",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now())
+        )
     }
 }
 
@@ -63,7 +67,9 @@ pub fn init(format: LogFormat) -> Option<String> {
         }
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(layer) => {
-                let _ = base.with(layer.with_syslog_identifier("container-manager-agent".into())).try_init();
+                let _ = base
+                    .with(layer.with_syslog_identifier("container-manager-agent".into()))
+                    .try_init();
                 None
             }
             Err(e) => {

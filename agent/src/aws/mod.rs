@@ -50,7 +50,9 @@ pub trait InstanceMetadata: Send + Sync + std::fmt::Debug {
 pub enum RevertOutcome {
     Reverted,
     /// The record no longer holds our address (a newer instance took it): left alone.
-    NotOurs { current: Option<String> },
+    NotOurs {
+        current: Option<String>,
+    },
 }
 
 /// The server's Route53 record.
@@ -109,6 +111,8 @@ pub struct CloudAdapters {
 /// Builds the adapters from the SDK's standard environment.
 pub async fn build(config: &Config) -> CloudAdapters {
     let _ = config;
-    tracing::warn!("The AWS adapters are not part of this build yet; no DNS, scaling, metrics or alerts.");
+    tracing::warn!(
+        "The AWS adapters are not part of this build yet; no DNS, scaling, metrics or alerts."
+    );
     CloudAdapters::default()
 }

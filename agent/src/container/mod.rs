@@ -64,7 +64,10 @@ use crate::config::ContainerConfig;
 /// container.
 pub fn docker_for(config: &ContainerConfig) -> Result<Arc<dyn Containers>, ContainerError> {
     Err(ContainerError::NotFound {
-        selector: format!("{} (the Docker adapter is not part of this build yet)", config.selector),
+        selector: format!(
+            "{} (the Docker adapter is not part of this build yet)",
+            config.selector
+        ),
     })
 }
 

@@ -135,7 +135,10 @@ fn quiet_for_idle_after_scales_in_once_with_one_alert() {
     }
     let a = r.sample(quiet()); // 60 s quiet
     assert!(a.iter().any(is_idle_scale), "{a:?}");
-    assert!(a.iter().any(|x| matches!(x, Action::Alert(Alert::IdleShutdown { .. }))));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Alert(Alert::IdleShutdown { .. })))
+    );
     for _ in 0..10 {
         let a = r.sample(quiet());
         assert!(!a.iter().any(is_idle_scale), "scale-in repeated: {a:?}");
@@ -193,17 +196,29 @@ fn boot_grace_is_honoured() {
 #[test]
 fn probe_player_count_decides_over_packets() {
     // Players online with no traffic at all: active.
-    assert_eq!(classify(&with_probe(quiet(), players(2)), 2.0).0, true);
+    assert!(classify(&with_probe(quiet(), players(2)), 2.0).0);
     // Zero players while noise traffic flows: quiet.
-    assert_eq!(classify(&with_probe(busy(), players(0)), 2.0).0, false);
+    assert!(!classify(&with_probe(busy(), players(0)), 2.0).0);
     let mut r = Rig::new(policy());
     for _ in 0..20 {
-        assert!(!r.sample(with_probe(quiet(), players(2))).iter().any(is_idle_scale));
+        assert!(
+            !r.sample(with_probe(quiet(), players(2)))
+                .iter()
+                .any(is_idle_scale)
+        );
     }
     for _ in 0..5 {
-        assert!(!r.sample(with_probe(busy(), players(0))).iter().any(is_idle_scale));
+        assert!(
+            !r.sample(with_probe(busy(), players(0)))
+                .iter()
+                .any(is_idle_scale)
+        );
     }
-    assert!(r.sample(with_probe(busy(), players(0))).iter().any(is_idle_scale));
+    assert!(
+        r.sample(with_probe(busy(), players(0)))
+            .iter()
+            .any(is_idle_scale)
+    );
 }
 
 #[test]
@@ -277,11 +292,14 @@ fn a_crash_scales_in_with_one_alert_carrying_the_logs() {
     let mut r = Rig::new(policy());
     r.at(S, running());
     let a = r.at(S, exited(3, false, false));
-    assert!(matches!(
-        a.as_slice(),
-        [Action::ScaleToZero(ScaleReason::Crash { exit_code: 3, .. }), Action::Alert(Alert::Crash { exit_code: 3, log_tail, scaling_in: true, .. })]
-            if log_tail == &vec!["panic: out of cheese".to_string()]
-    ), "{a:?}");
+    assert!(
+        matches!(
+            a.as_slice(),
+            [Action::ScaleToZero(ScaleReason::Crash { exit_code: 3, .. }), Action::Alert(Alert::Crash { exit_code: 3, log_tail, scaling_in: true, .. })]
+                if log_tail == &vec!["panic: out of cheese".to_string()]
+        ),
+        "{a:?}"
+    );
     // ECS restarts it and it crashes again: no second alert in the same streak.
     r.at(S, running());
     assert!(r.at(S, exited(3, false, false)).is_empty());
@@ -299,7 +317,13 @@ fn crash_streaks_need_n_in_a_row() {
     assert!(r.at(S, exited(1, false, false)).is_empty());
     assert!(r.at(S, exited(1, false, false)).is_empty());
     let a = r.at(S, exited(1, false, false));
-    assert!(matches!(a.first(), Some(Action::ScaleToZero(ScaleReason::Crash { crashes: 3, .. }))), "{a:?}");
+    assert!(
+        matches!(
+            a.first(),
+            Some(Action::ScaleToZero(ScaleReason::Crash { crashes: 3, .. }))
+        ),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -310,7 +334,10 @@ fn a_long_healthy_run_ends_the_streak() {
     r.at(S, exited(1, false, false));
     r.at(S, running());
     r.at(CRASH_STREAK_RESET + S, Input::Tick);
-    assert!(r.at(S, exited(1, false, false)).is_empty(), "streak should have reset");
+    assert!(
+        r.at(S, exited(1, false, false)).is_empty(),
+        "streak should have reset"
+    );
 }
 
 #[test]
@@ -320,12 +347,19 @@ fn requested_and_terminating_exits_are_not_crashes() {
     assert!(r.at(S, exited(137, true, false)).is_empty());
     assert!(!r.core.is_crash(137, true, false));
     assert!(r.core.is_crash(137, false, false));
-    assert!(r.core.is_crash(0, false, true), "an OOM kill is a crash even with code 0");
+    assert!(
+        r.core.is_crash(0, false, true),
+        "an OOM kill is a crash even with code 0"
+    );
     assert!(!r.core.is_crash(0, false, false));
     r.at(S, Input::Lifecycle(LifecycleState::Terminating));
     assert!(!r.core.is_crash(3, false, false));
     let a = r.at(S, exited(3, false, false));
-    assert!(!a.iter().any(|x| matches!(x, Action::ScaleToZero(_) | Action::Alert(_))), "{a:?}");
+    assert!(
+        !a.iter()
+            .any(|x| matches!(x, Action::ScaleToZero(_) | Action::Alert(_))),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -343,7 +377,11 @@ fn max_uptime_alerts_once_and_scales_in_only_when_asked() {
         for _ in 0..100 {
             r.at(600 * S, Input::Tick);
         }
-        let alerts: Vec<_> = r.alerts().into_iter().filter(|a| matches!(a, Alert::MaxUptime { .. })).collect();
+        let alerts: Vec<_> = r
+            .alerts()
+            .into_iter()
+            .filter(|a| matches!(a, Alert::MaxUptime { .. }))
+            .collect();
         assert_eq!(alerts.len(), 1, "stop={stop}");
         let scale_ins = r.scale_ins().len();
         if stop {
@@ -358,8 +396,17 @@ fn max_uptime_alerts_once_and_scales_in_only_when_asked() {
 fn termination_runs_stop_then_dns_and_flush_then_lifecycle_then_exit() {
     let mut r = Rig::new(policy());
     let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::Terminating, heartbeat: true }]);
-    assert!(r.at(S, Input::Tick).is_empty(), "nothing while the stop runs");
+    assert_eq!(
+        a,
+        vec![Action::GracefulStop {
+            cause: DrainCause::Terminating,
+            heartbeat: true
+        }]
+    );
+    assert!(
+        r.at(S, Input::Tick).is_empty(),
+        "nothing while the stop runs"
+    );
     let a = r.at(S, Input::Done(Completion::GracefulStopDone));
     assert_eq!(a.len(), 2, "{a:?}");
     assert_eq!(a[0], Action::RevertDns);
@@ -378,37 +425,81 @@ fn termination_runs_stop_then_dns_and_flush_then_lifecycle_then_exit() {
 fn spot_notice_stops_at_once_and_termination_completes_later() {
     let mut r = Rig::new(policy());
     let a = r.at(S, Input::SpotInterruption);
-    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::SpotInterruption, heartbeat: false }]);
+    assert_eq!(
+        a,
+        vec![Action::GracefulStop {
+            cause: DrainCause::SpotInterruption,
+            heartbeat: false
+        }]
+    );
     let a = r.at(S, Input::Done(Completion::GracefulStopDone));
     assert_eq!(a, vec![Action::RevertDns]);
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
-    assert!(!r.core.finished(), "a Spot notice alone does not end the agent");
+    assert!(
+        !r.core.finished(),
+        "a Spot notice alone does not end the agent"
+    );
     let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    assert!(matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]), "{a:?}");
+    assert!(
+        matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
+        "{a:?}"
+    );
     let a = r.at(S, Input::Done(Completion::MetricsFlushed));
     assert_eq!(a, vec![Action::CompleteLifecycle]);
-    assert_eq!(r.at(S, Input::Done(Completion::LifecycleCompleted)), vec![Action::Exit]);
-    let stops = r.log.iter().filter(|(_, a)| matches!(a, Action::GracefulStop { .. })).count();
+    assert_eq!(
+        r.at(S, Input::Done(Completion::LifecycleCompleted)),
+        vec![Action::Exit]
+    );
+    let stops = r
+        .log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::GracefulStop { .. }))
+        .count();
     assert_eq!(stops, 1, "the game is stopped once");
 }
 
 #[test]
 fn agent_stop_alone_leaves_the_game_and_dns_alone() {
     let mut r = Rig::new(policy());
-    let a = r.at(S, Input::Shutdown { system_stopping: false });
-    assert!(matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]), "{a:?}");
-    assert_eq!(r.at(S, Input::Done(Completion::MetricsFlushed)), vec![Action::Exit]);
+    let a = r.at(
+        S,
+        Input::Shutdown {
+            system_stopping: false,
+        },
+    );
+    assert!(
+        matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
+        "{a:?}"
+    );
+    assert_eq!(
+        r.at(S, Input::Done(Completion::MetricsFlushed)),
+        vec![Action::Exit]
+    );
 }
 
 #[test]
 fn system_shutdown_saves_and_reverts_without_lifecycle() {
     let mut r = Rig::new(policy());
-    let a = r.at(S, Input::Shutdown { system_stopping: true });
-    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::SystemShutdown, heartbeat: false }]);
+    let a = r.at(
+        S,
+        Input::Shutdown {
+            system_stopping: true,
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::GracefulStop {
+            cause: DrainCause::SystemShutdown,
+            heartbeat: false
+        }]
+    );
     let a = r.at(S, Input::Done(Completion::GracefulStopDone));
     assert_eq!(a.len(), 2);
     r.at(S, Input::Done(Completion::DnsReverted));
-    assert_eq!(r.at(S, Input::Done(Completion::MetricsFlushed)), vec![Action::Exit]);
+    assert_eq!(
+        r.at(S, Input::Done(Completion::MetricsFlushed)),
+        vec![Action::Exit]
+    );
 }
 
 #[test]
@@ -419,30 +510,66 @@ fn without_dns_metrics_or_hook_termination_is_stop_then_exit() {
     p.lifecycle_hook = false;
     let mut r = Rig::new(p);
     let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    assert_eq!(a, vec![Action::GracefulStop { cause: DrainCause::Terminating, heartbeat: false }]);
-    assert_eq!(r.at(S, Input::Done(Completion::GracefulStopDone)), vec![Action::Exit]);
+    assert_eq!(
+        a,
+        vec![Action::GracefulStop {
+            cause: DrainCause::Terminating,
+            heartbeat: false
+        }]
+    );
+    assert_eq!(
+        r.at(S, Input::Done(Completion::GracefulStopDone)),
+        vec![Action::Exit]
+    );
 }
 
 #[test]
 fn dns_is_updated_once_in_service_and_never_while_warmed() {
     let mut r = Rig::new(policy());
-    assert!(r.at(S, Input::Lifecycle(LifecycleState::Warmed("Warmed:Running".into()))).is_empty());
+    assert!(
+        r.at(
+            S,
+            Input::Lifecycle(LifecycleState::Warmed("Warmed:Running".into()))
+        )
+        .is_empty()
+    );
     for _ in 0..20 {
         r.sample(quiet());
     }
     assert!(r.scale_ins().is_empty(), "no idle logic while warmed");
-    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::InService)), vec![Action::UpdateDns]);
-    assert!(r.at(S, Input::Lifecycle(LifecycleState::InService)).is_empty());
+    assert_eq!(
+        r.at(S, Input::Lifecycle(LifecycleState::InService)),
+        vec![Action::UpdateDns]
+    );
+    assert!(
+        r.at(S, Input::Lifecycle(LifecycleState::InService))
+            .is_empty()
+    );
     let mut r = Rig::new(policy());
-    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::Standalone)), vec![Action::UpdateDns]);
+    assert_eq!(
+        r.at(S, Input::Lifecycle(LifecycleState::Standalone)),
+        vec![Action::UpdateDns]
+    );
 }
 
 #[test]
 fn lifecycle_strings_from_imds() {
-    assert_eq!(LifecycleState::from_imds("InService"), LifecycleState::InService);
-    assert_eq!(LifecycleState::from_imds("Terminated\n"), LifecycleState::Terminating);
-    assert_eq!(LifecycleState::from_imds("Warmed:Stopped"), LifecycleState::Warmed("Warmed:Stopped".into()));
-    assert_eq!(LifecycleState::from_imds("something new"), LifecycleState::Pending);
+    assert_eq!(
+        LifecycleState::from_imds("InService"),
+        LifecycleState::InService
+    );
+    assert_eq!(
+        LifecycleState::from_imds("Terminated\n"),
+        LifecycleState::Terminating
+    );
+    assert_eq!(
+        LifecycleState::from_imds("Warmed:Stopped"),
+        LifecycleState::Warmed("Warmed:Stopped".into())
+    );
+    assert_eq!(
+        LifecycleState::from_imds("something new"),
+        LifecycleState::Pending
+    );
 }
 
 #[test]
@@ -457,7 +584,10 @@ fn metrics_are_published_every_interval_with_sums() {
         .log
         .iter()
         .filter_map(|(_, a)| match a {
-            Action::PublishMetrics { batch, flush: false } => Some(batch.clone()),
+            Action::PublishMetrics {
+                batch,
+                flush: false,
+            } => Some(batch.clone()),
             _ => None,
         })
         .collect();
@@ -499,8 +629,16 @@ fn without_scaling_idle_only_alerts_once() {
 #[test]
 fn lifecycle_stuck_alerts() {
     let mut r = Rig::new(policy());
-    let a = r.at(S, Input::Done(Completion::LifecycleStuck { error: "500".into() }));
-    assert!(matches!(a.as_slice(), [Action::Alert(Alert::LifecycleStuck { .. })]));
+    let a = r.at(
+        S,
+        Input::Done(Completion::LifecycleStuck {
+            error: "500".into(),
+        }),
+    );
+    assert!(matches!(
+        a.as_slice(),
+        [Action::Alert(Alert::LifecycleStuck { .. })]
+    ));
 }
 
 // --- Property tests ---------------------------------------------------------------------
@@ -530,13 +668,17 @@ enum Sample {
 fn obs(s: Sample, secs: u64) -> Observation {
     let mut o = match s {
         Sample::Busy | Sample::ProbeErrBusy => packets(1000),
-        Sample::Quiet | Sample::ProbeErrQuiet | Sample::Players(_) | Sample::KeepAwake => packets(0),
+        Sample::Quiet | Sample::ProbeErrQuiet | Sample::Players(_) | Sample::KeepAwake => {
+            packets(0)
+        }
         Sample::Unknown | Sample::ProbeErrUnknown => unknown(),
     };
     o.interval = Duration::from_secs(secs.max(1));
     match s {
         Sample::Players(n) => o.probe = Some(players(n)),
-        Sample::ProbeErrQuiet | Sample::ProbeErrBusy | Sample::ProbeErrUnknown => o.probe = Some(probe_err()),
+        Sample::ProbeErrQuiet | Sample::ProbeErrBusy | Sample::ProbeErrUnknown => {
+            o.probe = Some(probe_err())
+        }
         Sample::KeepAwake => o.keep_awake = Some(true),
         _ => {}
     }
