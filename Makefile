@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 
-.PHONY: setup build lint test test-rust test-python demo bench deb rpm package-check clean
+.PHONY: setup build lint test test-rust test-python test-e2e demo bench deb rpm package-check clean
 
 setup:
 	tests/harness/setup.sh
@@ -25,12 +25,19 @@ lint:
 test-python: setup
 	$(PY) -m pytest tests/cloud -q -p no:cacheprovider
 
+# The end-to-end stories run the real binary, so it is built first.
+test-e2e: setup
+	cargo build -p container-manager-agent
+	$(PY) -m pytest tests/e2e -v -p no:cacheprovider
+
 test-rust: setup
 	cargo test --workspace --no-fail-fast -- --test-threads=2
 
-# Python checks first, then the Rust suites, so the last lines are cargo's summaries.
+# Python checks and end-to-end stories first, then the Rust suites, so the last lines are
+# cargo's summaries.
 test: setup lint
 	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-e2e
 	$(MAKE) --no-print-directory test-rust
 
 demo: setup

@@ -1,2 +1,0 @@
-//! Integration tests: e2e (see docs/design.md).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
