@@ -78,3 +78,75 @@ fn unknown_keys_and_missing_files_exit_78() {
         String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml: (file): cannot read")
     );
 }
+
+/// `run --dry-run --log-format json` on a host with no AWS, no Docker and no packet socket:
+/// every stderr line is one JSON object with an RFC 3339 millisecond timestamp, a level and a
+/// message; the agent starts, keeps running, and drains on SIGTERM.
+#[test]
+fn json_logs_and_a_clean_drain_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "agent.toml",
+        "[container]\ndocker_name = \"no-such-game\"\n[activity]\ninterface = \"cmnoexist0\"\nports = [\"udp:2456\"]\nsample_interval = \"200ms\"\nidle_after = \"1s\"\nboot_grace = \"0s\"\n",
+    );
+    let child = Command::new(BIN)
+        .args(["run", "--dry-run", "--log-format", "json", "--config"])
+        .arg(&p)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9/")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stderr).unwrap();
+    let mut events = vec![];
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let ts = v["timestamp"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no timestamp: {line}"));
+        // 2026-11-22T10:00:01.123Z
+        assert_eq!(ts.len(), 24, "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+        if let Some(e) = v["event"].as_str() {
+            events.push(e.to_string());
+        }
+    }
+    assert_eq!(
+        events.first().map(String::as_str),
+        Some("agent_started"),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("agent_stopped"),
+        "{events:?}"
+    );
+    // The interface does not exist, so counting fails, samples are unknown and nothing idles, even with idle_after 1 s.
+    assert!(
+        events.iter().filter(|e| *e == "sample").count() >= 5,
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e == "scale_in_requested"),
+        "{events:?}"
+    );
+}
