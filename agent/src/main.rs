@@ -43,6 +43,8 @@ enum Command {
     Containers(container::cli::ContainersArgs),
 }
 
+// `check-config` answers on stdout, for a person or `ExecStartPre`.
+#[allow(clippy::print_stdout)]
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

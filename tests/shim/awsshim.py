@@ -10,9 +10,11 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
   - Auto Scaling `CompleteLifecycleAction` and `RecordLifecycleActionHeartbeat`, which moto
     answers with HTTP 500: answered here (after checking that the group and hook exist in
     moto) and recorded for the tests;
-  - Route53 `ChangeResourceRecordSets` with a DELETE: moto accepts a DELETE whose values do
-    not match the current record (it checks its change journal, not the record). Real Route53
-    rejects the whole batch with InvalidChangeBatch; the shim does the same before forwarding.
+  - Route53 `ChangeResourceRecordSets`: moto accepts a DELETE whose values do not match the
+    current record (it checks its change journal, not the record), and rejects a CREATE that
+    follows a DELETE of the same record in one batch. Real Route53 validates the batch as a
+    whole: the shim rejects a mismatched DELETE (or a CREATE of an existing record) with
+    InvalidChangeBatch, and hands moto such a DELETE+CREATE as the equivalent DELETE+UPSERT.
 - the IMDS front (use it as AWS_EC2_METADATA_SERVICE_ENDPOINT): IMDSv2 with values the test
   sets (moto's own IMDS omits the token TTL header and has fixed values);
 - the control port: `/_shim/...`, which never goes down.
@@ -406,33 +408,51 @@ class AwsHandler(Handler):
     # -- Route53 guarded DELETE ----------------------------------------------------------------
 
     def route53_guard(self, body: bytes) -> bool:
-        """Rejects a change batch whose DELETE does not match the current record, like Route53.
-        Returns False when it has answered."""
+        """Validates a change batch the way Route53 does, then forwards it. Returns False
+        when it has answered (always, since it either rejects or forwards)."""
         zone = self.path.split("?")[0].split("/hostedzone/")[1].split("/")[0]
         root = ET.fromstring(body)
         ns = {"r": ROUTE53_NS}
+        deleted: set[tuple[str, str]] = set()
         for change in root.iterfind(".//r:Change", ns):
-            if change.findtext("r:Action", "", ns) != "DELETE":
-                continue
+            action = change.findtext("r:Action", "", ns)
             rr = change.find("r:ResourceRecordSet", ns)
-            if rr is None:
+            if rr is None or action not in ("DELETE", "CREATE"):
                 continue
             name = rr.findtext("r:Name", "", ns).rstrip(".").lower() + "."
             rtype = rr.findtext("r:Type", "", ns)
-            ttl = rr.findtext("r:TTL", None, ns)
-            values = sorted(v.text or "" for v in rr.iterfind("r:ResourceRecords/r:ResourceRecord/r:Value", ns))
             current = awsctl.record(STATE.moto_url, zone, name, rtype)
-            if current is None:
-                message = f"[Tried to delete resource record set [name='{name}', type='{rtype}'] but it was not found]"
-            elif str(current["ttl"]) != str(ttl) or sorted(current["values"]) != values:
-                message = (
-                    f"[Tried to delete resource record set [name='{name}', type='{rtype}'] "
-                    "but the values provided do not match the current values]"
-                )
+            if action == "DELETE":
+                # Route53 deletes only an exact match (moto checks its change journal instead).
+                ttl = rr.findtext("r:TTL", None, ns)
+                values = sorted(v.text or "" for v in rr.iterfind("r:ResourceRecords/r:ResourceRecord/r:Value", ns))
+                if current is None:
+                    message = f"[Tried to delete resource record set [name='{name}', type='{rtype}'] but it was not found]"
+                elif str(current["ttl"]) != str(ttl) or sorted(current["values"]) != values:
+                    message = (
+                        f"[Tried to delete resource record set [name='{name}', type='{rtype}'] "
+                        "but the values provided do not match the current values]"
+                    )
+                else:
+                    deleted.add((name, rtype))
+                    continue
             else:
-                continue
+                if current is None or (name, rtype) in deleted:
+                    # Route53 applies a batch as a whole, so a CREATE after a DELETE of the same
+                    # record is valid. moto checks the CREATE against the state before the
+                    # DELETE, so it gets the equivalent UPSERT.
+                    if (name, rtype) in deleted:
+                        change.find("r:Action", ns).text = "UPSERT"  # type: ignore[union-attr]
+                    continue
+                message = (
+                    f"[Tried to create resource record set [name='{name}', type='{rtype}'] "
+                    "but it already exists]"
+                )
             self.reply(400, xml_error("InvalidChangeBatch", message, ROUTE53_NS), {"Content-Type": "text/xml"})
             return False
+        if deleted:
+            ET.register_namespace("", ROUTE53_NS)
+            body = b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
         self.forward(body)
         return False
 
