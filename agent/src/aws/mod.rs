@@ -20,7 +20,7 @@
 //! and, on EC2, no instance-profile credentials either, so no other adapter could work. The
 //! agent then never touches DNS and never scales in (the safe direction: the instance keeps
 //! running and costs money, but no one's game is stopped). The operator sees the ERROR in the
-//! journal and restarts the agent once IMDS answers (`systemctl restart container-manager`).
+//! journal and restarts the agent once IMDS answers (`systemctl restart container-manager-agent`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
