@@ -23,7 +23,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test-python: setup
-	$(PY) -m pytest tests/cloud -q -p no:cacheprovider
+	$(PY) -m pytest tests/cloud tests/shim -q -p no:cacheprovider
 
 # The end-to-end stories run the real binary, so it is built first.
 test-e2e: setup

@@ -1,2 +1,870 @@
-//! Integration tests: aws (see docs/design.md).
+//! Integration tests: the AWS adapters against moto, through the test-side shim
+//! (`tests/shim/awsshim.py`, see `tests/support_aws.rs`). Every side effect is read back from
+//! moto (or, for the lifecycle actions moto lacks, from the shim's record of them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support_aws.rs"]
+mod support_aws;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep};
+use tokio_util::sync::CancellationToken;
+
+use container_manager_agent::activity::{CounterError, PacketCounter};
+use container_manager_agent::aws::{AlertMessage, BuildOptions, RevertOutcome, build_with};
+use container_manager_agent::config::{self, Config};
+use container_manager_agent::container::{ContainerError, Containers, StopReport};
+use container_manager_agent::decide::{Alert, ContainerEvent, MetricsBatch};
+use container_manager_agent::run::{self, Adapters, Host, RunError, RunOptions, Shutdown};
+
+use support_aws::{PUBLIC_IP, RECORD, Shim, World, eventually, unix_now};
+
+const NAMESPACE: &str = "GameTest";
+
+// ---------------------------------------------------------------------------------------------
+// Fakes for what is not AWS.
+// ---------------------------------------------------------------------------------------------
+
+/// Returns the same scripted count for the one port spec on every sample.
+#[derive(Debug, Clone)]
+struct Counter(Arc<AtomicU64>);
+
+impl PacketCounter for Counter {
+    fn take(&mut self) -> Result<Vec<u64>, CounterError> {
+        Ok(vec![self.0.load(Ordering::SeqCst)])
+    }
+}
+
+/// A game container that runs until stopped; its graceful stop takes `stop_takes`.
+#[derive(Debug)]
+struct Game {
+    stop_takes: Duration,
+    /// (start, end) of each graceful stop, in Unix seconds.
+    stops: Mutex<Vec<(f64, f64)>>,
+}
+
+impl Game {
+    fn new(stop_takes: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            stop_takes,
+            stops: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn stops(&self) -> Vec<(f64, f64)> {
+        self.stops.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Containers for Game {
+    async fn watch(&self, events: mpsc::Sender<ContainerEvent>, cancel: CancellationToken) {
+        let _ = events
+            .send(ContainerEvent::Running {
+                id: "0123456789abcdef".into(),
+                name: "game".into(),
+            })
+            .await;
+        cancel.cancelled().await;
+    }
+
+    async fn graceful_stop(&self) -> Result<StopReport, ContainerError> {
+        let start = unix_now();
+        sleep(self.stop_takes).await;
+        self.stops.lock().unwrap().push((start, unix_now()));
+        Ok(StopReport {
+            container: Some("game".into()),
+            pre_stop: None,
+            exited_on_its_own: true,
+            exit_code: Some(0),
+            duration: self.stop_takes,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FakeHost;
+
+impl Host for FakeHost {
+    fn uptime(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+    fn system_stopping(&self) -> bool {
+        false
+    }
+}
+
+fn config(world: &World, ipv6: bool) -> Config {
+    config::parse("agent.toml", &config_text(world, ipv6, "1s")).unwrap()
+}
+
+fn config_text(world: &World, ipv6: bool, idle_after: &str) -> String {
+    format!(
+        r#"
+[container]
+docker_name = "game"
+stop_timeout = "4s"
+[activity]
+ports = ["udp:2456"]
+sample_interval = "200ms"
+idle_after = "{idle_after}"
+boot_grace = "0s"
+keep_awake_file = "/nonexistent/container-manager-test/keep-awake"
+[dns]
+hosted_zone_id = "{zone}"
+record_name = "{RECORD}"
+ttl = 60
+unavailable_ipv4 = "0.0.0.0"
+ipv6 = {ipv6}
+[scaling]
+lifecycle_hook = "{hook}"
+[metrics]
+namespace = "{NAMESPACE}"
+interval = "1s"
+[alerts]
+sns_topic_arn = "{topic}"
+"#,
+        zone = world.zone_id,
+        hook = world.hook,
+        topic = world.topic_arn,
+    )
+}
+
+/// A running agent: `run::run` with the real AWS adapters on a task.
+struct Agent {
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<Result<(), RunError>>,
+    game: Arc<Game>,
+    packets: Arc<AtomicU64>,
+}
+
+impl Agent {
+    async fn start(shim: &Shim, config: Config, game: Arc<Game>, packets: u64) -> Agent {
+        let cloud = shim.adapters(&config).await;
+        assert!(cloud.identity.is_some(), "IMDS identity was not read");
+        let packets = Arc::new(AtomicU64::new(packets));
+        let adapters = Adapters {
+            counter: Ok(Box::new(Counter(packets.clone()))),
+            probe: None,
+            containers: Some(game.clone()),
+            metadata: cloud.metadata,
+            dns: cloud.dns,
+            capacity: cloud.capacity,
+            metrics: cloud.metrics,
+            alerts: cloud.alerts,
+            host: Arc::new(FakeHost),
+        };
+        let shutdown = Shutdown::default();
+        let task = tokio::spawn(run::run(
+            config,
+            adapters,
+            RunOptions::default(),
+            shutdown.clone(),
+        ));
+        Agent {
+            shutdown,
+            task,
+            game,
+            packets,
+        }
+    }
+
+    /// Waits for `run` to return by itself.
+    async fn finished(self, limit: Duration) -> Result<(), RunError> {
+        tokio::time::timeout(limit, self.task)
+            .await
+            .unwrap_or_else(|_| panic!("the agent did not finish within {limit:?}"))
+            .unwrap()
+    }
+
+    /// SIGTERM: a graceful agent stop.
+    async fn stop(self) -> Result<(), RunError> {
+        self.shutdown.graceful.cancel();
+        self.finished(Duration::from_secs(60)).await
+    }
+}
+
+async fn record_is(shim: &Shim, world: &World, rtype: &str, want: &str) -> (i64, Vec<String>) {
+    eventually(
+        &format!("{rtype} record = {want}"),
+        Duration::from_secs(20),
+        || async {
+            shim.record(world, rtype)
+                .await
+                .filter(|(_, v)| v == &vec![want.to_string()])
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Boot, termination, guarded revert, warm pool.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_points_the_record_here() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    shim.imds(json!({"ipv6": "2001:db8::7"})).await;
+    let config = config(&world, true);
+    assert_eq!(shim.record(&world, "A").await, None);
+    let agent = Agent::start(&shim, config, Game::new(Duration::ZERO), 100).await;
+
+    let (ttl, _) = record_is(&shim, &world, "A", PUBLIC_IP).await;
+    assert_eq!(ttl, 60);
+    let (ttl6, _) = record_is(&shim, &world, "AAAA", "2001:db8::7").await;
+    assert_eq!(ttl6, 60);
+    let ops = shim.operations().await;
+    assert!(
+        ops.iter().any(|o| o == "GetChange"),
+        "INSYNC was not polled: {ops:?}"
+    );
+
+    agent.stop().await.unwrap();
+    // An agent stop (not a termination) leaves the record pointing here.
+    assert_eq!(shim.record(&world, "A").await.unwrap().1, vec![PUBLIC_IP]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_reverts_the_record_and_completes_the_lifecycle_action() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let agent = Agent::start(&shim, config(&world, false), Game::new(Duration::ZERO), 100).await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+
+    shim.imds(json!({"target-lifecycle-state": "Terminated"}))
+        .await;
+    let game = agent.game.clone();
+    agent.finished(Duration::from_secs(60)).await.unwrap();
+
+    let (ttl, values) = shim.record(&world, "A").await.unwrap();
+    assert_eq!((ttl, values), (60, vec!["0.0.0.0".to_string()]));
+    assert_eq!(
+        game.stops().len(),
+        1,
+        "the game was not stopped exactly once"
+    );
+    let completions: Vec<Value> = shim
+        .lifecycle_actions()
+        .await
+        .into_iter()
+        .filter(|a| a["action"] == "CompleteLifecycleAction")
+        .collect();
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    // The final metrics flush arrived.
+    let metrics = shim.metrics(NAMESPACE).await;
+    assert!(
+        metrics.iter().any(|m| m["name"] == "AgentHeartbeat"),
+        "{metrics:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_leaves_a_newer_instances_record_alone() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let config = config(&world, false);
+    let agent = Agent::start(&shim, config.clone(), Game::new(Duration::ZERO), 100).await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+
+    // A newer instance took the name.
+    shim.upsert(&world, "A", 60, "203.0.113.9").await;
+    shim.imds(json!({"target-lifecycle-state": "Terminated"}))
+        .await;
+    agent.finished(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        shim.record(&world, "A").await.unwrap().1,
+        vec!["203.0.113.9"]
+    );
+
+    // The adapter says why it left it alone.
+    let cloud = shim.adapters(&config).await;
+    let outcome = cloud.dns.unwrap().revert().await.unwrap();
+    assert_eq!(
+        outcome,
+        RevertOutcome::NotOurs {
+            current: Some("203.0.113.9".into())
+        }
+    );
+    assert_eq!(
+        shim.record(&world, "A").await.unwrap().1,
+        vec!["203.0.113.9"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_is_exact_and_idempotent() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let cloud = shim.adapters(&config(&world, true)).await;
+    shim.imds(json!({"ipv6": "2001:db8::7"})).await;
+    let dns = cloud.dns.unwrap();
+    // The identity was read before IPv6 was set: only A is managed.
+    assert_eq!(dns.point_here().await.unwrap(), PUBLIC_IP);
+    assert_eq!(dns.revert().await.unwrap(), RevertOutcome::Reverted);
+    assert_eq!(
+        shim.record(&world, "A").await.unwrap(),
+        (60, vec!["0.0.0.0".into()])
+    );
+    // A retried revert whose first answer was lost still reports success.
+    assert_eq!(dns.revert().await.unwrap(), RevertOutcome::Reverted);
+
+    // With IPv6: the AAAA record is deleted (no placeholder), a foreign one is kept.
+    let cloud = shim.adapters(&config(&world, true)).await;
+    let dns = cloud.dns.unwrap();
+    assert_eq!(
+        dns.point_here().await.unwrap(),
+        format!("{PUBLIC_IP},2001:db8::7")
+    );
+    assert_eq!(dns.revert().await.unwrap(), RevertOutcome::Reverted);
+    assert_eq!(shim.record(&world, "AAAA").await, None);
+    dns.point_here().await.unwrap();
+    shim.upsert(&world, "AAAA", 60, "2001:db8::99").await;
+    assert_eq!(dns.revert().await.unwrap(), RevertOutcome::Reverted);
+    assert_eq!(
+        shim.record(&world, "AAAA").await.unwrap().1,
+        vec!["2001:db8::99"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warmed_instance_changes_no_dns() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    shim.imds(json!({"target-lifecycle-state": "Warmed:Running"}))
+        .await;
+    let agent = Agent::start(&shim, config(&world, false), Game::new(Duration::ZERO), 0).await;
+    // Idle for well over idle_after, and a few metadata polls.
+    sleep(Duration::from_secs(6)).await;
+    assert!(!agent.task.is_finished());
+    let game = agent.game.clone();
+    agent.stop().await.unwrap();
+    let ops = shim.operations().await;
+    assert!(
+        !ops.iter().any(|o| o == "ChangeResourceRecordSets"),
+        "{ops:?}"
+    );
+    assert!(!ops.iter().any(|o| o == "SetDesiredCapacity"), "{ops:?}");
+    assert_eq!(shim.record(&world, "A").await, None);
+    assert_eq!(shim.desired_capacity(&world).await, 1);
+    assert!(game.stops().is_empty());
+    // The agent was alive and publishing the whole time.
+    assert!(ops.iter().any(|o| o == "PutMetricData"), "{ops:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle hook and Spot.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_heartbeats_during_a_slow_save_then_completes() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    shim.upsert(&world, "A", 60, PUBLIC_IP).await;
+    shim.imds(json!({"target-lifecycle-state": "Terminated"}))
+        .await;
+    // stop_timeout 4 s: a heartbeat every second; the save takes 3.5 s.
+    let agent = Agent::start(
+        &shim,
+        config(&world, false),
+        Game::new(Duration::from_millis(3500)),
+        100,
+    )
+    .await;
+    let game = agent.game.clone();
+    agent.finished(Duration::from_secs(60)).await.unwrap();
+
+    let stops = game.stops();
+    assert_eq!(stops.len(), 1);
+    let (stop_start, stop_end) = stops[0];
+    let actions = shim.lifecycle_actions().await;
+    let beats: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["action"] == "RecordLifecycleActionHeartbeat")
+        .collect();
+    let done: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["action"] == "CompleteLifecycleAction")
+        .collect();
+    assert!(beats.len() >= 2, "too few heartbeats: {actions:?}");
+    for b in &beats {
+        let t = b["time"].as_f64().unwrap();
+        assert!(
+            t >= stop_start - 0.5 && t <= stop_end + 0.5,
+            "heartbeat outside the stop: {b} vs {stops:?}"
+        );
+        assert_eq!(
+            (
+                b["hook"].as_str(),
+                b["group"].as_str(),
+                b["instance_id"].as_str()
+            ),
+            (
+                Some(world.hook.as_str()),
+                Some(world.group.as_str()),
+                Some(world.instance_id())
+            )
+        );
+    }
+    assert_eq!(done.len(), 1, "{actions:?}");
+    let c = done[0];
+    assert_eq!(c["result"], "CONTINUE");
+    assert_eq!(c["hook"], world.hook.as_str());
+    assert_eq!(c["group"], world.group.as_str());
+    assert_eq!(c["instance_id"], world.instance_id());
+    assert!(
+        c["time"].as_f64().unwrap() >= stop_end,
+        "completed before the save ended"
+    );
+    // The record held our address: reverted before the completion.
+    assert_eq!(shim.record(&world, "A").await.unwrap().1, vec!["0.0.0.0"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spot_notice_stops_the_game_gracefully() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let agent = Agent::start(
+        &shim,
+        config(&world, false),
+        Game::new(Duration::from_millis(500)),
+        100,
+    )
+    .await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+    assert!(agent.game.stops().is_empty());
+
+    shim.imds(
+        json!({"spot-instance-action": {"action": "terminate", "time": "2026-11-22T10:00:00Z"}}),
+    )
+    .await;
+    let game = agent.game.clone();
+    eventually(
+        "graceful stop after the Spot notice",
+        Duration::from_secs(15),
+        || async { (!game.stops().is_empty()).then_some(()) },
+    )
+    .await;
+    // The way out also hands the name back.
+    record_is(&shim, &world, "A", "0.0.0.0").await;
+    // A Spot notice is not a termination hook: no lifecycle action, no scale-in.
+    assert!(shim.lifecycle_actions().await.is_empty());
+    assert_eq!(shim.desired_capacity(&world).await, 1);
+    agent.stop().await.unwrap();
+    assert_eq!(game.stops().len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics and alerts.
+// ---------------------------------------------------------------------------------------------
+
+fn metric<'a>(metrics: &'a [Value], name: &str) -> &'a Value {
+    metrics
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no metric {name} in {metrics:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_values_units_and_group_dimension() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let cloud = shim.adapters(&config(&world, false)).await;
+    let metrics = cloud.metrics.unwrap();
+    metrics
+        .publish(&MetricsBatch {
+            inbound_packets: Some(1234),
+            players_online: Some(3),
+            idle_seconds: 12.5,
+            container_running: true,
+        })
+        .await
+        .unwrap();
+
+    let got = shim.metrics(NAMESPACE).await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    for (name, value, unit) in [
+        ("InboundPackets", 1234.0, "Count"),
+        ("PlayersOnline", 3.0, "Count"),
+        ("IdleSeconds", 12.5, "Seconds"),
+        ("ContainerRunning", 1.0, "Count"),
+        ("AgentHeartbeat", 1.0, "Count"),
+    ] {
+        let m = metric(&got, name);
+        assert_eq!(
+            m["dimensions"],
+            json!({"AutoScalingGroupName": world.group}),
+            "{m}"
+        );
+        let points = m["datapoints"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "{m}");
+        assert_eq!(points[0]["sum"].as_f64(), Some(value), "{m}");
+        assert_eq!(points[0]["count"].as_f64(), Some(1.0), "{m}");
+        assert_eq!(points[0]["unit"], unit, "{m}");
+    }
+    // It went over the wire as rpc-v2-cbor (the shim's translation), not moto's query API.
+    let ops = shim.get("/_shim/requests").await;
+    assert!(
+        ops.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["op"] == "PutMetricData"
+                && r["path"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("/service/GraniteServiceVersion20100801/")),
+        "{ops}"
+    );
+
+    // Unknown values are left out rather than published as 0.
+    metrics
+        .publish(&MetricsBatch {
+            inbound_packets: None,
+            players_online: None,
+            idle_seconds: 1.0,
+            container_running: false,
+        })
+        .await
+        .unwrap();
+    let got = shim.metrics(NAMESPACE).await;
+    assert_eq!(
+        metric(&got, "InboundPackets")["datapoints"][0]["count"].as_f64(),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&got, "IdleSeconds")["datapoints"][0]["count"].as_f64(),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&got, "ContainerRunning")["datapoints"][0]["sum"].as_f64(),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_instance_publishes_with_its_instance_id() {
+    let shim = Shim::start().await;
+    let _world = shim.world().await;
+    // An instance outside any group.
+    shim.imds(json!({"instance-id": "i-0standalone0000001", "target-lifecycle-state": null}))
+        .await;
+    let text = r#"
+[container]
+docker_name = "game"
+[activity]
+ports = ["udp:2456"]
+[metrics]
+namespace = "GameTest"
+"#;
+    let cloud = shim
+        .adapters(&config::parse("agent.toml", text).unwrap())
+        .await;
+    assert!(cloud.dns.is_none() && cloud.capacity.is_none() && cloud.alerts.is_none());
+    assert_eq!(
+        cloud
+            .metadata
+            .as_ref()
+            .unwrap()
+            .lifecycle_state()
+            .await
+            .unwrap(),
+        container_manager_agent::decide::LifecycleState::Standalone
+    );
+    cloud
+        .metrics
+        .unwrap()
+        .publish(&MetricsBatch {
+            inbound_packets: Some(1),
+            players_online: None,
+            idle_seconds: 0.0,
+            container_running: true,
+        })
+        .await
+        .unwrap();
+    let got = shim.metrics(NAMESPACE).await;
+    assert_eq!(got.len(), 4, "{got:?}");
+    for m in &got {
+        assert_eq!(
+            m["dimensions"],
+            json!({"InstanceId": "i-0standalone0000001"}),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_arrive_through_sns() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let config = config(&world, false);
+    let cloud = shim.adapters(&config).await;
+    let alerts = cloud.alerts.unwrap();
+    let sent: Vec<AlertMessage> = vec![
+        run::alert_message(
+            &Alert::IdleShutdown {
+                idle_for: Duration::from_secs(420),
+                detail: "no packets".into(),
+            },
+            &config,
+        ),
+        run::alert_message(
+            &Alert::Crash {
+                exit_code: 137,
+                oom_killed: true,
+                crashes: 2,
+                container: "game".into(),
+                log_tail: vec!["line one".into(), "line two".into()],
+                scaling_in: true,
+            },
+            &config,
+        ),
+    ];
+    for a in &sent {
+        alerts.send(a).await.unwrap();
+    }
+    let got = shim.messages(&world).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (a, m) in sent.iter().zip(&got) {
+        assert_eq!(m["subject"], a.subject.as_str());
+        assert_eq!(m["message"], a.body.as_str());
+        assert_eq!(m["topic"], world.topic_arn.as_str());
+    }
+    assert!(got[0]["subject"].as_str().unwrap().contains("idle"));
+    assert!(got[1]["message"].as_str().unwrap().contains("line two"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Failures.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_delays_but_never_loses_actions() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let agent = Agent::start(&shim, config(&world, false), Game::new(Duration::ZERO), 100).await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+    // Let one metrics publish resolve the group before the outage.
+    eventually("a metrics publish", Duration::from_secs(10), || async {
+        shim.operations()
+            .await
+            .iter()
+            .any(|o| o == "PutMetricData")
+            .then_some(())
+    })
+    .await;
+
+    // Moto unreachable for 30 s (IMDS stays up). Meanwhile the server goes idle (a scale-in
+    // is requested) and the group starts terminating the instance (a DNS revert, a metrics
+    // flush and the lifecycle completion are due).
+    let outage_start = unix_now();
+    shim.outage(30.0, "refuse", false).await;
+    agent.packets.store(0, Ordering::SeqCst);
+    sleep(Duration::from_secs(3)).await;
+    shim.imds(json!({"target-lifecycle-state": "Terminated"}))
+        .await;
+    sleep(Duration::from_secs(20)).await;
+    assert!(
+        !agent.task.is_finished(),
+        "the agent gave up during the outage"
+    );
+    let outage_end = outage_start + 30.0;
+
+    let game = agent.game.clone();
+    agent.finished(Duration::from_secs(90)).await.unwrap();
+    assert!(unix_now() >= outage_end);
+    assert_eq!(shim.desired_capacity(&world).await, 0);
+    assert_eq!(shim.record(&world, "A").await.unwrap().1, vec!["0.0.0.0"]);
+    let actions = shim.lifecycle_actions().await;
+    let done: Vec<&Value> = actions
+        .iter()
+        .filter(|a| a["action"] == "CompleteLifecycleAction")
+        .collect();
+    assert_eq!(done.len(), 1, "{actions:?}");
+    let completed = done[0]["time"].as_f64().unwrap();
+    assert!(completed >= outage_end);
+    eprintln!(
+        "OUTAGE lifecycle completed {:.1} s after the outage ended",
+        completed - outage_end
+    );
+    assert_eq!(game.stops().len(), 1);
+    let messages = shim.messages(&world).await;
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["subject"].as_str().unwrap().contains("idle")),
+        "the idle alert was lost: {messages:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_endpoint_errs_quickly() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let cloud = shim.adapters(&config(&world, false)).await;
+    let capacity = cloud.capacity.unwrap();
+
+    // Refused: an error in seconds.
+    shim.outage(60.0, "refuse", false).await;
+    let t = Instant::now();
+    let e = capacity.scale_to_zero().await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{:?}: {e}",
+        t.elapsed()
+    );
+    assert!(
+        e.to_string().contains("DescribeAutoScalingInstances"),
+        "{e}"
+    );
+
+    // Accepted but never answered: an error within the SDK's operation timeout, well under
+    // the run loop's per-call bound.
+    shim.outage(60.0, "hang", false).await;
+    let t = Instant::now();
+    let e = capacity.heartbeat().await.unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(27),
+        "{took:?}: {e}"
+    );
+    assert!(took < run::CALL_TIMEOUT);
+    shim.post("/_shim/outage/stop", json!({})).await;
+    assert_eq!(shim.desired_capacity(&world).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_imds_at_boot_gives_metadata_only() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    shim.outage(60.0, "refuse", true).await;
+    let options = BuildOptions {
+        identity_budget: Duration::from_secs(3),
+        ..shim.options()
+    };
+    let t = Instant::now();
+    let cloud = build_with(&config(&world, false), &options).await;
+    assert!(t.elapsed() < Duration::from_secs(12), "{:?}", t.elapsed());
+    assert!(cloud.metadata.is_some());
+    assert!(cloud.identity.is_none());
+    assert!(
+        cloud.dns.is_none()
+            && cloud.capacity.is_none()
+            && cloud.metrics.is_none()
+            && cloud.alerts.is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_public_ipv4_is_a_clear_error() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    shim.imds(json!({"public-ipv4": null})).await;
+    let cloud = shim.adapters(&config(&world, false)).await;
+    let e = cloud.dns.unwrap().point_here().await.unwrap_err();
+    assert!(e.to_string().contains("no public IPv4 address"), "{e}");
+    assert_eq!(shim.record(&world, "A").await, None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary, configured only through the standard environment.
+// ---------------------------------------------------------------------------------------------
+
+fn log_time(line: &Value) -> std::time::SystemTime {
+    humantime::parse_rfc3339(line["timestamp"].as_str().unwrap()).unwrap()
+}
+
+/// Also the start-to-DNS benchmark: prints the time from process start to the Route53 change
+/// being submitted (`dns_change_submitted`) and confirmed (`dns_updated`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_points_dns_using_only_the_standard_environment() {
+    use tokio::io::AsyncBufReadExt;
+
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, config_text(&world, false, "1h")).unwrap();
+
+    let spawned = std::time::SystemTime::now();
+    // No region, credentials or profile from the test's environment: the region and the
+    // instance-profile credentials come from IMDS, the endpoints from the standard variables.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_container-manager-agent"))
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .args(["--log-format", "json"])
+        .env("AWS_ENDPOINT_URL", &shim.aws)
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &shim.imds)
+        .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-credentials"),
+        )
+        .env("RUST_LOG", "info")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_ENDPOINT_URL_ROUTE_53")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen: Vec<Value> = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let done = v["event"] == "dns_updated";
+            seen.push(v);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let event = |name: &str| seen.iter().find(|l| l["event"] == name).cloned();
+    assert!(
+        matches!(found, Ok(true)),
+        "no dns_updated; the agent logged:\n{seen:#?}"
+    );
+    assert_eq!(
+        shim.record(&world, "A").await.unwrap(),
+        (60, vec![PUBLIC_IP.to_string()])
+    );
+
+    let ms = |t: std::time::SystemTime| t.duration_since(spawned).unwrap_or_default().as_millis();
+    let started = event("agent_started").map(|l| ms(log_time(&l)));
+    let submitted = event("dns_change_submitted").map(|l| ms(log_time(&l)));
+    let updated = event("dns_updated").map(|l| ms(log_time(&l)));
+    eprintln!(
+        "BENCH start-to-dns: agent_started {started:?} ms, dns_change_submitted {submitted:?} ms, dns_updated {updated:?} ms after spawn"
+    );
+    assert!(submitted.is_some());
+
+    let pid = child.id().unwrap().to_string();
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await;
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // An agent stop leaves the record alone.
+    assert_eq!(shim.record(&world, "A").await.unwrap().1, vec![PUBLIC_IP]);
+}

@@ -1,5 +1,7 @@
 //! The binary's command line: `check-config` and `run` on bad configs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// These tests drive the binary as a separate process on the real clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::process::Command;
 

@@ -47,6 +47,7 @@ enum Command {
     Containers(container::cli::ContainersArgs),
 }
 
+// `check-config` answers on stdout, for a person or `ExecStartPre`.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

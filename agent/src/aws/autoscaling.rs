@@ -1,0 +1,157 @@
+//! The Auto Scaling group: scale it to zero, complete the termination lifecycle action, and
+//! keep that action alive with heartbeats during a slow save.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_autoscaling::Client;
+use aws_sdk_autoscaling::error::DisplayErrorContext;
+use tokio::sync::OnceCell;
+use tracing::{debug, info, warn};
+
+use super::{AwsError, Capacity};
+
+const SERVICE: &str = "autoscaling";
+
+/// Finds this instance's group once, lazily: from `scaling.auto_scaling_group` when set,
+/// otherwise with `DescribeAutoScalingInstances`. A failed lookup is not cached, so the run
+/// loop's retries retry it; a found group (or "not in any group") is.
+#[derive(Debug)]
+pub struct GroupResolver {
+    client: Client,
+    instance_id: String,
+    configured: Option<String>,
+    resolved: OnceCell<Option<String>>,
+}
+
+impl GroupResolver {
+    pub fn new(client: Client, instance_id: String, configured: Option<String>) -> Self {
+        Self {
+            client,
+            instance_id,
+            configured,
+            resolved: OnceCell::new(),
+        }
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The group's name, or `None` when the instance is in no group.
+    pub async fn group(&self) -> Result<Option<String>, AwsError> {
+        self.resolved
+            .get_or_try_init(|| async {
+                if let Some(g) = &self.configured {
+                    return Ok(Some(g.clone()));
+                }
+                let out = self
+                    .client
+                    .describe_auto_scaling_instances()
+                    .instance_ids(&self.instance_id)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("DescribeAutoScalingInstances", &e))?;
+                let group = out
+                    .auto_scaling_instances()
+                    .iter()
+                    .find_map(|i| i.auto_scaling_group_name().map(str::to_string));
+                match &group {
+                    Some(g) => info!(group = %g, instance = %self.instance_id, "Found this instance's Auto Scaling group."),
+                    None => warn!(instance = %self.instance_id, "This instance is in no Auto Scaling group."),
+                }
+                Ok(group)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The group's name; an error when the instance is in no group.
+    pub async fn require(&self) -> Result<String, AwsError> {
+        self.group().await?.ok_or_else(|| {
+            AwsError::Invalid(format!(
+                "instance {} is in no Auto Scaling group (set scaling.auto_scaling_group, or launch it from the group)",
+                self.instance_id
+            ))
+        })
+    }
+}
+
+/// The real [`Capacity`]: Auto Scaling calls for this instance's group.
+#[derive(Debug, Clone)]
+pub struct AutoScaling {
+    client: Client,
+    group: Arc<GroupResolver>,
+    lifecycle_hook: Option<String>,
+}
+
+impl AutoScaling {
+    pub fn new(client: Client, group: Arc<GroupResolver>, lifecycle_hook: Option<String>) -> Self {
+        Self {
+            client,
+            group,
+            lifecycle_hook,
+        }
+    }
+}
+
+#[async_trait]
+impl Capacity for AutoScaling {
+    async fn scale_to_zero(&self) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        self.client
+            .set_desired_capacity()
+            .auto_scaling_group_name(&group)
+            .desired_capacity(0)
+            // The agent decided the server is idle; a cooldown from the scale-out must not
+            // keep it running.
+            .honor_cooldown(false)
+            .send()
+            .await
+            .map_err(|e| call_error("SetDesiredCapacity", &e))?;
+        debug!(group = %group, "SetDesiredCapacity(0) accepted.");
+        Ok(())
+    }
+
+    async fn complete_lifecycle(&self) -> Result<(), AwsError> {
+        let Some(hook) = &self.lifecycle_hook else {
+            debug!("No lifecycle hook configured; nothing to complete.");
+            return Ok(());
+        };
+        let group = self.group.require().await?;
+        self.client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&group)
+            .lifecycle_hook_name(hook)
+            .instance_id(self.group.instance_id())
+            .lifecycle_action_result("CONTINUE")
+            .send()
+            .await
+            .map_err(|e| call_error("CompleteLifecycleAction", &e))?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self) -> Result<(), AwsError> {
+        let Some(hook) = &self.lifecycle_hook else {
+            return Ok(());
+        };
+        let group = self.group.require().await?;
+        self.client
+            .record_lifecycle_action_heartbeat()
+            .auto_scaling_group_name(&group)
+            .lifecycle_hook_name(hook)
+            .instance_id(self.group.instance_id())
+            .send()
+            .await
+            .map_err(|e| call_error("RecordLifecycleActionHeartbeat", &e))?;
+        Ok(())
+    }
+}
+
+fn call_error<E: std::error::Error + 'static>(call: &'static str, e: &E) -> AwsError {
+    AwsError::Call {
+        service: SERVICE,
+        call,
+        reason: DisplayErrorContext(e).to_string(),
+    }
+}

@@ -1,0 +1,725 @@
+#!/usr/bin/env python3
+"""A test-side shim in front of moto, so the agent can speak real AWS protocols to it.
+
+One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127.0.0.1:
+
+- the AWS front (use it as AWS_ENDPOINT_URL): forwards everything to moto, except
+  - CloudWatch rpc-v2-cbor (`POST /service/GraniteServiceVersion20100801/operation/<Op>`,
+    header `smithy-protocol: rpc-v2-cbor`), which moto does not understand (moto #9195):
+    PutMetricData is translated to moto's query protocol and answered in rpc-v2-cbor;
+  - Auto Scaling `CompleteLifecycleAction` and `RecordLifecycleActionHeartbeat`, which moto
+    answers with HTTP 500: answered here (after checking that the group and hook exist in
+    moto) and recorded for the tests;
+  - Route53 `ChangeResourceRecordSets`: moto accepts a DELETE whose values do not match the
+    current record (it checks its change journal, not the record), and rejects a CREATE that
+    follows a DELETE of the same record in one batch. Real Route53 validates the batch as a
+    whole: the shim rejects a mismatched DELETE (or a CREATE of an existing record) with
+    InvalidChangeBatch, and hands moto such a DELETE+CREATE as the equivalent DELETE+UPSERT.
+- the IMDS front (use it as AWS_EC2_METADATA_SERVICE_ENDPOINT): IMDSv2 with values the test
+  sets (moto's own IMDS omits the token TTL header and has fixed values);
+- the control port: `/_shim/...`, which never goes down.
+
+On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control": URL,
+"moto": URL}. The control API:
+
+  GET  /_shim/health                  -> {"ok": true}
+  POST /_shim/imds        {...}       merge IMDS values (null removes one); keys:
+         instance-id, region, availability-zone, public-ipv4, ipv6,
+         target-lifecycle-state, spot-instance-action (a JSON object or string),
+         role (the instance profile role name; credentials are served for it)
+  GET  /_shim/imds                    -> the current values
+  GET  /_shim/lifecycle-actions       -> [{"action", "hook", "group", "instance_id",
+                                           "result", "time"}]  (time: unix seconds)
+  GET  /_shim/requests                -> [{"op", "time", "served"}] every AWS front request
+  POST /_shim/outage {"seconds": S, "mode": "refuse"|"hang", "imds": bool}
+         refuse: the AWS front's listening socket is closed (connection refused) and open
+                 connections are reset; hang: connections are accepted, never answered and
+                 reset when the outage ends. imds: the IMDS front goes down too.
+         Without "seconds" the outage lasts until POST /_shim/outage/stop.
+  POST /_shim/outage/stop
+  GET  /_shim/outage                  -> {"active": bool, "mode": ..., "imds": bool}
+  POST /_shim/ctl/<name>  {...}       runs awsctl.<name>(**args) against moto (setup and
+                                      read-back helpers, see awsctl.py) -> its JSON result
+  POST /moto-api/reset is forwarded to moto by the AWS front like everything else.
+
+Run it with the tests' venv: tests/.venv/bin/python tests/shim/awsshim.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import http.client
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import cbor2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import awsctl  # noqa: E402
+
+HOST = "127.0.0.1"
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+}
+
+
+class State:
+    """Everything the control API reads and writes, behind one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.imds: dict[str, Any] = {}
+        self.tokens: dict[str, float] = {}
+        self.lifecycle_actions: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.outage_until: float | None = None  # inf: until stopped
+        self.outage_mode = "refuse"
+        self.outage_imds = False
+        self.moto_url = ""
+
+    def outage_active(self) -> bool:
+        with self.lock:
+            return self.outage_until is not None and time.time() < self.outage_until
+
+
+STATE = State()
+
+
+def reset_socket(sock: socket.socket) -> None:
+    """Closes a connection with a TCP RST, the way a dead host or a middlebox would."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class Front:
+    """One listening HTTP server that can be taken down (refuse) and brought back."""
+
+    def __init__(self, name: str, handler: type[BaseHTTPRequestHandler], port: int = 0):
+        self.name = name
+        self.handler = handler
+        self.port = port
+        self.server: ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+        self.handler.front = self  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        server = ThreadingHTTPServer((HOST, self.port), self.handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stops listening (connection refused) and resets every open connection."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        self.reset_all()
+
+    def reset_all(self) -> None:
+        with self.conns_lock:
+            conns = list(self.conns)
+            self.conns.clear()
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            reset_socket(c)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    front: Front
+    # Whether this front is affected by an outage.
+    down_in_outage: Callable[[], bool] = staticmethod(lambda: False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if os.environ.get("AWSSHIM_VERBOSE"):
+            sys.stderr.write(f"[{self.front.name}] {format % args}\n")
+
+    def setup(self) -> None:
+        super().setup()
+        with self.front.conns_lock:
+            self.front.conns.add(self.connection)
+
+    def finish(self) -> None:
+        with self.front.conns_lock:
+            self.front.conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    def body(self) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        data = self.rfile.read(n) if n else b""
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            data = gzip.decompress(data)
+        return data
+
+    def reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def reply_json(self, status: int, value: Any) -> None:
+        self.reply(status, json.dumps(value).encode(), {"Content-Type": "application/json"})
+
+    def outage_gate(self) -> bool:
+        """True when the request must not be served: the connection is held (hang) or reset."""
+        if not (self.down_in_outage() and STATE.outage_active()):
+            return False
+        with STATE.lock:
+            mode = STATE.outage_mode
+        if mode == "hang":
+            while STATE.outage_active():
+                time.sleep(0.05)
+        self.close_connection = True
+        reset_socket(self.connection)
+        return True
+
+    def do_GET(self) -> None:
+        self.dispatch()
+
+    def do_POST(self) -> None:
+        self.dispatch()
+
+    def do_PUT(self) -> None:
+        self.dispatch()
+
+    def do_DELETE(self) -> None:
+        self.dispatch()
+
+    def do_HEAD(self) -> None:
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------
+# The AWS front
+# ------------------------------------------------------------------------------------------
+
+
+def xml_error(code: str, message: str, namespace: str) -> bytes:
+    rid = uuid.uuid4()
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="{namespace}"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code><Message>{xml_escape(message)}</Message>"
+        f"</Error><RequestId>{rid}</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def xml_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+AUTOSCALING_NS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
+ROUTE53_NS = "https://route53.amazonaws.com/doc/2013-04-01/"
+
+
+class AwsHandler(Handler):
+    down_in_outage = staticmethod(lambda: True)
+
+    def dispatch(self) -> None:
+        if self.outage_gate():
+            return
+        body = self.body()
+        op = self.operation(body)
+        with STATE.lock:
+            STATE.requests.append({"op": op, "time": time.time(), "path": self.path.split("?")[0]})
+        try:
+            if self.headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
+                self.cbor(op, body)
+            elif op in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat"):
+                self.lifecycle(op, body)
+            elif op == "ChangeResourceRecordSets" and not self.route53_guard(body):
+                return
+            else:
+                self.forward(body)
+        except Exception as e:  # a shim bug must show up as a 500, not a hang
+            sys.stderr.write(f"awsshim: {op}: {e!r}\n")
+            self.reply(500, f"awsshim error: {e!r}".encode(), {"Content-Type": "text/plain"})
+
+    def operation(self, body: bytes) -> str:
+        path = self.path.split("?")[0]
+        if path.startswith("/service/") and "/operation/" in path:
+            return path.rsplit("/", 1)[-1]
+        if self.command == "POST" and "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+            form = urllib.parse.parse_qs(body.decode(errors="replace"))
+            return form.get("Action", ["?"])[0]
+        target = self.headers.get("X-Amz-Target")
+        if target:
+            return target.rsplit(".", 1)[-1]
+        if path.startswith("/2013-04-01/"):
+            if path.endswith("/rrset") or path.endswith("/rrset/"):
+                return "ChangeResourceRecordSets" if self.command == "POST" else "ListResourceRecordSets"
+            if "/change/" in path:
+                return "GetChange"
+            return "Route53:" + self.command
+        return f"{self.command} {path}"
+
+    def forward(self, body: bytes, path: str | None = None, headers: dict[str, str] | None = None) -> None:
+        status, rheaders, rbody = self.to_moto(self.command, path or self.path, body, headers)
+        self.reply(status, rbody, rheaders)
+
+    def to_moto(
+        self, method: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        if headers is None:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"}
+        headers = dict(headers)
+        headers["Content-Length"] = str(len(body))
+        u = urllib.parse.urlparse(STATE.moto_url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            rheaders = {k: v for k, v in r.getheaders() if k.lower() not in HOP_BY_HOP}
+            return r.status, rheaders, data
+        finally:
+            conn.close()
+
+    # -- CloudWatch rpc-v2-cbor ---------------------------------------------------------------
+
+    def cbor(self, op: str, body: bytes) -> None:
+        headers = {"Content-Type": "application/cbor", "smithy-protocol": "rpc-v2-cbor"}
+        req = cbor2.loads(body) if body else {}
+        if op != "PutMetricData":
+            self.cbor_error(400, "UnknownOperationException", f"the shim translates only PutMetricData, not {op}")
+            return
+        form = put_metric_data_form(req)
+        qheaders = {
+            "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+            "Authorization": self.headers.get("Authorization", ""),
+            "X-Amz-Date": self.headers.get("X-Amz-Date", ""),
+            "Host": self.headers.get("Host", ""),
+        }
+        status, _, rbody = self.to_moto("POST", "/", urllib.parse.urlencode(form).encode(), qheaders)
+        if status == 200:
+            self.reply(200, cbor2.dumps({}), headers)
+            return
+        code, message = parse_xml_error(rbody)
+        self.cbor_error(status, code, message)
+
+    def cbor_error(self, status: int, code: str, message: str) -> None:
+        body = cbor2.dumps({"__type": f"com.amazonaws.cloudwatch#{code}", "message": message})
+        self.reply(
+            status,
+            body,
+            {
+                "Content-Type": "application/cbor",
+                "smithy-protocol": "rpc-v2-cbor",
+                "x-amzn-query-error": f"{code};Sender",
+            },
+        )
+
+    # -- Auto Scaling lifecycle actions ---------------------------------------------------------
+
+    def lifecycle(self, op: str, body: bytes) -> None:
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        group = form.get("AutoScalingGroupName", "")
+        hook = form.get("LifecycleHookName", "")
+        instance = form.get("InstanceId", "")
+        token = form.get("LifecycleActionToken", "")
+        result = form.get("LifecycleActionResult")
+        problem = None
+        if not group or not hook:
+            problem = "AutoScalingGroupName and LifecycleHookName are required"
+        elif not instance and not token:
+            problem = "Either InstanceId or LifecycleActionToken is required"
+        elif op == "CompleteLifecycleAction" and result not in ("CONTINUE", "ABANDON"):
+            problem = f"LifecycleActionResult must be CONTINUE or ABANDON, not {result!r}"
+        else:
+            try:
+                hooks = awsctl.lifecycle_hooks(STATE.moto_url, group)
+            except Exception as e:  # the group does not exist
+                hooks = None
+                problem = f"Group {group} not found: {e}"
+            if hooks is not None and hook not in hooks:
+                problem = f"No Lifecycle Hook found with name {hook} for group {group}"
+        if problem:
+            self.reply(400, xml_error("ValidationError", problem, AUTOSCALING_NS), {"Content-Type": "text/xml"})
+            return
+        with STATE.lock:
+            STATE.lifecycle_actions.append(
+                {
+                    "action": op,
+                    "hook": hook,
+                    "group": group,
+                    "instance_id": instance,
+                    "result": result,
+                    "time": time.time(),
+                }
+            )
+        rid = uuid.uuid4()
+        xml = (
+            f'<{op}Response xmlns="{AUTOSCALING_NS}"><{op}Result/>'
+            f"<ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></{op}Response>"
+        )
+        self.reply(200, xml.encode(), {"Content-Type": "text/xml"})
+
+    # -- Route53 guarded DELETE ----------------------------------------------------------------
+
+    def route53_guard(self, body: bytes) -> bool:
+        """Validates a change batch the way Route53 does, then forwards it. Returns False
+        when it has answered (always, since it either rejects or forwards)."""
+        zone = self.path.split("?")[0].split("/hostedzone/")[1].split("/")[0]
+        root = ET.fromstring(body)
+        ns = {"r": ROUTE53_NS}
+        deleted: set[tuple[str, str]] = set()
+        for change in root.iterfind(".//r:Change", ns):
+            action = change.findtext("r:Action", "", ns)
+            rr = change.find("r:ResourceRecordSet", ns)
+            if rr is None or action not in ("DELETE", "CREATE"):
+                continue
+            name = rr.findtext("r:Name", "", ns).rstrip(".").lower() + "."
+            rtype = rr.findtext("r:Type", "", ns)
+            current = awsctl.record(STATE.moto_url, zone, name, rtype)
+            if action == "DELETE":
+                # Route53 deletes only an exact match (moto checks its change journal instead).
+                ttl = rr.findtext("r:TTL", None, ns)
+                values = sorted(v.text or "" for v in rr.iterfind("r:ResourceRecords/r:ResourceRecord/r:Value", ns))
+                if current is None:
+                    message = f"[Tried to delete resource record set [name='{name}', type='{rtype}'] but it was not found]"
+                elif str(current["ttl"]) != str(ttl) or sorted(current["values"]) != values:
+                    message = (
+                        f"[Tried to delete resource record set [name='{name}', type='{rtype}'] "
+                        "but the values provided do not match the current values]"
+                    )
+                else:
+                    deleted.add((name, rtype))
+                    continue
+            else:
+                if current is None or (name, rtype) in deleted:
+                    # Route53 applies a batch as a whole, so a CREATE after a DELETE of the same
+                    # record is valid. moto checks the CREATE against the state before the
+                    # DELETE, so it gets the equivalent UPSERT.
+                    if (name, rtype) in deleted:
+                        change.find("r:Action", ns).text = "UPSERT"  # type: ignore[union-attr]
+                    continue
+                message = (
+                    f"[Tried to create resource record set [name='{name}', type='{rtype}'] "
+                    "but it already exists]"
+                )
+            self.reply(400, xml_error("InvalidChangeBatch", message, ROUTE53_NS), {"Content-Type": "text/xml"})
+            return False
+        if deleted:
+            ET.register_namespace("", ROUTE53_NS)
+            body = b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
+        self.forward(body)
+        return False
+
+
+def put_metric_data_form(req: dict[str, Any]) -> dict[str, str]:
+    form = {"Action": "PutMetricData", "Version": "2010-08-01", "Namespace": req.get("Namespace", "")}
+    for i, d in enumerate(req.get("MetricData", []) or [], 1):
+        p = f"MetricData.member.{i}."
+        form[p + "MetricName"] = d["MetricName"]
+        if d.get("Value") is not None:
+            form[p + "Value"] = repr(float(d["Value"]))
+        if d.get("Unit"):
+            form[p + "Unit"] = d["Unit"]
+        ts = d.get("Timestamp")
+        if ts is not None:
+            if isinstance(ts, (int, float)):
+                ts = dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
+            form[p + "Timestamp"] = ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if d.get("StorageResolution") is not None:
+            form[p + "StorageResolution"] = str(d["StorageResolution"])
+        for j, dim in enumerate(d.get("Dimensions", []) or [], 1):
+            form[f"{p}Dimensions.member.{j}.Name"] = dim["Name"]
+            form[f"{p}Dimensions.member.{j}.Value"] = dim["Value"]
+        for j, v in enumerate(d.get("Values", []) or [], 1):
+            form[f"{p}Values.member.{j}"] = repr(float(v))
+        for j, v in enumerate(d.get("Counts", []) or [], 1):
+            form[f"{p}Counts.member.{j}"] = repr(float(v))
+        sv = d.get("StatisticValues")
+        if sv:
+            for k in ("SampleCount", "Sum", "Minimum", "Maximum"):
+                form[f"{p}StatisticValues.{k}"] = repr(float(sv[k]))
+    return form
+
+
+def parse_xml_error(body: bytes) -> tuple[str, str]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "InternalServiceError", body.decode(errors="replace")[:500]
+    code = message = None
+    for el in root.iter():
+        tag = el.tag.split("}")[-1]
+        if tag == "Code" and code is None:
+            code = el.text
+        elif tag == "Message" and message is None:
+            message = el.text
+    return code or "InternalServiceError", message or ""
+
+
+# ------------------------------------------------------------------------------------------
+# The IMDS front
+# ------------------------------------------------------------------------------------------
+
+IMDS_PATHS = {
+    "/latest/meta-data/instance-id": "instance-id",
+    "/latest/meta-data/placement/region": "region",
+    "/latest/meta-data/placement/availability-zone": "availability-zone",
+    "/latest/meta-data/public-ipv4": "public-ipv4",
+    "/latest/meta-data/ipv6": "ipv6",
+    "/latest/meta-data/autoscaling/target-lifecycle-state": "target-lifecycle-state",
+    "/latest/meta-data/spot/instance-action": "spot-instance-action",
+}
+
+
+class ImdsHandler(Handler):
+    down_in_outage = staticmethod(lambda: STATE.outage_imds)
+
+    def dispatch(self) -> None:
+        if self.outage_gate():
+            return
+        self.body()
+        path = self.path.split("?")[0]
+        if path == "/latest/api/token":
+            if self.command != "PUT":
+                self.reply(405, b"", {})
+                return
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds")
+            if not ttl or not ttl.isdigit() or not (1 <= int(ttl) <= 21600):
+                self.reply(400, b"", {})
+                return
+            token = uuid.uuid4().hex
+            with STATE.lock:
+                STATE.tokens[token] = time.time() + int(ttl)
+            self.reply(200, token.encode(), {"X-aws-ec2-metadata-token-ttl-seconds": ttl, "Content-Type": "text/plain"})
+            return
+        if self.command != "GET":
+            self.reply(405, b"", {})
+            return
+        token = self.headers.get("X-aws-ec2-metadata-token", "")
+        with STATE.lock:
+            valid = STATE.tokens.get(token, 0) > time.time()
+            values = dict(STATE.imds)
+        if not valid:
+            self.reply(401, b"", {})
+            return
+        value = self.lookup(path, values)
+        if value is None:
+            self.reply(404, b"<html><body>404 - Not Found</body></html>", {"Content-Type": "text/html"})
+            return
+        self.reply(200, value.encode(), {"Content-Type": "text/plain"})
+
+    @staticmethod
+    def lookup(path: str, values: dict[str, Any]) -> str | None:
+        key = IMDS_PATHS.get(path.rstrip("/") if path != "/" else path)
+        if key == "availability-zone" and "availability-zone" not in values and values.get("region"):
+            return values["region"] + "a"
+        if key is not None:
+            v = values.get(key)
+            if v is None:
+                return None
+            return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
+        role = values.get("role")
+        base = "/latest/meta-data/iam/security-credentials/"
+        if role and path == base:
+            return role
+        if role and path == base + role:
+            exp = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return json.dumps(
+                {
+                    "Code": "Success",
+                    "LastUpdated": now,
+                    "Type": "AWS-HMAC",
+                    "AccessKeyId": "AKIAIMDSSHIMTEST0001",
+                    "SecretAccessKey": "shim-secret",
+                    "Token": "shim-session-token",
+                    "Expiration": exp,
+                }
+            )
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# The control port
+# ------------------------------------------------------------------------------------------
+
+FRONTS: dict[str, Front] = {}
+
+
+def end_outage() -> None:
+    with STATE.lock:
+        STATE.outage_until = None
+        mode, imds = STATE.outage_mode, STATE.outage_imds
+    if mode == "refuse":
+        FRONTS["aws"].start()
+        if imds:
+            FRONTS["imds"].start()
+
+
+def start_outage(seconds: float | None, mode: str, imds: bool) -> None:
+    if STATE.outage_active():
+        end_outage()
+    with STATE.lock:
+        STATE.outage_until = time.time() + seconds if seconds is not None else float("inf")
+        STATE.outage_mode = mode
+        STATE.outage_imds = imds
+        until = STATE.outage_until
+    fronts = [FRONTS["aws"]] + ([FRONTS["imds"]] if imds else [])
+    for f in fronts:
+        if mode == "refuse":
+            f.stop()
+        else:
+            f.reset_all()
+    if seconds is not None:
+
+        def later() -> None:
+            time.sleep(seconds)
+            with STATE.lock:
+                same = STATE.outage_until == until
+            if same:
+                end_outage()
+
+        threading.Thread(target=later, daemon=True).start()
+
+
+class ControlHandler(Handler):
+    def dispatch(self) -> None:
+        body = self.body()
+        path = self.path.split("?")[0]
+        args = json.loads(body) if body.strip() else {}
+        if path == "/_shim/health":
+            self.reply_json(200, {"ok": True})
+        elif path == "/_shim/imds" and self.command == "POST":
+            with STATE.lock:
+                for k, v in args.items():
+                    if v is None:
+                        STATE.imds.pop(k, None)
+                    else:
+                        STATE.imds[k] = v
+                values = dict(STATE.imds)
+            self.reply_json(200, values)
+        elif path == "/_shim/imds":
+            with STATE.lock:
+                self.reply_json(200, dict(STATE.imds))
+        elif path == "/_shim/lifecycle-actions":
+            with STATE.lock:
+                self.reply_json(200, list(STATE.lifecycle_actions))
+        elif path == "/_shim/requests":
+            with STATE.lock:
+                self.reply_json(200, list(STATE.requests))
+        elif path == "/_shim/outage" and self.command == "POST":
+            mode = args.get("mode", "refuse")
+            if mode not in ("refuse", "hang"):
+                self.reply_json(400, {"error": f"mode must be refuse or hang, not {mode!r}"})
+                return
+            start_outage(args.get("seconds"), mode, bool(args.get("imds", False)))
+            self.reply_json(200, {"active": True})
+        elif path == "/_shim/outage/stop" and self.command == "POST":
+            if STATE.outage_active():
+                end_outage()
+            self.reply_json(200, {"active": False})
+        elif path == "/_shim/outage":
+            with STATE.lock:
+                info = {"mode": STATE.outage_mode, "imds": STATE.outage_imds}
+            info["active"] = STATE.outage_active()
+            self.reply_json(200, info)
+        elif path.startswith("/_shim/ctl/") and self.command == "POST":
+            name = path.rsplit("/", 1)[-1]
+            fn = getattr(awsctl, name, None)
+            if name.startswith("_") or not callable(fn) or name not in awsctl.COMMANDS:
+                self.reply_json(404, {"error": f"no ctl command {name}"})
+                return
+            try:
+                self.reply_json(200, fn(STATE.moto_url, **args))
+            except Exception as e:
+                self.reply_json(500, {"error": repr(e)})
+        else:
+            self.reply_json(404, {"error": f"unknown {self.command} {path}"})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--aws-port", type=int, default=0)
+    ap.add_argument("--imds-port", type=int, default=0)
+    ap.add_argument("--control-port", type=int, default=0)
+    args = ap.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    STATE.moto_url = f"http://{host}:{port}"
+
+    FRONTS["aws"] = Front("aws", AwsHandler, args.aws_port)
+    FRONTS["imds"] = Front("imds", ImdsHandler, args.imds_port)
+    FRONTS["control"] = Front("control", ControlHandler, args.control_port)
+    for f in FRONTS.values():
+        f.start()
+    print(
+        json.dumps(
+            {
+                "aws": FRONTS["aws"].url,
+                "imds": FRONTS["imds"].url,
+                "control": FRONTS["control"].url,
+                "moto": STATE.moto_url,
+            }
+        ),
+        flush=True,
+    )
+    # Exit when the parent closes our stdin (or dies), so no shim outlives its test.
+    try:
+        sys.stdin.read()
+    except KeyboardInterrupt:
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
