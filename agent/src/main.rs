@@ -112,7 +112,14 @@ fn with_runtime(fut: impl Future<Output = ExitCode>) -> ExitCode {
 async fn run_agent(config: Config, dry_run: bool) -> ExitCode {
     let shutdown = Shutdown::default();
     let signals = tokio::spawn(watch_signals(shutdown.clone()));
-    let adapters = build_adapters(&config).await;
+    // Building waits for IMDS (bounded); a stop signal meanwhile ends the agent at once.
+    let adapters = tokio::select! {
+        a = build_adapters(&config) => a,
+        () = shutdown.graceful.cancelled() => {
+            tracing::info!(event = "agent_stopped", "Stopped before the agent was fully up.");
+            return ExitCode::SUCCESS;
+        }
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let result = run::run(config, adapters, RunOptions { dry_run }, shutdown).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);

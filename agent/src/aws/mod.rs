@@ -193,6 +193,19 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
         }
     };
     let metadata = Arc::new(imds::Imds::new(imds_client.clone()));
+    if config.dns.is_none()
+        && config.scaling.is_none()
+        && config.metrics.is_none()
+        && config.alerts.is_none()
+    {
+        // Nothing to do in the cloud: do not wait for the instance's identity. The lifecycle
+        // poller still reads IMDS, so a termination is still handled where IMDS answers.
+        info!("No [dns], [scaling], [metrics] or [alerts] configured; no AWS calls.");
+        return CloudAdapters {
+            metadata: Some(metadata),
+            ..CloudAdapters::default()
+        };
+    }
     let Some(identity) = read_identity(metadata.as_ref(), options.identity_budget).await else {
         error!(
             budget_s = options.identity_budget.as_secs(),
