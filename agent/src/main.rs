@@ -11,7 +11,11 @@ use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdo
 use container_manager_agent::{activity, aws, container};
 
 #[derive(Debug, Parser)]
-#[command(name = "container-manager-agent", version, about = "Scales a game server to zero when nobody plays, and saves the world first.")]
+#[command(
+    name = "container-manager-agent",
+    version,
+    about = "Scales a game server to zero when nobody plays, and saves the world first."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
-                println!("{}: valid", c.source);
+                #[allow(clippy::print_stdout)] // The verdict on stdout is the command's output.
+                {
+                    println!("{}: valid", c.source);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -69,7 +76,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG as u8);
                 }
             };
-            if let Some(note) = logging::init(log_format.unwrap_or_else(LogFormat::default_for_env)) {
+            if let Some(note) = logging::init(log_format.unwrap_or_else(LogFormat::default_for_env))
+            {
                 tracing::warn!("{note}");
             }
             match runtime() {
@@ -123,7 +131,10 @@ async fn run_agent(config: Config, dry_run: bool) -> ExitCode {
 /// First SIGTERM/SIGINT: graceful drain. Second: force.
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("Cannot install signal handlers; the agent stops only when its work ends.");
         return;
     };
