@@ -1012,3 +1012,47 @@ async fn the_containers_command_prints_classified_events_as_json_lines() {
     assert!(status.success(), "{status:?}");
     drain.await.unwrap();
 }
+
+#[tokio::test]
+async fn health_status_and_oom_events_reach_the_diagnostic_stream() {
+    use container_manager_agent::container::docker::Observed;
+    let _l = DOCKERD.read().await;
+    let t = uniq("health");
+    let _c = Cleanup(t.clone());
+    let adapter =
+        DockerContainers::new(SOCKET, config(ecs(&t), Duration::from_secs(5), &[])).unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let cancel = CancellationToken::new();
+    let watching = adapter.observe(tx, cancel.clone());
+    let check = async {
+        settle().await;
+        let id = run_game(
+            &t,
+            &t,
+            &t,
+            &[
+                "--health-cmd",
+                "exit 1",
+                "--health-interval",
+                "1s",
+                "--health-retries",
+                "1",
+            ],
+            "while :; do sleep 0.1; done",
+        );
+        let mut seen = Vec::new();
+        while let Ok(Some(o)) = timeout(WAIT, rx.recv()).await {
+            let done = matches!(&o, Observed::Health { status, .. } if status == "unhealthy");
+            seen.push(o);
+            if done {
+                break;
+            }
+        }
+        assert!(
+            matches!(&seen[..], [Observed::Running { id: r, .. }, Observed::Health { id: h, .. }] if *r == id && *h == id),
+            "{seen:?}"
+        );
+        cancel.cancel();
+    };
+    tokio::join!(watching, check);
+}
