@@ -11,11 +11,7 @@ use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdo
 use container_manager_agent::{activity, aws, container};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "container-manager-agent",
-    version,
-    about = "Scales a game server to zero when nobody plays, and saves the world first."
-)]
+#[command(name = "container-manager-agent", version, about = "Scales a game server to zero when nobody plays, and saves the world first.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,8 +72,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG as u8);
                 }
             };
-            if let Some(note) = logging::init(log_format.unwrap_or_else(LogFormat::default_for_env))
-            {
+            if let Some(note) = logging::init(log_format.unwrap_or_else(LogFormat::default_for_env)) {
                 tracing::warn!("{note}");
             }
             match runtime() {
@@ -131,10 +126,7 @@ async fn run_agent(config: Config, dry_run: bool) -> ExitCode {
 /// First SIGTERM/SIGINT: graceful drain. Second: force.
 async fn watch_signals(shutdown: Shutdown) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("Cannot install signal handlers; the agent stops only when its work ends.");
         return;
     };

@@ -17,9 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::activity::{PacketCounter, Probe};
-use crate::aws::{
-    AlertMessage, Alerts, Capacity, DnsRecord, InstanceMetadata, Metrics, RevertOutcome,
-};
+use crate::aws::{AlertMessage, Alerts, Capacity, DnsRecord, InstanceMetadata, Metrics, RevertOutcome};
 use crate::config::Config;
 use crate::container::Containers;
 use crate::decide::{
@@ -193,9 +191,7 @@ pub async fn run(
         }
         None => {
             // No metadata service: behave as a host outside any group.
-            let _ = input_tx
-                .send(Input::Lifecycle(LifecycleState::Standalone))
-                .await;
+            let _ = input_tx.send(Input::Lifecycle(LifecycleState::Standalone)).await;
         }
     }
     drop(input_tx);
@@ -267,11 +263,11 @@ pub async fn run(
 
     // Stop the sources, then let running actions finish within what is left of the budget.
     sources.cancel();
-    let left = deadline.map_or(Duration::from_secs(30), |d| {
-        d.saturating_duration_since(Instant::now())
-    });
+    let left = deadline.map_or(Duration::from_secs(30), |d| d.saturating_duration_since(Instant::now()));
     let forced = shutdown.force.clone();
-    let wait_actions = async { while exec.tasks.join_next().await.is_some() {} };
+    let wait_actions = async {
+        while exec.tasks.join_next().await.is_some() {}
+    };
     tokio::select! {
         () = wait_actions => {}
         () = sleep(left) => warn!("Some actions were still running at the end of the drain."),
@@ -280,17 +276,13 @@ pub async fn run(
     actions_cancel.cancel();
     exec.tasks.shutdown().await;
     while let Some(joined) = tasks.join_next().await {
-        if let Err(e) = joined
-            && e.is_panic()
-        {
+        if let Err(e) = joined && e.is_panic() {
             error!(error = %e, "A source task panicked.");
         }
     }
     match &result {
         Ok(()) => info!(event = "agent_stopped", "Agent stopped."),
-        Err(e) => {
-            warn!(event = "agent_stopped", error = %e, "Agent stopped before the drain finished.")
-        }
+        Err(e) => warn!(event = "agent_stopped", error = %e, "Agent stopped before the drain finished."),
     }
     result
 }
@@ -354,12 +346,7 @@ async fn sampler(
     let every = config.activity.sample_interval;
     let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let specs: Vec<String> = config
-        .activity
-        .ports
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let specs: Vec<String> = config.activity.ports.iter().map(ToString::to_string).collect();
     // Discard whatever arrived before the first interval began.
     if let Ok(c) = counter.as_mut() {
         let _ = c.take();
@@ -379,13 +366,9 @@ async fn sampler(
                     total: counts.iter().sum(),
                     by_port: specs.iter().cloned().zip(counts).collect(),
                 },
-                Err(e) => PacketReading::Unknown {
-                    reason: e.to_string(),
-                },
+                Err(e) => PacketReading::Unknown { reason: e.to_string() },
             },
-            Err(reason) => PacketReading::Unknown {
-                reason: reason.clone(),
-            },
+            Err(reason) => PacketReading::Unknown { reason: reason.clone() },
         };
         let probe_reading = match &probe {
             None => None,
@@ -401,18 +384,14 @@ async fn sampler(
                         online: c.players,
                         max: c.max_players,
                     },
-                    Ok(Err(e)) => ProbeReading::Failed {
-                        error: e.to_string(),
-                    },
+                    Ok(Err(e)) => ProbeReading::Failed { error: e.to_string() },
                     Err(_) => ProbeReading::Failed {
                         error: format!("no answer within {limit:?}"),
                     },
                 })
             }
         };
-        let keep_awake = tokio::fs::try_exists(&config.activity.keep_awake_file)
-            .await
-            .ok();
+        let keep_awake = tokio::fs::try_exists(&config.activity.keep_awake_file).await.ok();
         log_sample(&packets, probe_reading.as_ref(), keep_awake, interval);
         let obs = Observation {
             interval,
@@ -491,9 +470,7 @@ async fn metadata_poller(
             }
             Err(_) => warn!("Reading the lifecycle state timed out."),
         }
-        if !spot_sent
-            && let Ok(Ok(true)) = timeout(CALL_TIMEOUT, metadata.spot_interruption()).await
-        {
+        if !spot_sent && let Ok(Ok(true)) = timeout(CALL_TIMEOUT, metadata.spot_interruption()).await {
             spot_sent = true;
             if tx.send(Input::SpotInterruption).await.is_err() {
                 return;
@@ -595,12 +572,7 @@ impl Executor {
             Action::UpdateDns => {
                 let Some(dns) = self.dns.clone() else { return };
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let record = self
-                    .config
-                    .dns
-                    .as_ref()
-                    .map(|d| d.record_name.clone())
-                    .unwrap_or_default();
+                let record = self.config.dns.as_ref().map(|d| d.record_name.clone()).unwrap_or_default();
                 if dry {
                     info!(event = "dns_updated", dry_run = true, record = %record, "Would point the record at this instance.");
                     self.report(Completion::DnsUpdated);
@@ -615,25 +587,14 @@ impl Executor {
             }
             Action::ScaleToZero(reason) => {
                 info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
-                let Some(cap) = self.capacity.clone() else {
-                    return;
-                };
+                let Some(cap) = self.capacity.clone() else { return };
                 if dry {
                     self.report(Completion::ScaledIn);
                     return;
                 }
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 self.tasks.spawn(async move {
-                    if retry(
-                        "set desired capacity 0",
-                        None,
-                        &cancel,
-                        |_, _| {},
-                        || cap.scale_to_zero(),
-                    )
-                    .await
-                    .is_some()
-                    {
+                    if retry("set desired capacity 0", None, &cancel, |_, _| {}, || cap.scale_to_zero()).await.is_some() {
                         info!(event = "scale_in_done", "Desired capacity set to 0.");
                         let _ = done.send(Completion::ScaledIn);
                     }
@@ -660,12 +621,7 @@ impl Executor {
             Action::GracefulStop { cause, heartbeat } => {
                 info!(cause = %cause, dry_run = dry, "Stopping the game gracefully because {cause}.");
                 let Some(containers) = self.containers.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "graceful_stop_done",
-                        dry_run = dry,
-                        saved = false,
-                        "No container stop performed."
-                    );
+                    info!(event = "graceful_stop_done", dry_run = dry, saved = false, "No container stop performed.");
                     self.report(Completion::GracefulStopDone);
                     return;
                 };
@@ -675,15 +631,10 @@ impl Executor {
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 self.tasks.spawn(async move {
                     let beats = async {
-                        let Some(cap) = cap else {
-                            return std::future::pending::<()>().await;
-                        };
+                        let Some(cap) = cap else { return std::future::pending::<()>().await };
                         loop {
                             match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
-                                Ok(Ok(())) => info!(
-                                    event = "lifecycle_heartbeat",
-                                    "Lifecycle heartbeat sent."
-                                ),
+                                Ok(Ok(())) => info!(event = "lifecycle_heartbeat", "Lifecycle heartbeat sent."),
                                 Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
                                 Err(_) => warn!("Lifecycle heartbeat timed out."),
                             }
@@ -693,14 +644,7 @@ impl Executor {
                     // The stop waits for the pre-stop command and the game's exit: bounded by
                     // them, not by CALL_TIMEOUT.
                     let bound = crate::container::graceful_stop_bound(stop_timeout);
-                    let stop = retry_within(
-                        "graceful stop",
-                        bound,
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || containers.graceful_stop(),
-                    );
+                    let stop = retry_within("graceful stop", bound, Some(3), &cancel, |_, _| {}, || containers.graceful_stop());
                     let report = tokio::select! {
                         r = stop => r,
                         () = beats => None,
@@ -712,55 +656,32 @@ impl Executor {
                                 event = "graceful_stop_done",
                                 container = r.container.as_deref().unwrap_or("none"),
                                 pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
-                                pre_stop_timed_out =
-                                    r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
-                                pre_stop_output =
-                                    r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
+                                pre_stop_timed_out = r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
+                                pre_stop_output = r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
                                 saved,
                                 exited_on_its_own = r.exited_on_its_own,
                                 exit_code = r.exit_code,
-                                duration_ms =
-                                    u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+                                duration_ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
                                 "Game stopped{}.",
-                                if r.exited_on_its_own {
-                                    ""
-                                } else {
-                                    " (it had to be killed)"
-                                }
+                                if r.exited_on_its_own { "" } else { " (it had to be killed)" }
                             );
                         }
-                        None => error!(
-                            event = "graceful_stop_done",
-                            saved = false,
-                            "The game could not be stopped gracefully."
-                        ),
+                        None => error!(event = "graceful_stop_done", saved = false, "The game could not be stopped gracefully."),
                     }
                     let _ = done.send(Completion::GracefulStopDone);
                 });
             }
             Action::RevertDns => {
                 let Some(dns) = self.dns.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "dns_reverted",
-                        dry_run = dry,
-                        "Would set the record back to the placeholder."
-                    );
+                    info!(event = "dns_reverted", dry_run = dry, "Would set the record back to the placeholder.");
                     self.report(Completion::DnsReverted);
                     return;
                 };
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 self.tasks.spawn(async move {
                     match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
-                        Some(RevertOutcome::Reverted) => info!(
-                            event = "dns_reverted",
-                            "Record set back to the placeholder."
-                        ),
-                        Some(RevertOutcome::NotOurs { current }) => info!(
-                            event = "dns_reverted",
-                            left_alone = true,
-                            current = current.as_deref().unwrap_or("none"),
-                            "Record no longer holds our address; left alone."
-                        ),
+                        Some(RevertOutcome::Reverted) => info!(event = "dns_reverted", "Record set back to the placeholder."),
+                        Some(RevertOutcome::NotOurs { current }) => info!(event = "dns_reverted", left_alone = true, current = current.as_deref().unwrap_or("none"), "Record no longer holds our address; left alone."),
                         None => return,
                     }
                     let _ = done.send(Completion::DnsReverted);
@@ -775,23 +696,9 @@ impl Executor {
                 };
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 self.tasks.spawn(async move {
-                    let ok = retry(
-                        "put metric data",
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || metrics.publish(&batch),
-                    )
-                    .await
-                    .is_some();
+                    let ok = retry("put metric data", Some(3), &cancel, |_, _| {}, || metrics.publish(&batch)).await.is_some();
                     if ok {
-                        info!(
-                            event = "metrics_published",
-                            flush,
-                            packets = batch.inbound_packets,
-                            idle_seconds = batch.idle_seconds,
-                            "Metrics published."
-                        );
+                        info!(event = "metrics_published", flush, packets = batch.inbound_packets, idle_seconds = batch.idle_seconds, "Metrics published.");
                     }
                     if flush {
                         let _ = done.send(Completion::MetricsFlushed);
@@ -800,11 +707,7 @@ impl Executor {
             }
             Action::CompleteLifecycle => {
                 let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "lifecycle_completed",
-                        dry_run = dry,
-                        "Would complete the lifecycle action."
-                    );
+                    info!(event = "lifecycle_completed", dry_run = dry, "Would complete the lifecycle action.");
                     self.report(Completion::LifecycleCompleted);
                     return;
                 };
@@ -813,25 +716,11 @@ impl Executor {
                     let stuck_tx = done.clone();
                     let on_failure = move |attempt: u32, reason: &str| {
                         if attempt == LIFECYCLE_STUCK_AFTER {
-                            let _ = stuck_tx.send(Completion::LifecycleStuck {
-                                error: reason.to_string(),
-                            });
+                            let _ = stuck_tx.send(Completion::LifecycleStuck { error: reason.to_string() });
                         }
                     };
-                    if retry(
-                        "complete lifecycle action",
-                        None,
-                        &cancel,
-                        on_failure,
-                        || cap.complete_lifecycle(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(
-                            event = "lifecycle_completed",
-                            "Lifecycle action completed (CONTINUE)."
-                        );
+                    if retry("complete lifecycle action", None, &cancel, on_failure, || cap.complete_lifecycle()).await.is_some() {
+                        info!(event = "lifecycle_completed", "Lifecycle action completed (CONTINUE).");
                         let _ = done.send(Completion::LifecycleCompleted);
                     }
                 });
@@ -861,10 +750,10 @@ fn mins(d: Duration) -> String {
 /// The text of an alert: a subject short enough for a phone's notification, and a body a
 /// person reads without knowing the agent's internals.
 pub fn alert_message(alert: &Alert, config: &Config) -> AlertMessage {
-    let server = config.dns.as_ref().map_or_else(
-        || config.container.selector.to_string(),
-        |d| d.record_name.clone(),
-    );
+    let server = config
+        .dns
+        .as_ref()
+        .map_or_else(|| config.container.selector.to_string(), |d| d.record_name.clone());
     match alert {
         Alert::Crash {
             exit_code,
@@ -911,22 +800,14 @@ pub fn alert_message(alert: &Alert, config: &Config) -> AlertMessage {
         Alert::MaxUptime { uptime, scaling_in } => AlertMessage {
             subject: truncate_subject(&format!("{server}: up for {}", mins(*uptime))),
             body: if *scaling_in {
-                format!(
-                    "{server} has been running for {}, its maximum. It is shutting down now (stop_on_max_uptime is on); the world is saved first.\n",
-                    mins(*uptime)
-                )
+                format!("{server} has been running for {}, its maximum. It is shutting down now (stop_on_max_uptime is on); the world is saved first.\n", mins(*uptime))
             } else {
-                format!(
-                    "{server} has been running for {}, longer than its max_uptime. It keeps running; check whether someone is playing or it is stuck.\n",
-                    mins(*uptime)
-                )
+                format!("{server} has been running for {}, longer than its max_uptime. It keeps running; check whether someone is playing or it is stuck.\n", mins(*uptime))
             },
         },
         Alert::LifecycleStuck { error } => AlertMessage {
             subject: truncate_subject(&format!("{server}: shutdown step failing")),
-            body: format!(
-                "The agent cannot complete the instance's termination lifecycle action: {error}\nIt keeps retrying. If it never succeeds, the instance terminates when the hook times out.\n"
-            ),
+            body: format!("The agent cannot complete the instance's termination lifecycle action: {error}\nIt keeps retrying. If it never succeeds, the instance terminates when the hook times out.\n"),
         },
     }
 }
