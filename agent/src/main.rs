@@ -53,7 +53,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(c) => {
-                println!("{}: valid", c.source);
+                {
+                    println!("{}: valid", c.source);
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

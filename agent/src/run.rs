@@ -524,9 +524,28 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// Retries `call` until it succeeds, `max_attempts` is reached, or `cancel` fires.
-/// `on_failure` sees each failure with its attempt number (1-based).
+/// `on_failure` sees each failure with its attempt number (1-based). Each attempt is bounded
+/// by [`CALL_TIMEOUT`].
 pub async fn retry<T, E, F, Fut>(
     what: &str,
+    max_attempts: Option<u32>,
+    cancel: &CancellationToken,
+    on_failure: impl FnMut(u32, &str),
+    call: F,
+) -> Option<T>
+where
+    E: fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_within(what, CALL_TIMEOUT, max_attempts, cancel, on_failure, call).await
+}
+
+/// [`retry`] with another bound per attempt, for calls that legitimately take long (the
+/// graceful stop waits for the game to save and exit).
+pub async fn retry_within<T, E, F, Fut>(
+    what: &str,
+    per_attempt: Duration,
     max_attempts: Option<u32>,
     cancel: &CancellationToken,
     mut on_failure: impl FnMut(u32, &str),
@@ -541,12 +560,12 @@ where
     loop {
         let outcome = tokio::select! {
             () = cancel.cancelled() => return None,
-            r = timeout(CALL_TIMEOUT, call()) => r,
+            r = timeout(per_attempt, call()) => r,
         };
         let reason = match outcome {
             Ok(Ok(v)) => return Some(v),
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {CALL_TIMEOUT:?}"),
+            Err(_) => format!("no answer within {per_attempt:?}"),
         };
         attempt += 1;
         on_failure(attempt, &reason);
@@ -651,7 +670,8 @@ impl Executor {
                     return;
                 };
                 let cap = self.capacity.clone().filter(|_| heartbeat);
-                let every = heartbeat_every(self.config.container.stop_timeout);
+                let stop_timeout = self.config.container.stop_timeout;
+                let every = heartbeat_every(stop_timeout);
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 self.tasks.spawn(async move {
                     let beats = async {
@@ -670,8 +690,12 @@ impl Executor {
                             sleep(every).await;
                         }
                     };
-                    let stop = retry(
+                    // The stop waits for the pre-stop command and the game's exit: bounded by
+                    // them, not by CALL_TIMEOUT.
+                    let bound = crate::container::graceful_stop_bound(stop_timeout);
+                    let stop = retry_within(
                         "graceful stop",
+                        bound,
                         Some(3),
                         &cancel,
                         |_, _| {},

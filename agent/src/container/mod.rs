@@ -2,6 +2,11 @@
 //!
 //! [`Containers`] is the one trait the run loop uses: a watcher that turns Docker's events
 //! into classified [`ContainerEvent`]s, and the graceful stop.
+//!
+//! - [`classify`]: the pure classification (which events are ours, stop or crash), unit-tested.
+//! - [`docker`]: the bollard adapter: connection, event stream, reconnects and reconcile,
+//!   crash log tails, the pre-stop command and the stop.
+//! - [`cli`]: the `containers` diagnostic command.
 
 use std::time::Duration;
 
@@ -54,22 +59,20 @@ pub trait Containers: Send + Sync + std::fmt::Debug {
     async fn graceful_stop(&self) -> Result<StopReport, ContainerError>;
 }
 
+pub mod classify;
 pub mod cli;
+pub mod docker;
 
 use std::sync::Arc;
 
 use crate::config::ContainerConfig;
 
-/// Connects to Docker (`DOCKER_HOST`, else `/var/run/docker.sock`) for the configured game
-/// container.
-pub fn docker_for(config: &ContainerConfig) -> Result<Arc<dyn Containers>, ContainerError> {
-    Err(ContainerError::NotFound {
-        selector: format!(
-            "{} (the Docker adapter is not part of this build yet)",
-            config.selector
-        ),
-    })
-}
+pub use docker::{DockerContainers, graceful_stop_bound, pre_stop_timeout};
 
-#[allow(dead_code)]
-const _STOP_TIMEOUT_UNIT: Duration = Duration::from_secs(1);
+/// A Docker client (`DOCKER_HOST`, else `/var/run/docker.sock`) for the configured game
+/// container. Nothing is sent yet: the watcher connects (and negotiates the API version) on
+/// its own, retrying, so a daemon that starts after the agent is fine. This fails only for an
+/// endpoint bollard cannot use.
+pub fn docker_for(config: &ContainerConfig) -> Result<Arc<dyn Containers>, ContainerError> {
+    Ok(Arc::new(DockerContainers::from_env(config.clone())?))
+}
