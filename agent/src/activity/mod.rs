@@ -2,6 +2,12 @@
 //! game's own player count.
 //!
 //! [`PacketCounter`] and [`Probe`] are the two narrow traits the run loop samples through.
+//!
+//! - [`bpf`]: generates the classic BPF filter for one port spec (pure, property-tested).
+//! - [`packet`]: the `AF_PACKET` counter; the only module with `unsafe` code.
+//! - [`route`]: which interface `interface = "auto"` means (the default route's).
+//! - [`a2s`], [`minecraft`]: the player-count probes; replies are untrusted input.
+//! - [`cli`]: the `activity` and `probe` diagnostic commands.
 
 use std::time::Duration;
 

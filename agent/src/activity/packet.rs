@@ -182,13 +182,38 @@ fn get_option<T>(
     }
 }
 
-/// The interface's current index and whether it is up, or `None` when there is no such
-/// interface.
-fn lookup(name: &str) -> Option<(u32, bool)> {
-    pnet_datalink::interfaces()
-        .into_iter()
-        .find(|i| i.name == name)
-        .map(|i| (i.index, i.is_up()))
+/// The interface's current index, or `None` when there is no such interface. This runs on
+/// every sample, so it is one cheap ioctl rather than a dump of every interface.
+fn index_of(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// Whether the interface is administratively up (`IFF_UP`), asked through `fd`.
+fn is_up(fd: &OwnedFd, name: &str) -> io::Result<bool> {
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq with a NUL-terminated name (the rest is zero); for
+    // SIOCGIFFLAGS the kernel writes only the flags member of the union inside it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFFLAGS the flags member is the initialised one.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(flags & (libc::IFF_UP as libc::c_short) != 0)
 }
 
 #[derive(Debug)]
@@ -270,7 +295,7 @@ impl KernelCounter {
 
     fn try_open(&self) -> Result<State, CounterError> {
         let interface = self.resolve()?;
-        let Some((ifindex, _)) = lookup(&interface) else {
+        let Some(ifindex) = index_of(&interface) else {
             return Err(CounterError::Interface {
                 interface,
                 reason: "no such interface".into(),
@@ -355,14 +380,14 @@ impl PacketCounter for KernelCounter {
 
         // For "auto", follow the default route when it moves to another interface.
         if self.choice == InterfaceChoice::Auto
-            && let Ok(now_default) = route::default_interface()
+            && let Ok(now_default) = route::default_route_interface()
             && now_default != interface
         {
             warn!(from = %interface, to = %now_default, "The default route moved; counting on the new interface.");
             return Err(self.reopen("the default route moved"));
         }
 
-        let up = match lookup(&interface) {
+        match index_of(&interface) {
             None => {
                 warn!(interface = %interface, retry_in = ?self.backoff.initial, "Interface is gone; packets are unknown until it is back.");
                 self.close(self.backoff.initial);
@@ -371,18 +396,21 @@ impl PacketCounter for KernelCounter {
                     reason: "the interface is gone".into(),
                 });
             }
-            Some((index, _)) if index != ifindex => {
+            Some(index) if index != ifindex => {
                 warn!(interface = %interface, old_index = ifindex, new_index = index, "Interface was re-created; reopening.");
                 return Err(self.reopen("the interface was re-created"));
             }
-            Some((_, up)) => up,
-        };
+            Some(_) => {}
+        }
 
         let State::Open { sockets, .. } = &self.state else {
             return Err(CounterError::Reopening {
                 retry_in: Duration::ZERO,
             });
         };
+        let up = sockets
+            .first()
+            .map_or(Ok(true), |s| is_up(&s.fd, &interface));
         let mut counts = Vec::with_capacity(sockets.len());
         let mut went_down = None;
         for (socket, spec) in sockets.iter().zip(&self.specs) {
@@ -412,11 +440,20 @@ impl PacketCounter for KernelCounter {
                 reason: format!("the interface went down during the sample ({err})"),
             });
         }
-        if !up {
-            return Err(CounterError::Interface {
-                interface,
-                reason: "the interface is down".into(),
-            });
+        match up {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(CounterError::Interface {
+                    interface,
+                    reason: "the interface is down".into(),
+                });
+            }
+            Err(e) => {
+                return Err(CounterError::Interface {
+                    interface,
+                    reason: format!("cannot read the interface's state: {e}"),
+                });
+            }
         }
         Ok(counts)
     }

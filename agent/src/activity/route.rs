@@ -37,6 +37,14 @@ pub fn default_interface() -> Result<String, RouteError> {
     }
 }
 
+/// The default route's interface from the routing tables alone (cheap enough for every sample).
+pub fn default_route_interface() -> Result<String, RouteError> {
+    default_interface_in(
+        Path::new("/proc/net/route"),
+        Path::new("/proc/net/ipv6_route"),
+    )
+}
+
 fn default_interface_in(v4: &Path, v6: &Path) -> Result<String, RouteError> {
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|source| RouteError::Read {
