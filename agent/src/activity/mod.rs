@@ -2,6 +2,12 @@
 //! game's own player count.
 //!
 //! [`PacketCounter`] and [`Probe`] are the two narrow traits the run loop samples through.
+//!
+//! - [`bpf`]: generates the classic BPF filter for one port spec (pure, property-tested).
+//! - [`packet`]: the `AF_PACKET` counter; the only module with `unsafe` code.
+//! - [`route`]: which interface `interface = "auto"` means (the default route's).
+//! - [`a2s`], [`minecraft`]: the player-count probes; replies are untrusted input.
+//! - [`cli`]: the `activity` and `probe` diagnostic commands.
 
 use std::time::Duration;
 
@@ -58,36 +64,73 @@ pub trait Probe: Send + Sync + std::fmt::Debug {
     async fn players(&self) -> Result<PlayerCount, ProbeError>;
 }
 
+pub mod a2s;
+pub mod bpf;
 pub mod cli;
+pub mod minecraft;
+pub mod packet;
+pub mod route;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::config::{ActivityConfig, ProbeConfig};
+use crate::config::{ActivityConfig, ProbeConfig, ProbeKind};
 
 /// Opens the kernel packet counter for the configured interface and ports.
+///
+/// A missing interface is not an error: the counter keeps trying to open it and its samples
+/// are unknown until then. Socket errors (no permission, no `AF_PACKET`) are.
 pub fn open_counter(config: &ActivityConfig) -> Result<Box<dyn PacketCounter>, CounterError> {
-    let _ = config;
-    Err(CounterError::Interface {
-        interface: "(any)".into(),
-        reason: "the packet counter is not part of this build yet".into(),
-    })
+    let counter = packet::KernelCounter::open(
+        config.interface.clone(),
+        config.ports.clone(),
+        packet::Backoff::default(),
+    )?;
+    Ok(Box::new(counter))
 }
 
 /// The probe for the configured game protocol.
 pub fn probe_for(config: &ProbeConfig) -> Arc<dyn Probe> {
-    Arc::new(Unavailable(config.address.clone()))
+    Arc::new(GameProbe(config.clone()))
 }
 
-/// A probe that always fails: it never claims a player count.
+/// Asks the game with the configured protocol, within the configured timeout.
 #[derive(Debug)]
-struct Unavailable(String);
+struct GameProbe(ProbeConfig);
 
 #[async_trait]
-impl Probe for Unavailable {
+impl Probe for GameProbe {
     async fn players(&self) -> Result<PlayerCount, ProbeError> {
-        Err(ProbeError::Malformed {
-            address: self.0.clone(),
-            reason: "the probe is not part of this build yet".into(),
-        })
+        query(self.0.kind, &self.0.address, self.0.timeout).await
     }
+}
+
+/// One probe of `address` with the given protocol, within `timeout` overall.
+pub async fn query(
+    kind: ProbeKind,
+    address: &str,
+    timeout: Duration,
+) -> Result<PlayerCount, ProbeError> {
+    match kind {
+        ProbeKind::A2s => a2s::query(address, timeout).await,
+        ProbeKind::Minecraft => minecraft::query(address, timeout).await,
+    }
+}
+
+/// Resolves `host:port` to its first address (names are resolved at each probe).
+async fn resolve(address: &str) -> Result<SocketAddr, ProbeError> {
+    let io = |source| ProbeError::Io {
+        address: address.to_string(),
+        source,
+    };
+    tokio::net::lookup_host(address)
+        .await
+        .map_err(io)?
+        .next()
+        .ok_or_else(|| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name has no address",
+            ))
+        })
 }
