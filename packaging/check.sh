@@ -31,7 +31,10 @@ check() {
         tail -n 40 "$log" | indent
     fi
 }
+# Cleans up first, so that the summary line is the last thing printed and the time is complete.
 summary() {
+    [[ -n ${WORK:-} ]] && cleanup
+    trap - EXIT
     echo "packaging: wall time $((SECONDS - START)) s"
     echo "packaging: $passed passed, $failed failed"
     ((failed == 0))
@@ -40,17 +43,22 @@ summary() {
 
 ((EUID == 0)) || { echo "packaging/check.sh needs root (debootstrap, chroot)" >&2; fail "running as root"; summary; }
 
-WORK=$(mktemp -d /var/tmp/cm-package-check.XXXXXX)
+WORK=
 HTTP_PID=
+CONTAINER=
 cleanup() {
     [[ -n $HTTP_PID ]] && kill "$HTTP_PID" 2>/dev/null
+    [[ -n $CONTAINER ]] && docker rm -f "$CONTAINER" >/dev/null 2>&1
+    [[ $WORK == /var/tmp/cm-package-check.* ]] || return 0
     # Unmount whatever the chroots mounted before deleting, and never cross into a mount.
     awk -v r="$WORK/" 'index($2, r) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
         umount -l "$m" || true
     done
     rm -rf --one-file-system "$WORK"
+    WORK= HTTP_PID= CONTAINER=
 }
 trap cleanup EXIT
+WORK=$(mktemp -d /var/tmp/cm-package-check.XXXXXX)
 
 # --- Tools ----------------------------------------------------------------------------------------
 need=0
@@ -286,6 +294,61 @@ bare() {
     diff <(echo "$snap") <(snapshot "$C")
 }
 check "installer, bare binary: /usr/local/bin, unit rewritten and verified, user, enabled; second run changes nothing" bare
+
+# --- The unit under a real systemd ------------------------------------------------------------------
+# The same root filesystem as a Docker container that boots systemd, with no network at all: the
+# unit's sandbox is applied for real, Type=notify must see READY=1, and the service must run as
+# its user with CAP_NET_RAW alone.
+echo "== the unit under systemd (a container of the root filesystem, --network none)"
+boot_systemd() {
+    local image=cm-package-check/bookworm:$(stat -c %s-%Y "$TARBALL") state
+    docker info >/dev/null 2>&1 || { echo "dockerd is not running"; return 1; }
+    docker image inspect "$image" >/dev/null 2>&1 || docker import "$TARBALL" "$image" >/dev/null || return 1
+    CONTAINER=cm-package-check-$$
+    docker run -d --name "$CONTAINER" --network none --cap-add SYS_ADMIN \
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+        -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --tmpfs /tmp \
+        -e container=docker "$image" /lib/systemd/systemd >/dev/null || return 1
+    for _ in $(seq 1 60); do
+        state=$(docker exec "$CONTAINER" systemctl is-system-running 2>/dev/null)
+        [[ $state == running || $state == degraded ]] && break
+        sleep 0.5
+    done
+    echo "system: $state"
+    [[ $state == running || $state == degraded ]] || return 1
+    docker cp "$DEB" "$CONTAINER:/var/agent.deb" && docker exec "$CONTAINER" dpkg -i /var/agent.deb &&
+        docker cp "$WORK/agent.toml" "$CONTAINER:/etc/container-manager/agent.toml"
+}
+in_container() { docker exec "$CONTAINER" "$@"; }
+runs_sandboxed() {
+    local pid uid
+    in_container systemctl start $UNIT || { in_container journalctl -u $UNIT --no-pager; return 1; }
+    [[ $(in_container systemctl is-active $UNIT) == active ]] || return 1
+    pid=$(in_container systemctl show -P MainPID $UNIT)
+    in_container grep -E '^(Uid|CapEff|CapAmb|CapBnd|NoNewPrivs|Seccomp):' "/proc/$pid/status"
+    uid=$(in_container id -u container-manager)
+    in_container grep -qE "^Uid:\\s+$uid\\s+$uid\\s" "/proc/$pid/status" || { echo "not the service user ($uid)"; return 1; }
+    # Bit 13 alone: CAP_NET_RAW.
+    in_container grep -qE '^CapEff:\s+0000000000002000$' "/proc/$pid/status" || { echo "capabilities"; return 1; }
+    in_container grep -qE '^Seccomp:\s+2$' "/proc/$pid/status" || { echo "no seccomp filter"; return 1; }
+    in_container systemctl stop $UNIT || return 1
+    [[ $(in_container systemctl show -P Result $UNIT) == success ]]
+}
+config_failures() {
+    in_container sh -c 'printf "[container]\n" >/etc/container-manager/agent.toml'
+    ! in_container systemctl start $UNIT || { echo "started with an invalid config"; return 1; }
+    in_container journalctl -u $UNIT --no-pager | grep 'status=78/CONFIG' || return 1
+    in_container systemctl stop $UNIT
+    in_container systemctl reset-failed $UNIT
+    in_container rm /etc/container-manager/agent.toml
+    in_container systemctl start $UNIT || return 1
+    [[ $(in_container systemctl show -P ConditionResult $UNIT) == no ]] || { echo "condition"; return 1; }
+    ! in_container systemctl is-failed --quiet $UNIT
+}
+if check "systemd boots in the container; dpkg -i; the check's config" boot_systemd; then
+    check "unit under systemd: starts (READY=1), runs as container-manager with CAP_NET_RAW only and seccomp, stops cleanly" runs_sandboxed
+    check "unit under systemd: invalid config fails ExecStartPre with 78; no config: skipped, not failed" config_failures
+fi
 
 # --- The AMI recipe -------------------------------------------------------------------------------------
 echo "== cloud/ami-recipe.yaml"
