@@ -29,6 +29,7 @@ check() {
     else
         fail "$name"
         tail -n 40 "$log" | indent
+        return 1
     fi
 }
 # Cleans up first, so that the summary line is the last thing printed and the time is complete.
@@ -302,6 +303,8 @@ check "installer, bare binary: /usr/local/bin, unit rewritten and verified, user
 echo "== the unit under systemd (a container of the root filesystem, --network none)"
 boot_systemd() {
     local image=cm-package-check/bookworm:$(stat -c %s-%Y "$TARBALL") state
+    # dockerd may be restarting (other suites on this machine restart it): give it a minute.
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "dockerd is not running"; return 1; }
     docker image inspect "$image" >/dev/null 2>&1 || docker import "$TARBALL" "$image" >/dev/null || return 1
     CONTAINER=cm-package-check-$$
