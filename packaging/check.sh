@@ -4,7 +4,7 @@
 # steps. Needs root (debootstrap, chroot). Ends with "packaging: N passed, M failed" and exits
 # non-zero when anything failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/container-manager/target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -56,7 +56,7 @@ cleanup() {
         umount -l "$m" || true
     done
     rm -rf --one-file-system "$WORK"
-    WORK= HTTP_PID= CONTAINER=
+    WORK='' HTTP_PID='' CONTAINER=''
 }
 trap cleanup EXIT
 WORK=$(mktemp -d /var/tmp/cm-package-check.XXXXXX)
@@ -302,7 +302,8 @@ check "installer, bare binary: /usr/local/bin, unit rewritten and verified, user
 # its user with CAP_NET_RAW alone.
 echo "== the unit under systemd (a container of the root filesystem, --network none)"
 boot_systemd() {
-    local image=cm-package-check/bookworm:$(stat -c %s-%Y "$TARBALL") state
+    local image state
+    image=cm-package-check/bookworm:$(stat -c %s-%Y "$TARBALL")
     # dockerd may be restarting (other suites on this machine restart it): give it a minute.
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
     docker info >/dev/null 2>&1 || { echo "dockerd is not running"; return 1; }

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # $1: 1 on first install, 2 or more on upgrade.
 # The service user and the docker group, from the shipped sysusers.d file.
 systemd-sysusers /usr/lib/sysusers.d/container-manager-agent.conf

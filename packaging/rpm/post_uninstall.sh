@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # $1: 0 on erase, 1 or more on upgrade.
 if [ "$1" -ge 1 ]; then
     # Upgrade: a running agent moves to the new binary; a stopped one stays stopped.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # $1: 0 on erase, 1 or more on upgrade.
 if [ "$1" -eq 0 ]; then
     # Stopping runs the agent's graceful drain (TimeoutStopSec in the unit).
