@@ -48,5 +48,18 @@ bench: setup
 	cargo build --release -p container-manager-agent
 	tests/.venv/bin/python tests/bench/bench.py
 
+# Packages (docs/packaging.md): one release build feeds both; they land in dist/.
+deb:
+	cargo build --release -p container-manager-agent
+	cargo deb -p container-manager-agent --no-build --output dist/
+
+rpm:
+	cargo build --release -p container-manager-agent
+	cargo generate-rpm -p agent --output dist/
+
+# Builds both packages and checks them, the unit, the installer and the AMI template (root).
+package-check: setup
+	packaging/check.sh
+
 clean:
 	cargo clean

@@ -1,0 +1,6 @@
+# shellcheck shell=sh
+# $1: 0 on erase, 1 or more on upgrade.
+if [ "$1" -eq 0 ]; then
+    # Stopping runs the agent's graceful drain (TimeoutStopSec in the unit).
+    systemctl --no-reload disable --now container-manager-agent.service >/dev/null 2>&1 || :
+fi
