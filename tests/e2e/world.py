@@ -60,6 +60,7 @@ class Shim:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [str(VENV_PY), str(ROOT / "tests" / "shim" / "awsshim.py")],
+            stdin=subprocess.PIPE,  # the shim exits when its stdin closes
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -88,8 +89,8 @@ class Shim:
         with urllib.request.urlopen(self.control + path, timeout=30) as r:
             return json.loads(r.read())
 
-    def ctl(self, name: str, **kw: Any) -> Any:
-        return self._post(f"/_shim/ctl/{name}", kw)
+    def ctl(self, command: str, **kw: Any) -> Any:
+        return self._post(f"/_shim/ctl/{command}", kw)
 
     def set_imds(self, **values: Any) -> None:
         self._post("/_shim/imds", values)
