@@ -38,6 +38,7 @@ test-rust: setup
 test: setup lint
 	$(MAKE) --no-print-directory test-python
 	$(MAKE) --no-print-directory test-e2e
+	$(MAKE) --no-print-directory package-check
 	$(MAKE) --no-print-directory test-rust
 
 demo: setup
@@ -45,7 +46,7 @@ demo: setup
 	tests/.venv/bin/python tests/demo/demo.py
 
 bench: setup
-	cargo build --release -p container-manager-agent
+	cargo build --release -p container-manager-agent --bin container-manager-agent --example bench_udp_flood --example bench_naive_counter
 	tests/.venv/bin/python tests/bench/bench.py
 
 # Packages (docs/packaging.md): one release build feeds both; they land in dist/.

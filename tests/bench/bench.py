@@ -4,7 +4,7 @@ asserted (these machines are noisy).
 
 Sections:
 1. packet counting at >= 100 000 packets/s: the agent vs tcpdump vs a naive pnet reader
-   (tests/bench/packet_bench.sh);
+   (tests/bench/packet_bench.py);
 2. agent peak RSS and CPU over 5 minutes of steady running against the emulator, and the
    stripped binary size;
 3. reaction times, medians over repeated runs, from JSON log timestamps and the emulator's
@@ -60,12 +60,10 @@ def med(xs: list[float]) -> str:
 # --- 1. packet counting ----------------------------------------------------------------------
 
 def packet_section() -> list[str]:
-    script = ROOT / "tests" / "bench" / "packet_bench.sh"
-    if not script.exists():
-        return ["packet counting: tests/bench/packet_bench.sh is missing"]
+    script = ROOT / "tests" / "bench" / "packet_bench.py"
     log("packet counting (about a minute)")
-    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={**os.environ, "AGENT_BIN": str(RELEASE)})
-    lines = [l for l in out.stdout.splitlines() if l.strip()]
+    out = subprocess.run([sys.executable, str(script), "--target-dir", str(world.TARGET)], capture_output=True, text=True)
+    lines = ["```", *[l for l in out.stdout.splitlines() if l.strip()], "```"]
     if out.returncode != 0:
         lines.append(f"(packet_bench.sh exited {out.returncode}: {out.stderr.strip()[-300:]})")
     return lines

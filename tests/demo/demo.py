@@ -36,7 +36,7 @@ class Narrator:
         t = ts(e) if "timestamp" in e else None
         name = e.get("event")
         if name == "agent_started":
-            say("agent up", t)
+            say("agent starting", t)
         elif name == "dns_updated":
             say(f"agent up, {RECORD} -> {e.get('ip')}", t)
         elif name == "sample":
