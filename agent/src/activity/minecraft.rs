@@ -183,13 +183,7 @@ fn strip_formatting(s: &str) -> String {
 
 /// Pings the server at `address` (`host:port`) within `timeout` overall.
 pub async fn query(address: &str, timeout: Duration) -> Result<PlayerCount, ProbeError> {
-    match tokio::time::timeout(timeout, exchange(address)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProbeError::Timeout {
-            address: address.to_string(),
-            timeout,
-        }),
-    }
+    super::within_deadline(address, timeout, exchange(address)).await
 }
 
 async fn exchange(address: &str) -> Result<PlayerCount, ProbeError> {

@@ -118,6 +118,23 @@ pub async fn query(
 }
 
 /// Resolves `host:port` to its first address (names are resolved at each probe).
+/// Runs one probe exchange within `timeout` overall: a slow, silent or dripping server is a
+/// timeout, whatever step it stalls in.
+async fn within_deadline(
+    address: &str,
+    timeout: Duration,
+    exchange: impl Future<Output = Result<PlayerCount, ProbeError>>,
+) -> Result<PlayerCount, ProbeError> {
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProbeError::Timeout {
+                address: address.to_string(),
+                timeout,
+            })
+        })
+}
+
 async fn resolve(address: &str) -> Result<SocketAddr, ProbeError> {
     let io = |source| ProbeError::Io {
         address: address.to_string(),
