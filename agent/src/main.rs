@@ -94,10 +94,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// One thread: the agent waits almost all the time, and every extra worker thread costs a
+/// malloc arena and a stack (the footprint target is 16 MiB RSS).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(4)
         .build()
 }
 

@@ -145,7 +145,8 @@ def reaction_section() -> list[str]:
             while call is None and time.time() < deadline:
                 call = first_request(w, "SetDesiredCapacity")
                 time.sleep(0.1)
-            active = [ts(e) for e in agent.named("sample") if e.get("packets", 0) >= 2]
+            # The agent's own rule: at least min_packets_per_second (2/s) over the interval.
+            active = [ts(e) for e in agent.named("sample") if e.get("packets", 0) >= 2 * e.get("interval_ms", 1000) / 1000]
             if call is not None and active:
                 idle_to_scale.append(call - (max(active) + 6.0))
     return [
