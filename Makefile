@@ -31,7 +31,7 @@ test-e2e: setup
 	$(PY) -m pytest tests/e2e -v -p no:cacheprovider
 
 test-rust: setup
-	cargo test --workspace --no-fail-fast -- --test-threads=2
+	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
 
 # Python checks and end-to-end stories first, then the Rust suites, so the last lines are
 # cargo's summaries.
