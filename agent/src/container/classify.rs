@@ -156,6 +156,9 @@ pub struct Exit {
     /// Why it was classified this way, for the log line.
     pub reason: String,
     pub time_ns: i64,
+    /// The container's last log lines: filled in by the adapter for crashes only (the pure
+    /// tracker has no logs, so it leaves this empty).
+    pub log_tail: Vec<String>,
 }
 
 impl Exit {
@@ -166,7 +169,8 @@ impl Exit {
     }
 }
 
-/// What the tracker tells the adapter.
+/// What the tracker tells the adapter, and what the adapter passes on (with an exit's log tail
+/// filled in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Running {
@@ -318,6 +322,7 @@ impl Tracker {
                     oom_killed: std::mem::take(&mut run.oom),
                     reason,
                     time_ns: t,
+                    log_tail: Vec::new(),
                 }))
             }
             Action::Destroy => {
@@ -418,6 +423,7 @@ impl Tracker {
                 oom_killed: s.oom_killed,
                 reason: reason.to_string(),
                 time_ns: finished,
+                log_tail: Vec::new(),
             }));
         }
         // Known running but gone from the listing: removed while the stream was down. Its
@@ -438,6 +444,7 @@ impl Tracker {
                 oom_killed: false,
                 reason: "it was removed while the event stream was down; its exit is unknown and not counted as a crash".to_string(),
                 time_ns: now_ns,
+                log_tail: Vec::new(),
             }));
         }
         self.horizon_ns = self.horizon_ns.max(now_ns);

@@ -88,13 +88,13 @@ fn line(o: &Observed) -> Line<'_> {
             status: Some(status),
             ..base("health_status", id, name, *time_ns)
         },
-        Observed::Exited { exit, log_tail } => Line {
+        Observed::Exited(exit) => Line {
             exit_code: Some(exit.exit_code),
             crash: Some(exit.crash()),
             requested: Some(exit.requested),
             oom_killed: Some(exit.oom_killed),
             reason: Some(&exit.reason),
-            log_tail: exit.crash().then_some(log_tail.as_slice()),
+            log_tail: exit.crash().then_some(exit.log_tail.as_slice()),
             ..base("exited", &exit.id, &exit.name, exit.time_ns)
         },
     }

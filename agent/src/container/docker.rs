@@ -29,7 +29,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::classify::{self, Action, ECS_LABEL, Ev, Exit, Outcome, Snapshot, Tracker};
+use super::classify::{self, Action, ECS_LABEL, Ev, Outcome, Snapshot, Tracker};
 use super::{ContainerError, Containers, PreStopReport, StopReport};
 use crate::config::{ContainerConfig, ContainerSelector};
 use crate::decide::ContainerEvent;
@@ -72,32 +72,10 @@ pub fn graceful_stop_bound(stop_timeout: Duration) -> Duration {
 }
 
 /// What the watcher observed: the decision core's events, plus what only the diagnostic
-/// command prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observed {
-    Running {
-        id: String,
-        name: String,
-        time_ns: i64,
-    },
-    Exited {
-        exit: Exit,
-        log_tail: Vec<String>,
-    },
-    Oom {
-        id: String,
-        name: String,
-        time_ns: i64,
-    },
-    Health {
-        id: String,
-        name: String,
-        status: String,
-        time_ns: i64,
-    },
-}
+/// command prints (OOM and health events).
+pub type Observed = Outcome;
 
-impl Observed {
+impl Outcome {
     /// The decision core's event, if this is one.
     pub fn container_event(&self) -> Option<ContainerEvent> {
         match self {
@@ -105,13 +83,13 @@ impl Observed {
                 id: id.clone(),
                 name: name.clone(),
             }),
-            Self::Exited { exit, log_tail } => Some(ContainerEvent::Exited {
+            Self::Exited(exit) => Some(ContainerEvent::Exited {
                 id: exit.id.clone(),
                 name: exit.name.clone(),
                 exit_code: exit.exit_code,
                 requested: exit.requested,
                 oom_killed: exit.oom_killed,
-                log_tail: log_tail.clone(),
+                log_tail: exit.log_tail.clone(),
             }),
             Self::Oom { .. } | Self::Health { .. } => None,
         }
@@ -526,40 +504,32 @@ impl DockerContainers {
     }
 
     /// Completes an outcome (OOM check, log tail of a crash), logs it and sends it.
-    async fn emit(&self, docker: &Docker, outcome: Outcome, out: &mpsc::Sender<Observed>) -> bool {
-        let observed = match outcome {
-            Outcome::Running { id, name, time_ns } => {
-                info!(id = %short(&id), name = %name, "Game container started.");
-                Observed::Running { id, name, time_ns }
+    async fn emit(
+        &self,
+        docker: &Docker,
+        mut outcome: Outcome,
+        out: &mpsc::Sender<Observed>,
+    ) -> bool {
+        match &mut outcome {
+            Outcome::Running { id, name, .. } => {
+                info!(id = %short(id), name = %name, "Game container started.");
             }
-            Outcome::Oom { id, name, time_ns } => {
-                warn!(id = %short(&id), name = %name, "Game container ran out of memory.");
-                Observed::Oom { id, name, time_ns }
+            Outcome::Oom { id, name, .. } => {
+                warn!(id = %short(id), name = %name, "Game container ran out of memory.");
             }
             Outcome::Health {
-                id,
-                name,
-                status,
-                time_ns,
+                id, name, status, ..
             } => {
-                info!(id = %short(&id), name = %name, status = %status, "Game container health changed.");
-                Observed::Health {
-                    id,
-                    name,
-                    status,
-                    time_ns,
-                }
+                info!(id = %short(id), name = %name, status = %status, "Game container health changed.");
             }
-            Outcome::Exited(mut exit) => {
+            Outcome::Exited(exit) => {
                 // An OOM kill is a SIGKILL: confirm it when the `oom` event did not come first.
                 if exit.exit_code == 137 && !exit.oom_killed {
                     exit.oom_killed = self.oom_killed(docker, &exit.id).await;
                 }
-                let log_tail = if exit.crash() {
-                    self.log_tail(docker, &exit.id).await
-                } else {
-                    Vec::new()
-                };
+                if exit.crash() {
+                    exit.log_tail = self.log_tail(docker, &exit.id).await;
+                }
                 info!(
                     id = %short(&exit.id),
                     name = %exit.name,
@@ -570,10 +540,9 @@ impl DockerContainers {
                     reason = %exit.reason,
                     "Game container exited; {}.", if exit.crash() { "a crash" } else { "not a crash" }
                 );
-                Observed::Exited { exit, log_tail }
             }
-        };
-        out.send(observed).await.is_ok()
+        }
+        out.send(outcome).await.is_ok()
     }
 
     async fn oom_killed(&self, docker: &Docker, id: &str) -> bool {
