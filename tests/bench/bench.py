@@ -51,6 +51,17 @@ def first_request(w: World, op: str) -> float | None:
     return min(times) if times else None
 
 
+def wait_request(w: World, op: str, timeout: float) -> float | None:
+    """When `op` first reached the emulator, waiting up to `timeout` for it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t = first_request(w, op)
+        if t is not None:
+            return t
+        time.sleep(0.1)
+    return None
+
+
 def med(xs: list[float]) -> str:
     if not xs:
         return "n/a"
@@ -120,11 +131,7 @@ def reaction_section() -> list[str]:
             w.start_game(Game.crashing_server(after=3, code=3))
             agent = w.start_agent()
             decision = agent.wait_for("scale_in_requested", 30)
-            deadline = time.time() + 10
-            call = None
-            while call is None and time.time() < deadline:
-                call = first_request(w, "SetDesiredCapacity")
-                time.sleep(0.1)
+            call = wait_request(w, "SetDesiredCapacity", 10)
             died = docker_finished_at(Game.NAME)
             death_to_decision.append(ts(decision) - died)
             if call is not None:
@@ -140,11 +147,7 @@ def reaction_section() -> list[str]:
             agent.wait_for("dns_updated", 30)
             w.net.play(2456, rate=20, seconds=3).wait(10)
             agent.wait_for("scale_in_requested", 30)
-            deadline = time.time() + 10
-            call = None
-            while call is None and time.time() < deadline:
-                call = first_request(w, "SetDesiredCapacity")
-                time.sleep(0.1)
+            call = wait_request(w, "SetDesiredCapacity", 10)
             # The agent's own rule: at least min_packets_per_second (2/s) over the interval.
             active = [ts(e) for e in agent.named("sample") if e.get("packets", 0) >= 2 * e.get("interval_ms", 1000) / 1000]
             if call is not None and active:
