@@ -147,7 +147,7 @@ def test_example_deploys_in_us_east_1(path, template, aws):
         assert "probe" not in config["activity"]
     else:
         assert config["activity"]["probe"] == {
-            "kind": values["ProbeKind"], "address": f"127.0.0.1:{values['ProbePort']}", "timeout": "2s"}
+            "kind": values["ProbeKind"], "address": f"127.0.0.1:{values['ProbePort']}", "timeout": "1s"}
 
     # Container: image, plain environment, secrets by SSM name only.
     ecs = aws("ecs")

@@ -120,18 +120,20 @@ def test_does_not_wake_while_the_last_instance_is_still_saving(main_template, mo
         stub.assert_no_pending_responses()  # and no SetDesiredCapacity call was made
 
 
-def test_the_subscription_filter_pattern_selects_the_same_lines(aws, main_template):
-    # moto's Logs implements quoted-phrase filter patterns, so the template's pattern can
-    # be checked on the same lines the function sees.
-    pattern = main_template["Resources"]["WakeSubscriptionFilter"]["Properties"]["FilterPattern"]["Fn::Sub"]
-    pattern = pattern.replace("${RecordName}", NAME)
+def test_the_subscription_filter_passes_every_line_the_function_wakes_on(aws, main_template, wake):
+    # The filter must never drop a lookup the function would act on, whatever the letter case
+    # (DNS 0x20); the function then picks the name. moto's Logs matches quoted phrases.
+    pattern = main_template["Resources"]["WakeSubscriptionFilter"]["Properties"]["FilterPattern"]
     logs = aws("logs")
     logs.create_log_group(logGroupName="q")
     logs.create_log_stream(logGroupName="q", logStreamName="s")
-    lines = [query_line(NAME), query_line(NAME, "AAAA"), query_line("other.example.com"),
-             query_line("xvalheim.example.com")]
+    lines = [query_line(NAME), query_line("VaLhEiM.eXaMpLe.CoM"), query_line(NAME.upper()),
+             query_line(NAME, "AAAA"), query_line("other.example.com"), query_line(NAME, "TXT")]
     now = int(time.time() * 1000)
     logs.put_log_events(logGroupName="q", logStreamName="s",
                         logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
     matched = [e["message"] for e in logs.filter_log_events(logGroupName="q", filterPattern=pattern)["events"]]
-    assert matched == [query_line(NAME)]
+    wanted = [m for m in lines if wake.asks_for_server(m)]
+    assert wanted == lines[:3]
+    assert set(wanted) <= set(matched)
+    assert query_line(NAME, "TXT") not in matched and query_line(NAME, "AAAA") not in matched

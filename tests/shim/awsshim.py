@@ -27,7 +27,12 @@ On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control":
          instance-id, region, availability-zone, public-ipv4, ipv6,
          target-lifecycle-state, spot-instance-action (a JSON object or string),
          role (the instance profile role name; credentials are served for it)
+         With "source": ADDRESS, the values are those served to callers from that
+         address only (one per cloud-twin instance); {"source": A, "forget": true} drops them.
   GET  /_shim/imds                    -> the current values
+  POST /_shim/terminating {"group", "instance_id", "state"}
+         lists the instance in DescribeAutoScalingGroups with that LifecycleState (for
+         example Terminating:Wait) after moto has removed it; without "state", stops listing it.
   GET  /_shim/lifecycle-actions       -> [{"action", "hook", "group", "instance_id",
                                            "result", "time"}]  (time: unix seconds)
   GET  /_shim/requests                -> [{"op", "time", "served"}] every AWS front request
@@ -69,7 +74,7 @@ import cbor2
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import awsctl  # noqa: E402
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # main() may change it (--host), before any front starts
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -88,6 +93,11 @@ class State:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.imds: dict[str, Any] = {}
+        # IMDS values by the caller's address: each instance of the cloud twin sees its own.
+        self.imds_by_source: dict[str, dict[str, Any]] = {}
+        # Instances that moto already removed but that the twin holds in Terminating:Wait:
+        # (group, instance id) -> {"state": ..., "zone": ..., "type": ...}.
+        self.terminating: dict[tuple[str, str], dict[str, str]] = {}
         self.tokens: dict[str, float] = {}
         self.lifecycle_actions: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
@@ -280,6 +290,11 @@ class AwsHandler(Handler):
                 self.lifecycle(op, body)
             elif op == "ChangeResourceRecordSets" and not self.route53_guard(body):
                 return
+            elif op == "DescribeAutoScalingGroups" and STATE.terminating:
+                status, rheaders, rbody = self.to_moto(self.command, self.path, body)
+                if status == 200:
+                    rbody = with_terminating(rbody)
+                self.reply(status, rbody, rheaders)
             else:
                 self.forward(body)
         except Exception as e:  # a shim bug must show up as a 500, not a hang
@@ -457,6 +472,37 @@ class AwsHandler(Handler):
         return False
 
 
+def with_terminating(body: bytes) -> bytes:
+    """Adds the instances the twin holds in Terminating:Wait to a DescribeAutoScalingGroups
+    answer: moto removes an instance at once on scale-in, real Auto Scaling keeps listing it
+    in a Terminating state until its lifecycle hooks complete."""
+    ns = {"a": AUTOSCALING_NS}
+    ET.register_namespace("", AUTOSCALING_NS)
+    root = ET.fromstring(body)
+    with STATE.lock:
+        held = dict(STATE.terminating)
+    for group in root.iterfind(".//a:AutoScalingGroups/a:member", ns):
+        name = group.findtext("a:AutoScalingGroupName", "", ns)
+        instances = group.find("a:Instances", ns)
+        if instances is None:
+            instances = ET.SubElement(group, f"{{{AUTOSCALING_NS}}}Instances")
+        listed = {m.findtext("a:InstanceId", "", ns) for m in instances.iterfind("a:member", ns)}
+        for (g, iid), info in held.items():
+            if g != name or iid in listed:
+                continue
+            member = ET.SubElement(instances, f"{{{AUTOSCALING_NS}}}member")
+            for tag, value in (
+                ("InstanceId", iid),
+                ("InstanceType", info["type"]),
+                ("AvailabilityZone", info["zone"]),
+                ("LifecycleState", info["state"]),
+                ("HealthStatus", "Healthy"),
+                ("ProtectedFromScaleIn", "false"),
+            ):
+                ET.SubElement(member, f"{{{AUTOSCALING_NS}}}{tag}").text = value
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
+
+
 def put_metric_data_form(req: dict[str, Any]) -> dict[str, str]:
     form = {"Action": "PutMetricData", "Version": "2010-08-01", "Namespace": req.get("Namespace", "")}
     for i, d in enumerate(req.get("MetricData", []) or [], 1):
@@ -544,7 +590,7 @@ class ImdsHandler(Handler):
         token = self.headers.get("X-aws-ec2-metadata-token", "")
         with STATE.lock:
             valid = STATE.tokens.get(token, 0) > time.time()
-            values = dict(STATE.imds)
+            values = dict(STATE.imds_by_source.get(self.client_address[0], STATE.imds))
         if not valid:
             self.reply(401, b"", {})
             return
@@ -636,14 +682,34 @@ class ControlHandler(Handler):
         if path == "/_shim/health":
             self.reply_json(200, {"ok": True})
         elif path == "/_shim/imds" and self.command == "POST":
+            source = args.pop("source", None)
             with STATE.lock:
+                if source is None:
+                    target = STATE.imds
+                elif args.pop("forget", False):
+                    STATE.imds_by_source.pop(source, None)
+                    target = {}
+                else:
+                    target = STATE.imds_by_source.setdefault(source, {})
                 for k, v in args.items():
                     if v is None:
-                        STATE.imds.pop(k, None)
+                        target.pop(k, None)
                     else:
-                        STATE.imds[k] = v
-                values = dict(STATE.imds)
+                        target[k] = v
+                values = dict(target)
             self.reply_json(200, values)
+        elif path == "/_shim/terminating" and self.command == "POST":
+            key = (args["group"], args["instance_id"])
+            with STATE.lock:
+                if args.get("state"):
+                    STATE.terminating[key] = {
+                        "state": args["state"],
+                        "zone": args.get("zone", "us-east-1a"),
+                        "type": args.get("type", "t3a.medium"),
+                    }
+                else:
+                    STATE.terminating.pop(key, None)
+            self.reply_json(200, {"terminating": [list(k) for k in STATE.terminating]})
         elif path == "/_shim/imds":
             with STATE.lock:
                 self.reply_json(200, dict(STATE.imds))
@@ -688,14 +754,18 @@ def main() -> None:
     ap.add_argument("--aws-port", type=int, default=0)
     ap.add_argument("--imds-port", type=int, default=0)
     ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address the three fronts listen on (moto itself stays on 127.0.0.1)")
     args = ap.parse_args()
+    global HOST
 
     from moto.server import ThreadedMotoServer
 
-    moto = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
     STATE.moto_url = f"http://{host}:{port}"
+    HOST = args.host
 
     FRONTS["aws"] = Front("aws", AwsHandler, args.aws_port)
     FRONTS["imds"] = Front("imds", ImdsHandler, args.imds_port)

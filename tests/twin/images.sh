@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the cloud twin's two images, once per machine (tests/twin/README.md):
+#   cm-twin/instance:<key>  the "AMI": Debian bookworm with systemd (packaging/rootfs.sh), curl,
+#                           python3, the AWS CLI, /etc/ecs, and a stand-in for cloud-init that
+#                           runs the launch template's user-data once, on first boot;
+#   cm-twin/game:<key>      the "game": the same root filesystem running tests/twin/game.py.
+# Prints the two image names. Needs root and a running dockerd.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+log() { printf '[twin-images] %s\n' "$*" >&2; }
+
+TARBALL=$(packaging/rootfs.sh)
+# Bump RECIPE when the build steps below change; the files it copies are hashed.
+RECIPE=1
+key=$( (echo "$RECIPE"; cat tests/twin/ami/*) | sha256sum | cut -c1-12)-$(stat -c %s "$TARBALL")
+INSTANCE=cm-twin/instance:$key
+GAME=cm-twin/game:$(cat tests/twin/game.py | sha256sum | cut -c1-12)-$key
+
+if ! docker image inspect "$INSTANCE" >/dev/null 2>&1; then
+  log "building $INSTANCE (first time on this machine: about 2 minutes)"
+  base=cm-twin/base:$key
+  docker image inspect "$base" >/dev/null 2>&1 || docker import "$TARBALL" "$base" >/dev/null
+  wheels=$(mktemp -d)
+  name=cm-twin-build-$$
+  trap 'rm -rf "$wheels"; docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
+  # The AWS CLI as wheels fetched by this machine's pip (the container has no CA for the
+  # registry), installed offline inside. Debian bookworm's python3 is 3.11, like ours.
+  tests/.venv/bin/pip download -q --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_17_x86_64 --platform any -d "$wheels" awscli >&2
+  cp tests/twin/ami/* "$wheels/"
+  docker run --name "$name" --network host -v "$wheels:/build:ro" "$base" /bin/bash -euc '
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-venv iproute2 procps >/dev/null
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+    python3 -m venv /opt/aws-cli
+    /opt/aws-cli/bin/pip install -q --no-index --find-links /build awscli
+    ln -sf /opt/aws-cli/bin/aws /usr/local/bin/aws
+    mkdir -p /etc/ecs /var/lib/cloud/instance /usr/local/lib/cm-twin
+    install -m 0755 /build/boot /usr/local/lib/cm-twin/boot
+    install -m 0755 /build/run-user-data /usr/local/lib/cm-twin/run-user-data
+    install -m 0644 /build/cloud-final.service /etc/systemd/system/cloud-final.service
+    ln -sf /etc/systemd/system/cloud-final.service /etc/systemd/system/multi-user.target.wants/cloud-final.service
+    # What a container has no use for, and what would slow the boot down.
+    systemctl mask systemd-resolved.service systemd-networkd.service getty@tty1.service \
+      console-getty.service systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer \
+      e2scrub_all.timer fstrim.timer 2>/dev/null || true
+    mkdir -p /var/log/journal
+  ' >&2
+  docker commit -c 'ENTRYPOINT ["/usr/local/lib/cm-twin/boot"]' -c 'CMD []' "$name" "$INSTANCE" >/dev/null
+  docker rm -f "$name" >/dev/null
+fi
+
+if ! docker image inspect "$GAME" >/dev/null 2>&1; then
+  log "building $GAME"
+  name=cm-twin-game-build-$$
+  docker create --name "$name" --entrypoint /bin/true "$INSTANCE" >/dev/null
+  docker cp tests/twin/game.py "$name:/usr/local/bin/game.py"
+  docker commit -c 'ENTRYPOINT ["/usr/bin/python3", "-u", "/usr/local/bin/game.py"]' -c 'CMD []' "$name" "$GAME" >/dev/null
+  docker rm -f "$name" >/dev/null
+fi
+echo "$INSTANCE"
+echo "$GAME"

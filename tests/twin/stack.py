@@ -1,0 +1,314 @@
+"""Deploys cloud/container-manager.yaml into the emulator, and plays CloudFormation's part for
+what moto's CloudFormation does not do (FACTS.md):
+
+- it runs the custom resources' own code (the HelperFunction's inline source, taken from the
+  template) with Create events, and checks the SUCCESS they report to the response URL;
+- it applies, from the template's text, what moto drops: the group's lifecycle hooks, the task
+  definition's network mode and EFS volumes, and the subscription filter on the query log.
+
+Nothing here edits the template: what the twin runs is what a user deploys.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import importlib.util
+import json
+import os
+import re
+import threading
+import time
+import types
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "cloud" / "container-manager.yaml"
+REGION = "us-east-1"
+
+_spec = importlib.util.spec_from_file_location("cloud_templates", ROOT / "tests" / "cloud" / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_cloud = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cloud)
+load_template = _cloud.load_template
+deployable = _cloud.deployable
+
+
+def example(name: str) -> dict[str, str]:
+    path = ROOT / "cloud" / "examples" / f"{name}.json"
+    return {p["ParameterKey"]: p["ParameterValue"] for p in json.loads(path.read_text())}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Subscription:
+    log_group: str
+    pattern: str
+    function_logical_id: str
+
+
+@dataclass
+class Deployed:
+    """What the twin needs to know about the deployed stack."""
+
+    name: str
+    params: dict[str, str]
+    template: dict
+    physical: dict[str, str]
+    outputs: dict[str, str]
+    group: str
+    cluster: str
+    hooks: list[dict[str, Any]]
+    subscriptions: list[Subscription]
+    custom_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def function_code(self, logical_id: str) -> str:
+        return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
+
+
+class _ResponseCatcher:
+    """The pre-signed S3 URL a custom resource answers on: records every PUT body."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, dict] = {}
+        catcher = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+                n = int(self.headers.get("Content-Length") or 0)
+                catcher.bodies[self.path.strip("/")] = json.loads(self.rfile.read(n))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _client(moto_url: str, service: str) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=moto_url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+class Resolver:
+    """Evaluates the intrinsic functions that custom resources and dropped properties use."""
+
+    def __init__(self, template: dict, params: dict[str, str], physical: dict[str, str], moto_url: str,
+                 stack: str) -> None:
+        self.template = template
+        self.params = params
+        self.physical = physical
+        self.moto_url = moto_url
+        self.pseudo = {"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
+                       "AWS::StackName": stack, "AWS::NoValue": None}
+
+    def ref(self, name: str) -> Any:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.params:
+            if self.template.get("Parameters", {}).get(name, {}).get("Type") == "CommaDelimitedList":
+                return self.params[name].split(",") if self.params[name] else [""]
+            return self.params[name]
+        if name in self.physical:
+            return self.physical[name]
+        default = self.template.get("Parameters", {}).get(name, {}).get("Default")
+        if default is not None:
+            return str(default)
+        raise StackError(f"cannot resolve Ref {name}")
+
+    def getatt(self, logical: str, attr: str) -> str:
+        kind = self.template["Resources"][logical]["Type"]
+        phys = self.physical[logical]
+        if kind == "AWS::Logs::LogGroup" and attr == "Arn":
+            (group,) = [g for g in _client(self.moto_url, "logs").describe_log_groups(logGroupNamePrefix=phys)["logGroups"]
+                        if g["logGroupName"] == phys]
+            return group["arn"]
+        if kind == "AWS::Lambda::Function" and attr == "Arn":
+            return _client(self.moto_url, "lambda").get_function(FunctionName=phys)["Configuration"]["FunctionArn"]
+        raise StackError(f"cannot resolve GetAtt {logical}.{attr}")
+
+    def condition(self, name: str) -> bool:
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise StackError(f"no condition {name} in the template")
+        return bool(self(conditions[name]))
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            (k, v), = value.items()
+            if k == "Ref":
+                return self.ref(v)
+            if k == "Fn::GetAtt":
+                return self.getatt(v[0], v[1])
+            if k == "Fn::Sub":
+                text, extra = (v, {}) if isinstance(v, str) else (v[0], {n: self(x) for n, x in v[1].items()})
+
+                def sub(m: re.Match) -> str:
+                    key = m.group(1)
+                    if key in extra:
+                        return str(extra[key])
+                    if "." in key:
+                        return self.getatt(*key.split(".", 1))
+                    return str(self.ref(key))
+
+                return re.sub(r"\$\{([^}!]+)\}", sub, text)
+            if k == "Fn::If":
+                return self(v[1] if self.condition(v[0]) else v[2])
+            if k == "Condition":
+                return self.condition(v)
+            if k == "Fn::Equals":
+                a, b = self(v[0]), self(v[1])
+                return str(a) == str(b) if not isinstance(a, list) else a == b
+            if k == "Fn::Not":
+                return not self(v[0])
+            if k == "Fn::And":
+                return all(self(x) for x in v)
+            if k == "Fn::Or":
+                return any(self(x) for x in v)
+            if k == "Fn::Join":
+                items = self(v[1])
+                items = items if isinstance(items, list) else [items]
+                return v[0].join(str(x) for x in items if x is not None)
+            if k == "Fn::Split":
+                return str(self(v[1])).split(v[0])
+            if k == "Fn::Select":
+                return self(v[1])[int(self(v[0]))]
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+
+def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "valheim") -> Deployed:
+    """Creates the stack in moto, then does what moto's CloudFormation leaves out."""
+    template = load_template(TEMPLATE)
+    cf = _client(moto_url, "cloudformation")
+    cf.create_stack(StackName=stack, TemplateBody=deployable(template), Capabilities=["CAPABILITY_IAM"],
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
+    for _ in range(240):
+        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+        if not desc["StackStatus"].endswith("IN_PROGRESS"):
+            break
+        time.sleep(0.25)
+    if desc["StackStatus"] != "CREATE_COMPLETE":
+        raise StackError(f"stack {stack}: {desc['StackStatus']}: {desc.get('StackStatusReason')}")
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
+    resolve = Resolver(template, params, physical, moto_url, stack)
+    resources = template["Resources"]
+
+    # The custom resources, in template order (ServerRecord, then QueryLogging), each run with
+    # the HelperFunction's own code, as Lambda would with the Create event CloudFormation sends.
+    custom: dict[str, dict[str, Any]] = {}
+    catcher = _ResponseCatcher()
+    try:
+        for logical, res in resources.items():
+            if not res["Type"].startswith("Custom::"):
+                continue
+            if "Condition" in res and not resolve.condition(res["Condition"]):
+                continue
+            token = res["Properties"]["ServiceToken"]
+            function = token["Fn::GetAtt"][0]
+            props = {k: resolve(v) for k, v in res["Properties"].items() if k != "ServiceToken"}
+            props["ServiceToken"] = resolve(token)
+            module = _load_function(template["Resources"][function]["Properties"]["Code"]["ZipFile"],
+                                    f"{function}_{logical}", aws_url, _function_env(moto_url, physical[function]))
+            request_id = str(uuid.uuid4())
+            event = {
+                "RequestType": "Create", "ServiceToken": props["ServiceToken"],
+                "ResponseURL": f"{catcher.url}/{request_id}", "StackId": f"arn:aws:cloudformation:{REGION}:123456789012:stack/{stack}/{uuid.uuid4()}",
+                "RequestId": request_id, "LogicalResourceId": logical, "ResourceType": res["Type"],
+                "ResourceProperties": props,
+            }
+            module.handler(event, None)
+            answer = catcher.bodies.get(request_id)
+            if answer is None or answer.get("Status") != "SUCCESS":
+                raise StackError(f"custom resource {logical} ({res['Type']}) failed: {answer}")
+            physical[logical] = answer["PhysicalResourceId"]
+            custom[logical] = {"event": event, "answer": answer}
+    finally:
+        catcher.close()
+
+    # The group's lifecycle hooks, which moto drops.
+    asg_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::AutoScaling::AutoScalingGroup")
+    group = physical[asg_logical]
+    hooks = [resolve(h) for h in resources[asg_logical]["Properties"].get("LifecycleHookSpecificationList", [])]
+    autoscaling = _client(moto_url, "autoscaling")
+    for h in hooks:
+        autoscaling.put_lifecycle_hook(
+            AutoScalingGroupName=group, LifecycleHookName=h["LifecycleHookName"],
+            LifecycleTransition=h["LifecycleTransition"], HeartbeatTimeout=int(h.get("HeartbeatTimeout", 3600)),
+            DefaultResult=h.get("DefaultResult", "ABANDON"))
+
+    # The subscription filters (moto's CloudFormation skips them, and moto's Logs would hand
+    # every event to Lambda in Docker whatever the pattern): the twin delivers them itself.
+    subscriptions = []
+    for logical, res in resources.items():
+        if res["Type"] != "AWS::Logs::SubscriptionFilter":
+            continue
+        if "Condition" in res and not resolve.condition(res["Condition"]):
+            continue
+        p = res["Properties"]
+        subscriptions.append(Subscription(
+            log_group=resolve(p["LogGroupName"]), pattern=resolve(p["FilterPattern"]),
+            function_logical_id=p["DestinationArn"]["Fn::GetAtt"][0]))
+
+    cluster_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Cluster")
+    return Deployed(name=stack, params=dict(params), template=template, physical=physical, outputs=outputs,
+                    group=group, cluster=physical[cluster_logical], hooks=hooks, subscriptions=subscriptions,
+                    custom_resources=custom)
+
+
+def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:
+    """The task definition as registered in moto, with what moto dropped put back from the
+    template: the network mode and the volumes' EFS configuration."""
+    resources = deployed.template["Resources"]
+    logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::TaskDefinition")
+    resolve = Resolver(deployed.template, deployed.params, deployed.physical, moto_url, deployed.name)
+    td = _client(moto_url, "ecs").describe_task_definition(taskDefinition=deployed.physical[logical])["taskDefinition"]
+    td = copy.deepcopy(td)
+    props = resources[logical]["Properties"]
+    td["networkMode"] = props.get("NetworkMode", "bridge")
+    volumes = resolve(props.get("Volumes", []))
+    td["volumes"] = [{"name": v["Name"], "efs": v.get("EFSVolumeConfiguration")} for v in volumes]
+    return td
+
+
+def _function_env(moto_url: str, function_name: str) -> dict[str, str]:
+    conf = _client(moto_url, "lambda").get_function_configuration(FunctionName=function_name)
+    return dict(conf.get("Environment", {}).get("Variables", {}))
+
+
+def _load_function(code: str, name: str, aws_url: str, env: dict[str, str]) -> types.ModuleType:
+    """Loads a function's inline code as Lambda's Python runtime would: its environment set,
+    boto3 pointed at the emulator through the standard variables."""
+    os.environ.update(env)
+    os.environ.update({
+        "AWS_ENDPOINT_URL": aws_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+    })
+    module = types.ModuleType(name)
+    exec(compile(code, f"<{name}>", "exec"), module.__dict__)
+    return module
+
+
+def load_function(code: str, name: str, aws_url: str, moto_url: str, function_name: str) -> types.ModuleType:
+    return _load_function(code, name, aws_url, _function_env(moto_url, function_name))

@@ -1,0 +1,189 @@
+"""The whole loop from the real stack: the stories of tests/twin/README.md, each on a fresh twin.
+
+Timings come from the stack's own parameters (IdleMinutes 1, SampleIntervalSeconds 1,
+BootGraceMinutes 0, StopTimeoutSeconds 10). Bounds below are generous correctness bounds, not
+performance targets: `make bench` measures the times.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from twin import AGENT, RECORD, ZONE, Twin, sh  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
+
+BOOT = 180  # seconds a wake may take, lookup to playable, on a loaded 2-core machine
+
+
+def only_instance(tw: Twin):
+    (inst,) = tw.active()
+    return inst
+
+
+def game_log(tw: Twin, inst) -> str:
+    return "\n".join(sh("docker", "logs", name, check=False).stdout for name in
+                     [f"{inst.container}-game-{n}" for n in range(1, inst.game_started + 1)])
+
+
+def completions(tw: Twin, iid: str) -> list[dict]:
+    return [a for a in tw.lifecycle_actions() if a["action"] == "CompleteLifecycleAction" and a["instance_id"] == iid]
+
+
+def test_story_1_wake_play_sleep_wake_again():
+    with Twin() as tw:
+        assert tw.desired() == 0 and tw.active() == []
+        assert tw.record_values() == ["0.0.0.0"], "the custom resource creates the record at the placeholder"
+        tw.player("--play-seconds", "12", "--rate", "10")
+        first = tw.wait_for("lookup", 10, source="player")
+        assert first["answer"] == ["0.0.0.0"], "a sleeping server answers with the placeholder"
+        woken = tw.wait_for("wake_invoked", 15, pred=lambda e: e["result"] == "woken")
+        assert tw.desired() == 1
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        inst = only_instance(tw)
+        assert resolved["address"] == inst.ip
+        # The user-data installed the agent with the sha256 check, and the agent pointed DNS.
+        out = [e["message"] for e in tw.journal(inst.iid, "cloud-final.service")]
+        assert any("user-data exited with status 0" in m for m in out), out
+        dns = tw.wait_for("dns_updated", 5, source="agent")
+        assert dns["ip"] == inst.ip and woken["t"] < dns["t"] <= resolved["t"]
+        connected = tw.wait_for("connected", 30, source="player")
+        assert connected["address"] == inst.ip
+        tw.wait_for("left", 40, source="player")
+
+        # Players gone: idle after a minute, the world saved, DNS back, zero instances.
+        scale = tw.wait_for("scale_in_requested", 150, source="agent")
+        assert scale["reason"] == "idle"
+        tw.wait_instances(0, 150)
+        assert tw.desired() == 0
+        assert tw.record_values() == ["0.0.0.0"]
+        assert [a["result"] for a in completions(tw, inst.iid)] == ["CONTINUE"]
+        assert inst.hook_result == "CONTINUE", "the agent completed the hook (not its timeout)"
+        save = tw.save_file().read_text()
+        assert '"sessions": 1' in save, save
+        stop = tw.wait_for("graceful_stop_done", 1, source="agent")
+        assert stop["saved"] in (True, "true")
+
+        # A second lookup wakes a new instance, with a new address, and the save is there.
+        tw.player("--play-seconds", "3", "--rate", "10")
+        second = tw.wait_for("resolved", BOOT, source="player", after=scale["t"])
+        (inst2,) = tw.active()
+        assert inst2.iid != inst.iid and second["address"] == inst2.ip != inst.ip
+        tw.wait_for("connected", 30, source="player", after=second["t"])
+        assert "loaded save" in game_log(tw, inst2) and "sessions=1" in game_log(tw, inst2)
+
+
+def test_story_2_resolvers_as_they_are():
+    with Twin() as tw:
+        # Another name in the zone (the user's web site): its lookups reach the function, which
+        # leaves the server asleep. An AAAA-only lookup does not wake it either while the stack
+        # has no IPv6 (there would be no address to give).
+        tw.client("route53").change_resource_record_sets(HostedZoneId=tw.zone_id, ChangeBatch={"Changes": [{
+            "Action": "CREATE", "ResourceRecordSet": {"Name": f"www.{ZONE}", "Type": "A", "TTL": 300,
+                                                      "ResourceRecords": [{"Value": "192.0.2.80"}]}}]})
+        tw.player("--lookups-only", "2", name=f"www.{ZONE}").wait(20)
+        tw.player("--lookups-only", "2", "--qtype", "AAAA").wait(20)
+        time.sleep(2)
+        results = [e["result"] for e in tw.named("wake_invoked")]
+        assert results and set(results) == {"ignored"}, results
+        assert tw.desired() == 0 and tw.active() == []
+
+        # DNS 0x20: the name in random letter case, logged as sent, wakes the server.
+        tw.player("--mix-case", "--play-seconds", "2")
+        lookup = tw.wait_for("lookup", 10, source="player", pred=lambda e: e["name"] != RECORD)
+        assert lookup["name"].lower() == RECORD and lookup["echoed"] == lookup["name"]
+        logged = tw.wait_for("query_logged", 5, pred=lambda e: f" {lookup['name']} A " in e["line"])
+        assert logged["line"].startswith("1.0 ") and f" {tw.zone_id} " in logged["line"]
+        tw.wait_for("wake_invoked", 15, pred=lambda e: e["result"] == "woken")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        assert resolved["address"] == only_instance(tw).ip
+
+
+def test_story_3_crash():
+    with Twin() as tw:
+        tw.alert_queue()
+        tw.player("--play-seconds", "3")
+        tw.wait_for("connected", BOOT, source="player")
+        inst = only_instance(tw)
+        tw.plant_crash()
+        exited = tw.wait_for("container_exited", 30, source="agent")
+        assert exited["exit_code"] in (3, "3") and exited["crash"] in (True, "true")
+        scale = tw.wait_for("scale_in_requested", 10, source="agent")
+        assert scale["reason"] == "crash"
+        tw.wait_instances(0, 150)
+        assert [a["result"] for a in completions(tw, inst.iid)] == ["CONTINUE"]
+        assert tw.record_values() == ["0.0.0.0"] and tw.desired() == 0
+        alerts = tw.alerts()
+        assert len(alerts) == 1, alerts
+        assert "exit 3" in alerts[0]["subject"]
+        assert "fatal: corrupted chunk at 12,-4" in alerts[0]["message"]
+
+        # The next lookup wakes it again, and the game runs.
+        tw.player("--play-seconds", "2")
+        resolved = tw.wait_for("resolved", BOOT, source="player", after=scale["t"])
+        assert resolved["address"] == only_instance(tw).ip != inst.ip
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        assert tw.alerts() == [], "one alert per crash"
+
+
+def test_story_4_lookups_while_it_goes_to_sleep():
+    # A save that takes 8 s (the game's SAVE_SECONDS, as a container variable of the stack).
+    with Twin(overrides={"Env5": "SAVE_SECONDS=8"}) as tw:
+        tw.player("--play-seconds", "2")
+        tw.wait_for("connected", BOOT, source="player")
+        inst = only_instance(tw)
+        scale = tw.wait_for("scale_in_requested", 150, source="agent")
+        tw.wait_for("instance_terminating", 10, source="asg")
+        # Players look the name up while the instance saves.
+        tw.player("--play-seconds", "2", "--give-up", "200")
+        stopping = tw.wait_for("wake_invoked", 20, pred=lambda e: e["result"] == "stopping", after=scale["t"])
+        assert inst.state.startswith("Terminating"), inst.state
+        assert len(tw.active()) == 1, "a second instance started while the first was saving"
+        resolved = tw.wait_for("resolved", BOOT, source="player", after=scale["t"])
+        (inst2,) = tw.active()
+        assert inst.terminated_at is not None and inst2.launched_at >= inst.terminated_at
+        assert stopping["t"] < inst.terminated_at
+        woken = [e for e in tw.named("wake_invoked") if e["result"] == "woken" and e["t"] > scale["t"]]
+        assert len(woken) == 1 and woken[0]["t"] >= inst.terminated_at - 1
+        assert resolved["address"] == inst2.ip
+        assert "sessions=1" in game_log(tw, inst2), "the new instance loads the save the old one finished"
+
+
+def test_story_5_an_agent_that_never_starts():
+    with Twin(package_path="/releases/missing/container-manager-agent") as tw:
+        tw.player("--lookups-only", "1")
+        tw.wait_for("instance_started", 60, source="asg")
+        inst = only_instance(tw)
+        failed = tw.wait_for("user_data_output", 120, source="instance",
+                             pred=lambda e: "user-data exited with status" in e["message"])
+        assert "status 1" in failed["message"]
+        out = "\n".join(e["message"] for e in tw.journal(inst.iid, "cloud-final.service"))
+        assert "error: cannot download the agent from https://" in out, out
+        assert "the agent is not installed" in out
+        heartbeats = [m for m in tw.metrics() if m["name"] == "AgentHeartbeat"]
+        assert len(heartbeats) == 1, heartbeats
+        assert heartbeats[0]["dimensions"] == {"AutoScalingGroupName": tw.deployed.group}
+        points = heartbeats[0]["datapoints"]
+        assert points and all(p["max"] == 0 for p in points), points
+        assert tw.record_values() == ["0.0.0.0"], "nothing pointed the name at an instance without an agent"
+
+
+def test_story_6_a_wrong_sha256_installs_nothing():
+    with Twin(package_sha256="0" * 64) as tw:
+        tw.player("--lookups-only", "1")
+        tw.wait_for("instance_started", 60, source="asg")
+        inst = only_instance(tw)
+        tw.wait_for("user_data_output", 120, source="instance",
+                    pred=lambda e: "user-data exited with status 1" in e["message"])
+        out = "\n".join(e["message"] for e in tw.journal(inst.iid, "cloud-final.service"))
+        assert f"not {'0' * 64} (AgentPackageSha256); nothing was installed" in out, out
+        assert tw.package.sha256 in out, "the reason shows the sha256 that was downloaded"
+        ls = sh("docker", "exec", inst.container, "ls", "/usr/local/bin/container-manager-agent",
+                "/etc/systemd/system/container-manager-agent.service", check=False)
+        assert ls.returncode != 0 and "No such file" in ls.stderr
+        assert tw.record_values() == ["0.0.0.0"]

@@ -1,0 +1,695 @@
+"""The cloud twin: the deployed system, driven by cloud/container-manager.yaml, on this machine.
+
+    player netns ──DNS──▶ NameServer (198.51.100.1:53) ──query log──▶ LogDelivery
+        │                      ▲ records                                   │ filter pattern
+        │                      │                                           ▼
+        │               moto (behind tests/shim) ◀── SetDesiredCapacity ── wake function's code
+        │                      │ desired 0 → 1
+        │                      ▼
+        └──game packets──▶ instance: a systemd container with its own netns and address, whose
+                           user-data (from the launch template) installs the agent over HTTPS;
+                           the "ECS agent" (Launcher) starts the task's game container in it.
+
+Every part is a real component or the stack's own code; README.md in this folder lists them, and
+what stands in for what. Addresses: the bridge `cmtw0` holds 198.51.100.0/24 (TEST-NET-2, on
+interfaces this module creates and removes): .1 is the twin's side (emulator, DNS, package
+server), .10 and up are instances (each launch a new address, as a public IP is), .200 the player.
+Every loop here is bounded in time.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import http.server
+import itertools
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import nameserver  # noqa: E402
+import stack  # noqa: E402
+
+ROOT = HERE.parents[1]
+VENV_PY = ROOT / "tests" / ".venv" / "bin" / "python"
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
+AGENT = Path(os.environ.get("AGENT_BIN", TARGET / "debug" / "container-manager-agent"))
+
+BRIDGE = "cmtw0"
+NET = "198.51.100"
+TWIN_IP = f"{NET}.1"
+PLAYER_IP = f"{NET}.200"
+PLAYER_NS = "cmtw-player"
+ZONE = "example.test"
+SERVER = "valheim"
+RECORD = f"{SERVER}.{ZONE}"
+PACKAGE_PORT = 8443
+CONTAINER_PREFIX = "cmtw-"
+
+
+def sh(*args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess:
+    r = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-500:]}")
+    return r
+
+
+def images() -> tuple[str, str]:
+    out = sh(str(HERE / "images.sh"), timeout=900).stdout.split()
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The twin's own pieces: network, emulator, HTTPS package server
+# ---------------------------------------------------------------------------------------------
+
+
+class Network:
+    """The "internet": a bridge with the twin's address, and the player's network namespace."""
+
+    def __init__(self) -> None:
+        self.close()
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", f"{TWIN_IP}/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+        # dockerd sets the FORWARD policy to DROP, and bridged frames pass through it.
+        sh("iptables", "-I", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False)
+        sh("ip", "netns", "add", PLAYER_NS)
+        self.attach_netns(PLAYER_NS, "cmtwp", PLAYER_IP)
+
+    def attach_netns(self, netns: str, prefix: str, address: str) -> None:
+        """A veth pair: one end on the bridge, the other as eth0 in `netns` (a name or a pid)."""
+        host, peer = f"{prefix}0", f"{prefix}1"
+        sh("ip", "link", "del", host, check=False)
+        sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
+        sh("ip", "link", "set", peer, "netns", netns)
+        sh("ip", "link", "set", host, "master", BRIDGE)
+        sh("ip", "link", "set", host, "up")
+        ns = ["ip", "netns", "exec", netns] if not netns.isdigit() else ["nsenter", "-t", netns, "-n"]
+        sh(*ns, "ip", "link", "set", peer, "name", "eth0")
+        sh(*ns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
+        sh(*ns, "ip", "link", "set", "eth0", "up")
+        sh(*ns, "ip", "link", "set", "lo", "up")
+        sh(*ns, "ip", "route", "add", "default", "via", TWIN_IP)
+
+    def close(self) -> None:
+        sh("ip", "netns", "del", PLAYER_NS, check=False)
+        sh("ip", "link", "del", "cmtwp0", check=False)
+        while sh("iptables", "-D", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False).returncode == 0:
+            pass
+        sh("ip", "link", "del", BRIDGE, check=False)
+
+
+class Shim:
+    """moto behind tests/shim/awsshim.py, its fronts on the twin's address."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [str(VENV_PY), str(ROOT / "tests" / "shim" / "awsshim.py"), "--host", TWIN_IP],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the AWS shim did not start")
+        urls = json.loads(line)
+        self.aws, self.imds, self.control, self.moto = urls["aws"], urls["imds"], urls["control"], urls["moto"]
+
+    def post(self, path: str, body: dict | None = None) -> Any:
+        req = urllib.request.Request(self.control + path, data=json.dumps(body or {}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            data = r.read()
+        return json.loads(data) if data else None
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.control + path, timeout=30) as r:
+            return json.loads(r.read())
+
+    def ctl(self, command: str, **kw: Any) -> Any:
+        return self.post(f"/_shim/ctl/{command}", kw)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class PackageServer:
+    """Serves the agent over HTTPS with a certificate from the twin's own CA, as a release page
+    would. GET /container-manager-agent is the binary; any other path is a 404."""
+
+    def __init__(self, workdir: Path, binary: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+        import ipaddress
+
+        now = dt.datetime.now(dt.timezone.utc)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "container-manager twin CA")])
+        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=2))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                           content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                           key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TWIN_IP)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(TWIN_IP))]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+        certfile, keyfile = workdir / "server.pem", workdir / "server.key"
+        certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        self.binary = binary
+        self.sha256 = hashlib.sha256(binary.read_bytes()).hexdigest()
+        self.downloads: list[dict] = []
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                ok = self.path.split("?")[0] == "/container-manager-agent"
+                served.downloads.append({"t": time.time(), "path": self.path, "client": self.client_address[0],
+                                         "status": 200 if ok else 404})
+                if not ok:
+                    self.send_error(404)
+                    return
+                data = served.binary.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.server = http.server.ThreadingHTTPServer((TWIN_IP, PACKAGE_PORT), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"https://{TWIN_IP}:{PACKAGE_PORT}/container-manager-agent"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The instance and the group's launches
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    iid: str
+    index: int
+    ip: str
+    container: str
+    journal: Path
+    state: str = "Pending"
+    launched_at: float = 0.0
+    game: str | None = None
+    game_started: int = 0
+    game_exited_at: float | None = None
+    terminated_at: float | None = None
+    hook_result: str | None = None
+    journal_cursor: str | None = None
+    entries: list[dict] = field(default_factory=list)
+
+
+def journal_fields(entry: dict) -> dict:
+    """A journal entry's own fields with lower-case names (the agent's tracing fields come
+    through tracing-journald upper-cased, some with an F_ prefix)."""
+    out = {}
+    for k, v in entry.items():
+        if k.startswith("_"):
+            continue
+        k = k.lower()
+        if k.startswith("f_"):
+            k = k[2:]
+        out[k] = v
+    out["t"] = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+    out["unit"] = entry.get("_SYSTEMD_UNIT", "")
+    out["ident"] = entry.get("SYSLOG_IDENTIFIER", "")
+    return out
+
+
+class Twin:
+    """One deployed stack and everything around it. Use as a context manager."""
+
+    def __init__(self, overrides: dict[str, str] | None = None, example: str = "valheim",
+                 hook_timeout_note: str = "", on_event: Callable[[dict], None] | None = None,
+                 package_path: str | None = None, package_sha256: str | None = None) -> None:
+        if not AGENT.exists():
+            raise RuntimeError(f"build the agent first: {AGENT} is missing")
+        self.on_event = on_event
+        self.events: list[dict] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.instances: dict[str, Instance] = {}
+        self.players: list[subprocess.Popen] = []
+        self.instance_image, self.game_image = images()
+        self.dir = Path(tempfile.mkdtemp(prefix="cm-twin-", dir="/var/tmp"))
+        self.efs = self.dir / "efs"
+        self._cleanup_containers()
+        self.net = Network()
+        self.shim = Shim()
+        self.package = PackageServer(self.dir, AGENT)
+        self.delivery = nameserver.LogDelivery(self.shim.moto, self.record)
+
+        # What a user has before deploying: a hosted zone, and the container's secret in SSM.
+        r53 = self.client("route53", direct=True)
+        zone = r53.create_hosted_zone(Name=ZONE, CallerReference=str(time.time()))["HostedZone"]
+        self.zone_id = zone["Id"].split("/")[-1]
+        params = stack.example(example)
+        params.update({
+            "HostedZoneId": self.zone_id, "RecordName": RECORD, "ContainerImage": self.game_image,
+            "AgentPackageUrl": self.package.url if package_path is None else f"https://{TWIN_IP}:{PACKAGE_PORT}{package_path}",
+            "AgentPackageSha256": package_sha256 or self.package.sha256,
+            "IdleMinutes": "1", "BootGraceMinutes": "0", "StopTimeoutSeconds": "10", "SampleIntervalSeconds": "1",
+        })
+        params.update(overrides or {})
+        for k in [k for k in params if k.startswith("Secret")]:
+            if "=" in params[k]:
+                self.client("ssm", direct=True).put_parameter(
+                    Name=params[k].split("=", 1)[1], Value="twin-secret-password", Type="SecureString")
+        self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params)
+        self.params = params
+        self.task = stack.task_definition(self.shim.moto, self.deployed)
+        if self.task["networkMode"] != "host":
+            raise RuntimeError(f"the twin runs host-networked tasks only, not {self.task['networkMode']!r}")
+        for sub in self.deployed.subscriptions:
+            fn_name = self.deployed.physical[sub.function_logical_id]
+            module = stack.load_function(self.deployed.function_code(sub.function_logical_id), sub.function_logical_id,
+                                         self.shim.aws, self.shim.moto, fn_name)
+            self.delivery.subscribe(nameserver.Subscriber(
+                log_group=sub.log_group, filter_name=f"{self.deployed.name}-{sub.function_logical_id}",
+                pattern=sub.pattern, deliver=lambda payload, m=module: m.handler(payload, None)))
+        self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, TWIN_IP, self.delivery, self.record)
+        self.role = self.deployed.physical.get("InstanceRole", "instance-role")
+        self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", self.instance_image,
+                            "/etc/ssl/certs/ca-certificates.crt").stdout.encode() + self.package.ca_pem
+        self.next_index = itertools.count(10)
+        self._start(self._watch_group, "launcher")
+        self._start(self._watch_journals, "journals")
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def record(self, event: str, source: str = "twin", t: float | None = None, **fields: Any) -> dict:
+        e = {"t": t if t is not None else time.time(), "source": source, "event": event, **fields}
+        if source == "twin" and event in ("dns_query", "query_logged"):
+            e["source"] = "dns"
+        elif source == "twin" and event == "wake_invoked":
+            e["source"] = "wake"
+        with self.lock:
+            self.events.append(e)
+        if self.on_event:
+            try:
+                self.on_event(e)
+            except Exception:  # noqa: BLE001 - a narrator must not break the twin
+                pass
+        return e
+
+    def named(self, event: str, source: str | None = None) -> list[dict]:
+        with self.lock:
+            return [e for e in self.events if e["event"] == event and (source is None or e["source"] == source)]
+
+    def wait_for(self, event: str, timeout: float, source: str | None = None,
+                 pred: Callable[[dict], bool] = lambda e: True, after: float = 0.0) -> dict:
+        end = time.time() + timeout
+        while time.time() < end:
+            for e in self.named(event, source):
+                if e["t"] >= after and pred(e):
+                    return e
+            time.sleep(0.1)
+        raise AssertionError(f"no {event!r} ({source or 'any source'}) within {timeout}s; last events:\n"
+                             + "\n".join(json.dumps(e)[:300] for e in self.events[-25:]))
+
+    def agent_events(self, event: str) -> list[dict]:
+        return self.named(event, source="agent")
+
+    # --- the emulator ---------------------------------------------------------------------------
+
+    def client(self, service: str, direct: bool = False) -> Any:
+        return boto3.client(service, region_name="us-east-1", endpoint_url=self.shim.moto if direct else self.shim.aws,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def desired(self) -> int:
+        g = self.client("autoscaling", direct=True).describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.deployed.group])["AutoScalingGroups"][0]
+        return g["DesiredCapacity"]
+
+    def group_as_aws_shows_it(self) -> dict:
+        """DescribeAutoScalingGroups through the shim: with the instance in Terminating:Wait."""
+        return self.client("autoscaling").describe_auto_scaling_groups(
+            AutoScalingGroupNames=[self.deployed.group])["AutoScalingGroups"][0]
+
+    def record_values(self, rtype: str = "A") -> list[str] | None:
+        r = self.shim.ctl("record", zone_id=self.zone_id, name=RECORD, rtype=rtype)
+        return None if r is None else r["values"]
+
+    def alerts(self) -> list[dict]:
+        """Messages on the alert topic: the twin subscribes a queue to it, as e-mail would be."""
+        return self.shim.ctl("messages", queue_url=self.alert_queue())
+
+    def alert_queue(self) -> str:
+        if not hasattr(self, "_queue"):
+            sqs, sns = self.client("sqs", direct=True), self.client("sns", direct=True)
+            url = sqs.create_queue(QueueName="twin-alerts")["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            sns.subscribe(TopicArn=self.deployed.outputs["AlertTopicArn"], Protocol="sqs", Endpoint=arn,
+                          Attributes={"RawMessageDelivery": "false"})
+            self._queue = url
+        return self._queue
+
+    def metrics(self) -> list[dict]:
+        return self.shim.ctl("metrics", namespace=self.params.get("MetricsNamespace", "ContainerManager"))
+
+    def lifecycle_actions(self) -> list[dict]:
+        return self.shim.get("/_shim/lifecycle-actions")
+
+    # --- players --------------------------------------------------------------------------------
+
+    def player(self, *args: str, name: str = RECORD) -> subprocess.Popen:
+        """Starts a player in the player netns; its JSON lines become events (source player)."""
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", PLAYER_NS, str(VENV_PY), str(HERE / "player.py"), "--dns", TWIN_IP,
+             "--name", name, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.players.append(proc)
+        tag = len(self.players)
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                t = e.pop("t", None)
+                self.record(e.pop("event"), source="player", t=t, player=tag, **e)
+
+        threading.Thread(target=read, daemon=True).start()
+        return proc
+
+    # --- the group: launches and terminations ---------------------------------------------------
+
+    def _start(self, fn: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=fn, daemon=True, name=name)
+        t.start()
+        self.threads.append(t)
+
+    def _watch_group(self) -> None:
+        autoscaling = self.client("autoscaling", direct=True)
+        last_desired = None
+        while not self.stop.is_set():
+            try:
+                g = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.deployed.group])["AutoScalingGroups"][0]
+            except Exception as e:  # noqa: BLE001 - the emulator may be restarting
+                self.record("launcher_error", source="asg", error=repr(e))
+                time.sleep(0.5)
+                continue
+            if g["DesiredCapacity"] != last_desired:
+                self.record("desired_capacity", source="asg", value=g["DesiredCapacity"])
+                last_desired = g["DesiredCapacity"]
+            ids = {i["InstanceId"] for i in g["Instances"]}
+            for iid in sorted(ids):
+                if iid not in self.instances:
+                    inst = Instance(iid=iid, index=next(self.next_index), ip="", container=f"{CONTAINER_PREFIX}{iid}",
+                                    journal=self.dir / "instances" / iid / "journal")
+                    inst.ip = f"{NET}.{inst.index}"
+                    self.instances[iid] = inst
+                    self._start(lambda inst=inst, g=g: self._launch(inst, g), f"launch-{iid}")
+            for inst in list(self.instances.values()):
+                if inst.state in ("Pending", "InService") and inst.iid not in ids:
+                    inst.state = "Terminating:Wait"
+                    self._start(lambda inst=inst: self._terminate(inst), f"terminate-{inst.iid}")
+                elif inst.state == "InService":
+                    self._ecs_daemon(inst)
+            time.sleep(0.2)
+
+    def _launch(self, inst: Instance, group: dict) -> None:
+        inst.launched_at = time.time()
+        self.record("instance_launching", source="asg", instance=inst.iid, ip=inst.ip)
+        try:
+            self._boot(inst, group)
+        except Exception as e:  # noqa: BLE001 - reported, and the story fails on it
+            self.record("launch_failed", source="asg", instance=inst.iid, error=repr(e))
+
+    def _boot(self, inst: Instance, group: dict) -> None:
+        ec2 = self.client("ec2", direct=True)
+        lt = group["LaunchTemplate"]
+        version = ec2.describe_launch_template_versions(
+            LaunchTemplateId=lt["LaunchTemplateId"], Versions=[str(lt.get("Version", "$Latest"))])["LaunchTemplateVersions"][0]
+        user_data = base64.b64decode(version["LaunchTemplateData"]["UserData"])
+        inst.journal.mkdir(parents=True, exist_ok=True)
+        files = self.dir / "instances" / inst.iid / "files"
+        (files / "etc/systemd/system.conf.d").mkdir(parents=True, exist_ok=True)
+        # The "AMI" reaches the emulator through the SDKs' standard variables (it has no route to
+        # AWS), for every service it starts: the user-data's CLI and the agent alike.
+        (files / "etc/systemd/system.conf.d/cm-twin.conf").write_text(
+            "[Manager]\n"
+            f'DefaultEnvironment="AWS_ENDPOINT_URL={self.shim.aws}" '
+            f'"AWS_EC2_METADATA_SERVICE_ENDPOINT={self.shim.imds}/"\n')
+        (files / "ca-certificates.crt").write_bytes(self.ca_bundle)
+        (files / "user-data").write_bytes(user_data)
+        self.shim.post("/_shim/imds", {
+            "source": inst.ip, "instance-id": inst.iid, "region": "us-east-1", "availability-zone": "us-east-1a",
+            "public-ipv4": inst.ip, "target-lifecycle-state": "InService", "role": self.role})
+        sh("docker", "create", "--name", inst.container, "--hostname", "ip-" + inst.ip.replace(".", "-"),
+           "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+           "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+           "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+           "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
+           "--label", "cm-twin=instance", "-e", "container=docker", self.instance_image)
+        sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
+        sh("docker", "cp", str(files / "ca-certificates.crt"), f"{inst.container}:/etc/ssl/certs/ca-certificates.crt")
+        sh("docker", "cp", str(files / "user-data"), f"{inst.container}:/var/lib/cloud/instance/user-data")
+        sh("docker", "start", inst.container)
+        pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
+        self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
+        inst.state = "InService"
+        self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip)
+
+    def _ecs_daemon(self, inst: Instance) -> None:
+        """The ECS agent's part: once the instance has joined the cluster (its ecs.config names
+        it), run the DAEMON service's task, and start it again after it stops."""
+        if inst.game is None or inst.game_exited_at is not None:
+            if inst.game_exited_at is not None and time.time() - inst.game_exited_at < 5:
+                return
+            conf = sh("docker", "exec", inst.container, "cat", "/etc/ecs/ecs.config", check=False).stdout
+            if f"ECS_CLUSTER={self.deployed.cluster}" not in conf.splitlines():
+                return
+            if inst.game is None:
+                self.record("ecs_registered", source="ecs", instance=inst.iid, cluster=self.deployed.cluster)
+            self._run_task(inst)
+            return
+        state = sh("docker", "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", inst.game, check=False).stdout.split()
+        if state and state[0] == "false":
+            inst.game_exited_at = time.time()
+            self.record("task_stopped", source="ecs", instance=inst.iid, container=inst.game, exit_code=int(state[1]))
+
+    def _run_task(self, inst: Instance) -> None:
+        (c,) = self.task["containerDefinitions"]
+        env = {e["name"]: e["value"] for e in c.get("environment", []) if e}
+        ssm = self.client("ssm", direct=True)
+        for s in c.get("secrets", []):
+            if s:
+                try:
+                    env[s["name"]] = ssm.get_parameter(Name=s["valueFrom"], WithDecryption=True)["Parameter"]["Value"]
+                except Exception as e:  # noqa: BLE001 - ECS fails the task the same way
+                    self.record("task_failed", source="ecs", instance=inst.iid,
+                                error=f"ResourceInitializationError: unable to pull secrets: {e}")
+                    inst.game_exited_at = time.time()
+                    return
+        env.setdefault("DATA_DIR", c["mountPoints"][0]["containerPath"] if c.get("mountPoints") else "/data")
+        volumes = {v["name"]: v for v in self.task["volumes"]}
+        mounts = []
+        for m in c.get("mountPoints", []):
+            efs = volumes[m["sourceVolume"]]["efs"]
+            folder = self.efs / efs["FilesystemId"]
+            folder.mkdir(parents=True, exist_ok=True)
+            mounts += ["-v", f"{folder}:{m['containerPath']}"]
+        inst.game_started += 1
+        name = f"{inst.container}-game-{inst.game_started}"
+        args = ["docker", "run", "-d", "--name", name, "--network", f"container:{inst.container}",
+                "--label", f"com.amazonaws.ecs.container-name={c['name']}",
+                "--label", f"com.amazonaws.ecs.cluster={self.deployed.cluster}",
+                "--label", f"com.amazonaws.ecs.task-definition-family={self.task['family']}",
+                "--label", "cm-twin=game", "--stop-timeout", str(c.get("stopTimeout", 30)), *mounts]
+        for k, v in env.items():
+            args += ["-e", f"{k}={v}"]
+        sh("docker", "rm", "-f", name, check=False)
+        sh(*args, c["image"])
+        inst.game = name
+        inst.game_exited_at = None
+        self.record("task_started", source="ecs", instance=inst.iid, container=name)
+
+    def _terminate(self, inst: Instance) -> None:
+        group = self.deployed.group
+        hook = next((h for h in self.deployed.hooks if h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"), None)
+        entered = time.time()
+        self.record("instance_terminating", source="asg", instance=inst.iid, state="Terminating:Wait" if hook else "Terminating")
+        if hook is not None:
+            self.shim.post("/_shim/terminating", {"group": group, "instance_id": inst.iid, "state": "Terminating:Wait"})
+            self.shim.post("/_shim/imds", {"source": inst.ip, "target-lifecycle-state": "Terminated"})
+            timeout = int(hook.get("HeartbeatTimeout", 3600))
+            deadline = entered + timeout
+            result = None
+            while result is None and not self.stop.is_set():
+                for a in self.lifecycle_actions():
+                    if a["instance_id"] != inst.iid or a["time"] < entered or a["hook"] != hook["LifecycleHookName"]:
+                        continue
+                    if a["action"] == "RecordLifecycleActionHeartbeat":
+                        deadline = max(deadline, a["time"] + timeout)
+                    elif a["action"] == "CompleteLifecycleAction":
+                        result = a["result"]
+                if result is None and time.time() > deadline:
+                    result = f"{hook.get('DefaultResult', 'ABANDON')} (heartbeat timeout)"
+                time.sleep(0.2)
+            inst.hook_result = result
+            self.record("lifecycle_hook_done", source="asg", instance=inst.iid, result=result)
+            self.shim.post("/_shim/terminating", {"group": group, "instance_id": inst.iid, "state": "Terminating:Proceed"})
+        inst.state = "Terminating:Proceed"
+        self._shutdown(inst)
+        self.shim.post("/_shim/terminating", {"group": group, "instance_id": inst.iid})
+        self.shim.post("/_shim/imds", {"source": inst.ip, "forget": True})
+        inst.state = "Terminated"
+        inst.terminated_at = time.time()
+        self.record("instance_terminated", source="asg", instance=inst.iid)
+
+    def _shutdown(self, inst: Instance) -> None:
+        """EC2's shutdown of a terminating instance: systemd stops every service (the agent's stop
+        path runs), then Docker stops what containers are left, as docker.service would."""
+        sh("docker", "exec", inst.container, "systemctl", "poweroff", "--no-block", check=False)
+        r = sh("docker", "wait", inst.container, check=False, timeout=200)
+        if r.returncode != 0:
+            sh("docker", "kill", inst.container, check=False)
+        self._read_journal(inst)
+        if inst.game is not None:
+            sh("docker", "stop", inst.game, check=False, timeout=200)
+        for name in sh("docker", "ps", "-aq", "--filter", f"name={inst.container}").stdout.split():
+            sh("docker", "rm", "-f", name, check=False)
+
+    # --- the instances' journals ----------------------------------------------------------------
+
+    def _read_journal(self, inst: Instance) -> None:
+        if not any(inst.journal.rglob("*.journal")):
+            return
+        args = ["journalctl", "-D", str(inst.journal), "-o", "json", "--no-pager"]
+        if inst.journal_cursor:
+            args.append(f"--after-cursor={inst.journal_cursor}")
+        r = sh(*args, check=False)
+        for line in r.stdout.splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            inst.journal_cursor = entry.get("__CURSOR", inst.journal_cursor)
+            f = journal_fields(entry)
+            inst.entries.append(f)
+            if f["ident"] == "container-manager-agent" and "event" in f:
+                fields = {k: v for k, v in f.items() if k not in ("t", "event", "unit", "ident")}
+                self.record(f["event"], source="agent", t=f["t"], instance=inst.iid, **fields)
+            elif f["unit"] == "cloud-final.service" or f["ident"] in ("run-user-data", "cloud-final"):
+                self.record("user_data_output", source="instance", t=f["t"], instance=inst.iid,
+                            message=f.get("message", ""))
+
+    def _watch_journals(self) -> None:
+        while not self.stop.is_set():
+            for inst in list(self.instances.values()):
+                if inst.state in ("InService", "Terminating:Wait"):
+                    try:
+                        self._read_journal(inst)
+                    except Exception as e:  # noqa: BLE001
+                        self.record("journal_error", source="twin", error=repr(e))
+            time.sleep(0.5)
+
+    def journal(self, iid: str, unit: str | None = None) -> list[dict]:
+        inst = self.instances[iid]
+        if inst.state not in ("Terminated",):
+            self._read_journal(inst)
+        return [e for e in inst.entries if unit is None or e["unit"] == unit]
+
+    # --- state for the stories ------------------------------------------------------------------
+
+    def active(self) -> list[Instance]:
+        return [i for i in self.instances.values() if i.state != "Terminated"]
+
+    def wait_instances(self, n_active: int, timeout: float) -> None:
+        end = time.time() + timeout
+        while time.time() < end:
+            if len(self.active()) == n_active:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{len(self.active())} active instances after {timeout}s, expected {n_active}: "
+                             + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
+
+    def save_file(self) -> Path:
+        """The game's save in the data "EFS" (DataPath in the task's first mount)."""
+        fs = self.deployed.physical["DataFileSystem"]
+        world = self.params.get("Env2", "WORLD_NAME=world").split("=", 1)[1]
+        return self.efs / fs / "worlds" / f"{world}.json"
+
+    def plant_crash(self) -> None:
+        folder = self.efs / self.deployed.physical["DataFileSystem"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "crash-now").write_text("a bug\n")
+
+    # --- teardown -------------------------------------------------------------------------------
+
+    def _cleanup_containers(self) -> None:
+        names = sh("docker", "ps", "-aq", "--filter", "label=cm-twin", check=False).stdout.split()
+        if names:
+            sh("docker", "rm", "-f", *names, check=False)
+
+    def close(self) -> None:
+        self.stop.set()
+        for p in self.players:
+            if p.poll() is None:
+                p.kill()
+        for t in self.threads:
+            t.join(5)
+        self._cleanup_containers()
+        for part in ("dns", "delivery", "package", "shim", "net"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # noqa: BLE001 - cleanup goes on
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Twin":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
