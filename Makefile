@@ -1,6 +1,6 @@
 # container-manager: the one entry point.
 #
-#   make demo    the main job: the whole lifecycle against local stand-ins (no AWS account)
+#   make demo    the main job: the whole loop from the real stack in the local cloud twin
 #   make test    installs what is missing, then lint + every test
 #   make bench   benchmark report
 #   make deb / make rpm / make package-check
@@ -10,10 +10,14 @@ export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 
-.PHONY: setup build lint test test-rust test-python test-e2e demo bench deb rpm package-check clean
+.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check clean
 
 setup:
 	tests/harness/setup.sh
+
+# Only what the demo uses (no packaging tools).
+setup-demo:
+	tests/harness/setup.sh demo
 
 build:
 	cargo build --workspace --all-targets
@@ -23,12 +27,13 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test-python: setup
-	$(PY) -m pytest tests/cloud tests/shim -q -p no:cacheprovider
+	$(PY) -m pytest tests/cloud tests/shim tests/twin/test_twin_parts.py -q -p no:cacheprovider
 
-# The end-to-end stories run the real binary, so it is built first.
+# The end-to-end stories run the real binary, so it is built first: the agent-level stories
+# (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
 	cargo build -p container-manager-agent
-	$(PY) -m pytest tests/e2e -v -p no:cacheprovider
+	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py -v -p no:cacheprovider
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
@@ -41,7 +46,7 @@ test: setup lint
 	$(MAKE) --no-print-directory package-check
 	$(MAKE) --no-print-directory test-rust
 
-demo: setup
+demo: setup-demo
 	cargo build -p container-manager-agent
 	tests/.venv/bin/python tests/demo/demo.py
 

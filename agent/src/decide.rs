@@ -654,12 +654,15 @@ impl Core {
                 heartbeat: heartbeat && d.lifecycle.busy(),
             });
         }
-        if d.stop.busy() {
-            return;
-        }
+        // DNS goes back to the placeholder while the game saves, not after: a lookup during the
+        // save must not send a new player to a server that is about to stop (found by the cloud
+        // twin's story 4). Players already connected keep their address.
         if d.dns == Step::Pending {
             d.dns = Step::Running;
             out.actions.push(Action::RevertDns);
+        }
+        if d.stop.busy() {
+            return;
         }
         if let Some(batch) = batch {
             d.flush = Step::Running;

@@ -1,8 +1,14 @@
-"""`make demo`: the whole lifecycle on this machine, with no AWS account.
+"""`make demo`: the product as a user lives it, on this machine, with no AWS account.
 
-The local AWS emulator (moto behind tests/shim) stands in for AWS, dockerd runs the game
-container, and a network namespace plays the players. The agent is the real binary. The demo
-prints a timeline of what happened, when and why, then checks the end state and cleans up.
+The stack is cloud/container-manager.yaml itself, deployed into the local emulator by the cloud
+twin (tests/twin): a lookup of the sleeping server's name goes through a real DNS server, its
+query-log line through the stack's subscription filter to the wake function's own code, the
+group launches an instance (a systemd container) whose user-data installs the agent over HTTPS,
+the "ECS agent" starts the game, and the agent does the rest. The demo prints a timeline, then
+the wake-to-playable breakdown, then checks the end state. Everything it creates is removed.
+
+Two stories: players wake the server, play, leave, it saves and sleeps, and a second lookup
+finds the save; then the game crashes.
 """
 
 from __future__ import annotations
@@ -12,71 +18,86 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from world import AGENT, GROUP, PUBLIC_IP, RECORD, Game, World, ts  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "twin"))
+from timeline import breakdown, render  # noqa: E402
+from twin import AGENT, RECORD, Twin  # noqa: E402
 
 
-def clock(t: float | None = None) -> str:
-    return datetime.fromtimestamp(t if t is not None else time.time()).strftime("%H:%M:%S")
+def clock(t: float) -> str:
+    return datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
 
 def say(text: str, t: float | None = None) -> None:
-    print(f"  {clock(t)}  {text}", flush=True)
+    print(f"  {clock(t if t is not None else time.time())}  {text}", flush=True)
 
 
 class Narrator:
-    """Turns the agent's JSON events into sentences for a person."""
+    """Turns the twin's events into sentences for a person."""
 
     def __init__(self) -> None:
-        self.was_active = False
+        self.first_lookup: float | None = None
+        self.asleep_said = False
         self.counting = False
-        self.stop_began: float | None = None
+        self.was_active = False
+        self.stopping_said = False
 
     def __call__(self, e: dict) -> None:
-        t = ts(e) if "timestamp" in e else None
-        name = e.get("event")
-        if name == "agent_started":
-            say("agent starting", t)
-        elif name == "dns_updated":
+        src, name, t = e["source"], e["event"], e["t"]
+        if src == "player" and name == "lookup":
+            if e["answer"] == ["0.0.0.0"] and not self.asleep_said:
+                self.first_lookup = self.first_lookup or t
+                self.asleep_said = True
+                say(f"player looks up {e['name']} -> 0.0.0.0 (asleep); retrying every second", t)
+        elif src == "player" and name == "resolved":
+            say(f"player looks up {RECORD} -> {e['address']}", t)
+        elif src == "player" and name == "connected":
+            since = f", {t - self.first_lookup:.1f} s after the first lookup" if self.first_lookup else ""
+            say(f"player connected{since}", t)
+        elif src == "player" and name == "left":
+            say("the player logs off", t)
+        elif name == "wake_invoked" and e.get("result") == "woken":
+            say(f"query log -> subscription filter -> wake function: desired capacity 1 ({e['duration_ms']:.0f} ms)", t)
+        elif name == "wake_invoked" and e.get("result") == "stopping" and not self.stopping_said:
+            self.stopping_said = True
+            say("wake function: the last instance is still saving; not starting a second one", t)
+        elif src == "asg" and name == "instance_started":
+            say(f"Auto Scaling launched instance {e['instance']} (public IP {e['ip']})", t)
+        elif src == "instance" and name == "user_data_output" and "exited with status" in e["message"]:
+            ok = "status 0" in e["message"]
+            say(f"user-data {'installed the agent (sha256 ok)' if ok else 'FAILED: ' + e['message']}", t)
+        elif src == "ecs" and name == "task_started":
+            say("ECS started the game container (host network, world on EFS)", t)
+        elif src == "agent" and name == "dns_updated":
             say(f"agent up, {RECORD} -> {e.get('ip')}", t)
-        elif name == "sample":
-            active = e.get("packets", 0) >= 2 * e.get("interval_ms", 1000) / 1000 or (e.get("players") or 0) > 0
+        elif src == "agent" and name == "sample":
+            active = int(e.get("packets", 0) or 0) >= 2 * int(e.get("interval_ms", 1000) or 1000) / 1000 \
+                or int(e.get("players", 0) or 0) > 0
             if active and not self.was_active:
-                who = f"{e['players']} players online" if e.get("players") else f"{e.get('packets')} packets/s from players"
-                say(f"players are playing ({who})", t)
+                say(f"players are playing ({e.get('players', '?')} online, {e.get('packets')} packets in the last second)", t)
                 self.counting = False
             self.was_active = active
-        elif name == "idle_countdown" and not self.counting:
+        elif src == "agent" and name == "idle_countdown" and not self.counting:
             self.counting = True
             say(f"quiet: {e.get('basis')}; idle in {e.get('remaining_s')} s unless someone plays", t)
-        elif name == "scale_in_requested":
-            if e.get("reason") == "idle":
-                say(f"{e.get('detail')} -> scaling to zero", t)
-            else:
-                say(f"{e.get('detail')} -> scaling to zero", t)
-        elif name == "container_exited":
-            kind = "crashed" if e.get("crash") else "stopped"
-            say(f"game container {kind} (exit code {e.get('exit_code')})", t)
-        elif name == "alert_sent":
+        elif src == "agent" and name == "scale_in_requested":
+            say(f"{e.get('detail') or e.get('reason')} -> scaling to zero", t)
+        elif src == "asg" and name == "instance_terminating":
+            say("the group holds the instance in Terminating:Wait (lifecycle hook)", t)
+        elif src == "agent" and name == "container_exited":
+            say(f"game container {'crashed' if e.get('crash') in (True, 'true') else 'stopped'} (exit code {e.get('exit_code')})", t)
+        elif src == "agent" and name == "alert_sent":
             say(f"alert sent: \"{e.get('subject')}\"", t)
-        elif name == "graceful_stop_done":
-            if e.get("container") in (None, "none"):
-                say("no game container left to stop", t)
+        elif src == "agent" and name == "graceful_stop_done":
+            if e.get("exited_on_its_own") == "true":
+                say(f"game saved and stopped on SIGTERM (exit {e.get('exit_code')}) in {int(e.get('duration_ms', 0)) / 1000:.1f} s", t)
             else:
-                saved = "saved world" if e.get("saved") else "no save confirmed"
-                how = "stopped" if e.get("exited_on_its_own") else "killed"
-                say(f"{saved} (pre-stop exit {e.get('pre_stop_exit')}), container {how} in {e.get('duration_ms', 0) / 1000:.1f} s", t)
-        elif name == "lifecycle_heartbeat":
-            pass
-        elif name == "dns_reverted":
-            if e.get("left_alone"):
-                say(f"{RECORD} already points elsewhere; left alone", t)
-            else:
-                say(f"{RECORD} -> 0.0.0.0 (nobody is sent to a dead address)", t)
-        elif name == "lifecycle_completed":
+                say(f"game did not stop on its own (exit {e.get('exit_code')})", t)
+        elif src == "agent" and name == "dns_reverted":
+            say(f"{RECORD} -> 0.0.0.0 (nobody is sent to a dead address)", t)
+        elif src == "agent" and name == "lifecycle_completed":
             say("lifecycle action completed: the instance may go", t)
-        elif name == "agent_stopped":
-            say("agent stopped; the instance terminates, cost is back to zero", t)
+        elif src == "asg" and name == "instance_terminated":
+            say("instance terminated: zero instances, cost back to zero", t)
 
 
 def check(label: str, ok: bool) -> bool:
@@ -84,45 +105,48 @@ def check(label: str, ok: bool) -> bool:
     return ok
 
 
-def story_idle() -> bool:
-    print("\nStory 1: players play, then leave")
-    with World() as w:
-        w.start_game(Game.saving_server())
-        say(f"instance {w.instance_id} starts in group {GROUP}; game container up (host network)")
-        agent = w.start_agent(on_event=Narrator())
-        agent.wait_for("dns_updated", 30)
-        time.sleep(1)
-        say("two players join from the player network")
-        w.net.play(2456, rate=12, seconds=10)
-        w.net.play(2457, rate=12, seconds=10)
-        time.sleep(11)
-        say("the players log off")
-        w.terminate_when_scaled_in(60)
-        say("the group sets the instance to Terminating (lifecycle hook holds it)")
-        code = agent.wait_exit(90)
-        time.sleep(0.3)
+def story_wake_play_sleep() -> bool:
+    print("\nStory 1: a lookup wakes the sleeping server; players play, leave; it saves and sleeps")
+    narrator = Narrator()
+    with Twin(on_event=narrator) as tw:
+        say(f"stack deployed from cloud/container-manager.yaml; {tw.desired()} instances; {RECORD} -> {tw.record_values()[0]}")
+        tw.player("--play-seconds", "10", "--rate", "10")
+        tw.wait_for("left", 240, source="player")
+        first = tw.instances[next(iter(tw.instances))]
+        tw.wait_for("instance_terminated", 200, source="asg")
+        rows = breakdown(tw.events)
+        save = tw.save_file().read_text() if tw.save_file().exists() else ""
+        print("  a second player looks the name up:")
+        narrator.first_lookup, narrator.asleep_said = None, False
+        since = time.time()
+        tw.player("--play-seconds", "2", "--rate", "10")
+        tw.wait_for("connected", 240, source="player", after=since)
+        second = [i for i in tw.instances.values() if i.iid != first.iid][0]
+        from twin import sh
+        log = sh("docker", "logs", f"{second.container}-game-1", check=False).stdout
+        loaded = next((line for line in log.splitlines() if "loaded save" in line), "")
+        say(f"the game on {second.iid}: {loaded}")
+        print("\n  wake-to-playable, first wake (seconds since the first lookup, and step by step):")
+        print("\n".join(render(rows)))
         print("  end state:")
-        good = all([
-            check(f"agent exited with code {code}", code == 0),
-            check(f"desired capacity is {w.desired_capacity()}", w.desired_capacity() == 0),
-            check(f"{RECORD} -> {w.record_value()}", w.record_value() == ["0.0.0.0"]),
-            check(f"save marker written after the pre-stop command: {w.order()}", w.order() == ["prestop", "sigterm-save"]),
-            check("CompleteLifecycleAction(CONTINUE) recorded", any(a["action"] == "CompleteLifecycleAction" and a["result"] == "CONTINUE" for a in w.shim.lifecycle_actions())),
+        return all([
+            check(f"first instance {first.iid}: lifecycle hook {first.hook_result}", first.hook_result == "CONTINUE"),
+            check(f"save written by the first session: {save.strip()}", '"sessions": 1' in save),
+            check(f"second instance {second.iid} has a new address {second.ip} (first {first.ip})", second.ip != first.ip),
+            check("second session loaded the first session's save", "sessions=1" in loaded),
         ])
-        return good
 
 
 def story_crash() -> bool:
     print("\nStory 2: the game crashes")
-    with World() as w:
-        w.start_game(Game.crashing_server(after=5, code=3))
-        say("game container up; it will crash in 5 s")
-        agent = w.start_agent(on_event=Narrator())
-        agent.wait_for("alert_sent", 40)
-        w.terminate_when_scaled_in(30)
-        code = agent.wait_exit(60)
-        time.sleep(0.3)
-        alerts = w.alerts()
+    with Twin(on_event=Narrator()) as tw:
+        tw.alert_queue()
+        tw.player("--play-seconds", "2")
+        tw.wait_for("connected", 240, source="player")
+        say("a bug in the game: it will crash now")
+        tw.plant_crash()
+        tw.wait_for("instance_terminated", 200, source="asg")
+        alerts = tw.alerts()
         print("  the alert, as a phone shows it:")
         for a in alerts:
             print(f"    Subject: {a['subject']}")
@@ -130,10 +154,11 @@ def story_crash() -> bool:
                 print(f"    | {line}")
         print("  end state:")
         return all([
-            check(f"agent exited with code {code}", code == 0),
-            check(f"desired capacity is {w.desired_capacity()}", w.desired_capacity() == 0),
+            check(f"desired capacity is {tw.desired()}, {len(tw.active())} instances", tw.desired() == 0 and not tw.active()),
+            check(f"{RECORD} -> {tw.record_values()}", tw.record_values() == ["0.0.0.0"]),
             check(f"exactly one alert ({len(alerts)})", len(alerts) == 1),
-            check("the alert has the exit code and the last log lines", bool(alerts) and "exit code 3" in alerts[0]["message"] and "fatal: corrupted chunk" in alerts[0]["message"]),
+            check("the alert has the exit code and the last log lines",
+                  bool(alerts) and "exit 3" in alerts[0]["subject"] and "fatal: corrupted chunk" in alerts[0]["message"]),
         ])
 
 
@@ -141,10 +166,11 @@ def main() -> int:
     if not AGENT.exists():
         print(f"demo: the agent binary is missing ({AGENT}); run `make demo`", file=sys.stderr)
         return 1
-    print("container-manager demo: AWS is the local emulator, the game a Docker container,")
-    print(f"the players a network namespace. Short timings: sample every 1 s, idle after 6 s. Public IP {PUBLIC_IP}.")
+    print("container-manager demo: the real stack in a local twin of AWS (no account needed).")
+    print("The game is a container, the instance a systemd container, the player a network namespace.")
+    print("Short timings from the stack's own parameters: samples every 1 s, idle after 1 minute.")
     start = time.time()
-    ok = story_idle() and story_crash()
+    ok = story_wake_play_sleep() and story_crash()
     print(f"\ndemo {'finished' if ok else 'FAILED'} in {time.time() - start:.0f} s; everything it created is removed.")
     return 0 if ok else 1
 

@@ -65,8 +65,9 @@ def test_story_1_idle():
         assert completions[0]["hook"] == HOOK and completions[0]["result"] == "CONTINUE"
         assert completions[0]["instance_id"] == w.instance_id
 
-        order = [agent.wait_for(n, 1) for n in ("graceful_stop_done", "dns_reverted", "lifecycle_completed")]
-        assert ts(order[0]) <= ts(order[1]) <= ts(order[2])
+        # DNS goes back while the game saves; the hook completes after both.
+        stopped, reverted, completed = [agent.wait_for(n, 1) for n in ("graceful_stop_done", "dns_reverted", "lifecycle_completed")]
+        assert max(ts(stopped), ts(reverted)) <= ts(completed)
         alerts = w.alerts()
         assert len(alerts) == 1 and "idle" in alerts[0]["subject"], alerts
         agent.wait_for("agent_stopped", 1)

@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests, the demo and the benchmarks need, on a fresh
 # Debian machine, as root. Idempotent: a second run only checks.
-#   - Debian packages (docker.io, iproute2, busybox-static, tcpdump, packaging tools)
-#   - tests/.venv with moto[server] and the CloudFormation linters (tests/requirements.txt)
+#   setup.sh        everything (make test, make bench)
+#   setup.sh demo   only what `make demo` uses: no packaging tools, no busybox test image
+# It installs:
+#   - Debian packages (docker.io, iproute2, debootstrap, systemd's journalctl; for the tests also
+#     busybox-static, tcpdump and the packaging tools)
+#   - tests/.venv with moto[server], the CloudFormation linters and the twin's DNS server
+#     (tests/requirements.txt)
 #   - dockerd, if it is not running
+#   - the cloud twin's images (tests/twin/images.sh)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 log() { printf '[setup] %s\n' "$*" >&2; }
+mode=${1:-all}
+case $mode in all | demo) ;; *) log "usage: setup.sh [all|demo]"; exit 2 ;; esac
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
-[ -x /bin/busybox ] || need+=(busybox-static)
-command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
-command -v lintian >/dev/null 2>&1 || need+=(lintian)
-command -v rpm >/dev/null 2>&1 || need+=(rpm)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-command -v objdump >/dev/null 2>&1 || need+=(binutils)
+command -v journalctl >/dev/null 2>&1 || need+=(systemd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ "$mode" = all ]; then
+  [ -x /bin/busybox ] || need+=(busybox-static)
+  command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
+  command -v lintian >/dev/null 2>&1 || need+=(lintian)
+  command -v rpm >/dev/null 2>&1 || need+=(rpm)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  command -v objdump >/dev/null 2>&1 || need+=(binutils)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt-get update -qq
@@ -37,13 +49,15 @@ if [ ! -x $venv/bin/moto_server ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ];
   echo "$want" > $stamp
 fi
 
-# Cargo tools for packaging, installed into ~/.cargo/bin once.
-for tool in cargo-deb cargo-generate-rpm; do
-  if ! command -v $tool >/dev/null 2>&1; then
-    log "installing $tool"
-    cargo install -q --locked $tool
-  fi
-done
+# Cargo tools for packaging, installed into ~/.cargo/bin once (not for the demo).
+if [ "$mode" = all ]; then
+  for tool in cargo-deb cargo-generate-rpm; do
+    if ! command -v $tool >/dev/null 2>&1; then
+      log "installing $tool"
+      cargo install -q --locked $tool
+    fi
+  done
+fi
 
 # dockerd, started in the background when no daemon answers.
 if ! docker info >/dev/null 2>&1; then
@@ -57,8 +71,11 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see tests/.cache/dockerd.log"; tail -20 tests/.cache/dockerd.log >&2; exit 1; }
 fi
 
+# The cloud twin's instance and game images (debootstrap once, then cached).
+tests/twin/images.sh >/dev/null
+
 # The tiny test image: busybox-static as the rootfs, built with docker import (no registry).
-if ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1; then
+if [ "$mode" = all ] && ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1; then
   log "building the test image cm-test/busybox:1"
   tmp=$(mktemp -d)
   mkdir -p "$tmp/bin" "$tmp/tmp" "$tmp/data" "$tmp/proc" "$tmp/sys" "$tmp/dev" "$tmp/etc"

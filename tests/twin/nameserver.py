@@ -204,3 +204,4 @@ class NameServer(BaseResolver):
     def close(self) -> None:
         for s in self.servers:
             s.stop()
+            s.server.server_close()

@@ -265,7 +265,7 @@ class Twin:
     """One deployed stack and everything around it. Use as a context manager."""
 
     def __init__(self, overrides: dict[str, str] | None = None, example: str = "valheim",
-                 hook_timeout_note: str = "", on_event: Callable[[dict], None] | None = None,
+                 on_event: Callable[[dict], None] | None = None,
                  package_path: str | None = None, package_sha256: str | None = None) -> None:
         if not AGENT.exists():
             raise RuntimeError(f"build the agent first: {AGENT} is missing")
@@ -278,6 +278,14 @@ class Twin:
         self.players: list[subprocess.Popen] = []
         self.instance_image, self.game_image = images()
         self.dir = Path(tempfile.mkdtemp(prefix="cm-twin-", dir="/var/tmp"))
+        try:
+            self._setup(overrides, example, package_path, package_sha256)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, overrides: dict[str, str] | None, example: str, package_path: str | None,
+               package_sha256: str | None) -> None:
         self.efs = self.dir / "efs"
         self._cleanup_containers()
         self.net = Network()

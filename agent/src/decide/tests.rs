@@ -393,25 +393,29 @@ fn max_uptime_alerts_once_and_scales_in_only_when_asked() {
 }
 
 #[test]
-fn termination_runs_stop_then_dns_and_flush_then_lifecycle_then_exit() {
+fn termination_reverts_dns_while_the_game_saves_then_flushes_then_completes_then_exits() {
     let mut r = Rig::new(policy());
     let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
     assert_eq!(
         a,
-        vec![Action::GracefulStop {
-            cause: DrainCause::Terminating,
-            heartbeat: true
-        }]
+        vec![
+            Action::GracefulStop {
+                cause: DrainCause::Terminating,
+                heartbeat: true
+            },
+            Action::RevertDns
+        ]
     );
     assert!(
         r.at(S, Input::Tick).is_empty(),
         "nothing while the stop runs"
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
-    assert_eq!(a.len(), 2, "{a:?}");
-    assert_eq!(a[0], Action::RevertDns);
-    assert!(matches!(a[1], Action::PublishMetrics { flush: true, .. }));
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    assert!(
+        matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
+        "{a:?}"
+    );
     let a = r.at(S, Input::Done(Completion::MetricsFlushed));
     assert_eq!(a, vec![Action::CompleteLifecycle]);
     assert!(!r.core.finished());
@@ -422,18 +426,30 @@ fn termination_runs_stop_then_dns_and_flush_then_lifecycle_then_exit() {
 }
 
 #[test]
+fn the_lifecycle_waits_for_the_save_even_when_dns_is_done_first() {
+    let mut r = Rig::new(policy());
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
+    assert!(r.at(S, Input::Tick).is_empty(), "no completion while the game saves");
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    assert!(!a.contains(&Action::CompleteLifecycle), "{a:?}");
+}
+
+#[test]
 fn spot_notice_stops_at_once_and_termination_completes_later() {
     let mut r = Rig::new(policy());
     let a = r.at(S, Input::SpotInterruption);
     assert_eq!(
         a,
-        vec![Action::GracefulStop {
-            cause: DrainCause::SpotInterruption,
-            heartbeat: false
-        }]
+        vec![
+            Action::GracefulStop {
+                cause: DrainCause::SpotInterruption,
+                heartbeat: false
+            },
+            Action::RevertDns
+        ]
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
-    assert_eq!(a, vec![Action::RevertDns]);
+    assert!(r.at(S, Input::Done(Completion::GracefulStopDone)).is_empty());
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
     assert!(
         !r.core.finished(),

@@ -1,0 +1,49 @@
+"""Unit checks of the twin's own parts that stand in for AWS behaviour: the CloudWatch Logs filter
+pattern rules and the Route53 query-log line (fast; no Docker, no network)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import logfilter  # noqa: E402
+from nameserver import query_log_line  # noqa: E402
+
+LINE = "1.0 2026-11-29T01:02:03.456Z Z0123 valheim.example.test A NOERROR UDP TWN1-C1 198.51.100.200 -"
+
+
+@pytest.mark.parametrize("pattern, message, expected", [
+    ("", LINE, True),
+    ('" A "', LINE, True),
+    ('" A "', LINE.replace(" A ", " AAAA "), False),
+    ('" a "', LINE, False),  # case-sensitive
+    ('" valheim.example.test A "', LINE, True),
+    ('" valheim.example.test A "', LINE.replace("valheim", "VaLhEiM"), False),  # the 0x20 miss
+    ("NOERROR UDP", LINE, True),
+    ("NOERROR TCP", LINE, False),
+    ("?TCP ?UDP", LINE, True),
+    ("?TCP ?NXDOMAIN", LINE, False),
+    ("NOERROR -UDP", LINE, False),
+    ("NOERROR -TCP", LINE, True),
+    (r"%[vV][aA][lL][hH][eE][iI][mM]\.example%", LINE.replace("valheim", "VALheim"), True),
+    (r"%^1\.0%", LINE, True),
+    (r"%^2\.0%", LINE, False),
+])
+def test_filter_patterns(pattern, message, expected):
+    assert logfilter.matches(pattern, message) is expected
+
+
+@pytest.mark.parametrize("pattern", ['"unclosed', "%no end", "%(group)%", "% space %", "{ $.a = 1 }", "[a, b]"])
+def test_patterns_the_twin_refuses(pattern):
+    with pytest.raises(logfilter.PatternError):
+        logfilter.parse(pattern)
+
+
+def test_query_log_line_has_route53_fields_in_order():
+    line = query_log_line(1795915323.456, "Z0123", "VaLhEiM.example.test", "A", "NOERROR", "UDP", "198.51.100.200")
+    fields = line.split(" ")
+    assert fields == ["1.0", "2026-11-29T01:22:03.456Z", "Z0123", "VaLhEiM.example.test", "A", "NOERROR", "UDP",
+                      "TWN1-C1", "198.51.100.200", "-"]
