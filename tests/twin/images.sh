@@ -59,5 +59,9 @@ if ! docker image inspect "$GAME" >/dev/null 2>&1; then
   docker commit -c 'ENTRYPOINT ["/usr/bin/python3", "-u", "/usr/local/bin/game.py"]' -c 'CMD []' "$name" "$GAME" >/dev/null
   docker rm -f "$name" >/dev/null
 fi
+# Older builds (another recipe, game or root filesystem) are of no use any more.
+docker images --format '{{.Repository}}:{{.Tag}}' 'cm-twin/*' | while read -r old; do
+  case $old in "$INSTANCE" | "$GAME" | "cm-twin/base:$key") ;; *) docker rmi "$old" >/dev/null 2>&1 || true ;; esac
+done
 echo "$INSTANCE"
 echo "$GAME"

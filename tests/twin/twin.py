@@ -85,6 +85,9 @@ class Network:
     def __init__(self) -> None:
         self.close()
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        # A fixed address: a bridge otherwise takes the lowest of its ports' addresses, and a new
+        # instance's port would change it under the player's ARP cache (45 s of lost lookups).
+        sh("ip", "link", "set", BRIDGE, "address", "02:cf:74:00:00:01")
         sh("ip", "addr", "add", f"{TWIN_IP}/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
         # dockerd sets the FORWARD policy to DROP, and bridged frames pass through it.
