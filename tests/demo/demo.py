@@ -14,6 +14,7 @@ finds the save; then the game crashes.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,43 @@ def clock(t: float) -> str:
 
 def say(text: str, t: float | None = None) -> None:
     print(f"  {clock(t if t is not None else time.time())}  {text}", flush=True)
+
+
+class Ordered:
+    """Hands events to a narrator in time order: the agent's events come from the instance's
+    journal half a second late, so each event waits a moment for earlier ones to arrive."""
+
+    DELAY = 1.5
+
+    def __init__(self, narrator: "Narrator") -> None:
+        self.narrator = narrator
+        self.pending: list[dict] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def __call__(self, e: dict) -> None:
+        with self.lock:
+            self.pending.append(e)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.flush(time.time() - self.DELAY)
+            time.sleep(0.2)
+
+    def flush(self, until: float = float("inf")) -> None:
+        with self.lock:
+            ready = sorted((e for e in self.pending if e["t"] <= until), key=lambda e: e["t"])
+            self.pending = [e for e in self.pending if e["t"] > until]
+        for e in ready:
+            self.narrator(e)
+
+    def close(self) -> None:
+        time.sleep(self.DELAY)
+        self.stop.set()
+        self.thread.join(2)
+        self.flush()
 
 
 class Narrator:
@@ -73,7 +111,8 @@ class Narrator:
             active = int(e.get("packets", 0) or 0) >= 2 * int(e.get("interval_ms", 1000) or 1000) / 1000 \
                 or int(e.get("players", 0) or 0) > 0
             if active and not self.was_active:
-                say(f"players are playing ({e.get('players', '?')} online, {e.get('packets')} packets in the last second)", t)
+                online = f"{e['players']} online, " if "players" in e else ""
+                say(f"players are playing ({online}{e.get('packets')} packets in the last second)", t)
                 self.counting = False
             self.was_active = active
         elif src == "agent" and name == "idle_countdown" and not self.counting:
@@ -88,7 +127,9 @@ class Narrator:
         elif src == "agent" and name == "alert_sent":
             say(f"alert sent: \"{e.get('subject')}\"", t)
         elif src == "agent" and name == "graceful_stop_done":
-            if e.get("exited_on_its_own") == "true":
+            if e.get("container") in (None, "none"):
+                say("no game container left to stop", t)
+            elif e.get("exited_on_its_own") == "true":
                 say(f"game saved and stopped on SIGTERM (exit {e.get('exit_code')}) in {int(e.get('duration_ms', 0)) / 1000:.1f} s", t)
             else:
                 say(f"game did not stop on its own (exit {e.get('exit_code')})", t)
@@ -108,12 +149,14 @@ def check(label: str, ok: bool) -> bool:
 def story_wake_play_sleep() -> bool:
     print("\nStory 1: a lookup wakes the sleeping server; players play, leave; it saves and sleeps")
     narrator = Narrator()
-    with Twin(on_event=narrator) as tw:
+    ordered = Ordered(narrator)
+    with Twin(on_event=ordered) as tw:
         say(f"stack deployed from cloud/container-manager.yaml; {tw.desired()} instances; {RECORD} -> {tw.record_values()[0]}")
         tw.player("--play-seconds", "10", "--rate", "10")
         tw.wait_for("left", 240, source="player")
         first = tw.instances[next(iter(tw.instances))]
         tw.wait_for("instance_terminated", 200, source="asg")
+        ordered.flush()
         rows = breakdown(tw.events)
         save = tw.save_file().read_text() if tw.save_file().exists() else ""
         print("  a second player looks the name up:")
@@ -121,6 +164,7 @@ def story_wake_play_sleep() -> bool:
         since = time.time()
         tw.player("--play-seconds", "2", "--rate", "10")
         tw.wait_for("connected", 240, source="player", after=since)
+        ordered.close()
         second = [i for i in tw.instances.values() if i.iid != first.iid][0]
         from twin import sh
         log = sh("docker", "logs", f"{second.container}-game-1", check=False).stdout
@@ -139,13 +183,15 @@ def story_wake_play_sleep() -> bool:
 
 def story_crash() -> bool:
     print("\nStory 2: the game crashes")
-    with Twin(on_event=Narrator()) as tw:
+    ordered = Ordered(Narrator())
+    with Twin(on_event=ordered) as tw:
         tw.alert_queue()
         tw.player("--play-seconds", "2")
         tw.wait_for("connected", 240, source="player")
         say("a bug in the game: it will crash now")
         tw.plant_crash()
         tw.wait_for("instance_terminated", 200, source="asg")
+        ordered.close()
         alerts = tw.alerts()
         print("  the alert, as a phone shows it:")
         for a in alerts:

@@ -22,8 +22,8 @@ import time
 from dnslib import QTYPE, DNSRecord
 
 
-def emit(event: str, **fields: object) -> None:
-    print(json.dumps({"event": event, "t": time.time(), **fields}), flush=True)
+def emit(event: str, t: float | None = None, **fields: object) -> None:
+    print(json.dumps({"event": event, "t": time.time() if t is None else t, **fields}), flush=True)
 
 
 def mixed_case(name: str) -> str:
@@ -63,11 +63,13 @@ def main() -> int:
     while time.time() - start < args.give_up:
         name = mixed_case(args.name) if args.mix_case else args.name
         n += 1
+        sent = time.time()  # a lookup's time is when the question left
         try:
             echoed, values = lookup(args.dns, name, args.qtype, timeout=2.0)
-            emit("lookup", name=name, echoed=echoed, qtype=args.qtype, answer=values)
+            emit("lookup", t=sent, name=name, echoed=echoed, qtype=args.qtype, answer=values,
+                 rtt_ms=round((time.time() - sent) * 1000, 1))
         except (OSError, ValueError) as e:
-            emit("lookup_failed", name=name, error=str(e))
+            emit("lookup_failed", t=sent, name=name, error=str(e))
             values = []
         real = [v for v in values if v not in ("0.0.0.0", "::")]
         if args.lookups_only and n >= args.lookups_only:

@@ -11,8 +11,10 @@ Nothing here edits the template: what the twin runs is what a user deploys.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.server
+import io
 import importlib.util
 import json
 import os
@@ -238,7 +240,7 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
                 "RequestId": request_id, "LogicalResourceId": logical, "ResourceType": res["Type"],
                 "ResourceProperties": props,
             }
-            module.handler(event, None)
+            invoke(module, event, moto_url, log_group_of(template, physical, function))
             answer = catcher.bodies.get(request_id)
             if answer is None or answer.get("Status") != "SUCCESS":
                 raise StackError(f"custom resource {logical} ({res['Type']}) failed: {answer}")
@@ -290,6 +292,29 @@ def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:
     volumes = resolve(props.get("Volumes", []))
     td["volumes"] = [{"name": v["Name"], "efs": v.get("EFSVolumeConfiguration")} for v in volumes]
     return td
+
+
+def invoke(module: types.ModuleType, event: dict, moto_url: str, log_group: str | None) -> Any:
+    """Calls a function's handler as Lambda would, and writes what it prints to the function's
+    log group in the emulator (its LoggingConfig), one event per line."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            return module.handler(event, None)
+    finally:
+        lines = [line for line in out.getvalue().splitlines() if line.strip()]
+        if log_group and lines:
+            logs = _client(moto_url, "logs")
+            stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+            logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
+            now = int(time.time() * 1000)
+            logs.put_log_events(logGroupName=log_group, logStreamName=stream,
+                                logEvents=[{"timestamp": now, "message": line} for line in lines])
+
+
+def log_group_of(deployed_template: dict, physical: dict[str, str], function: str) -> str | None:
+    ref = deployed_template["Resources"][function]["Properties"].get("LoggingConfig", {}).get("LogGroup")
+    return physical.get(ref["Ref"]) if isinstance(ref, dict) and "Ref" in ref else None
 
 
 def _function_env(moto_url: str, function_name: str) -> dict[str, str]:

@@ -44,6 +44,8 @@ def test_story_1_wake_play_sleep_wake_again():
         assert first["answer"] == ["0.0.0.0"], "a sleeping server answers with the placeholder"
         woken = tw.wait_for("wake_invoked", 15, pred=lambda e: e["result"] == "woken")
         assert tw.desired() == 1
+        assert f"Woke {tw.deployed.group}: a DNS query asked for {RECORD}." in tw.function_log("WakeFunction")
+        assert any(line.startswith("Create ServerRecord: SUCCESS") for line in tw.function_log("HelperFunction"))
         resolved = tw.wait_for("resolved", BOOT, source="player")
         inst = only_instance(tw)
         assert resolved["address"] == inst.ip

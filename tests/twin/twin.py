@@ -321,9 +321,11 @@ class Twin:
             fn_name = self.deployed.physical[sub.function_logical_id]
             module = stack.load_function(self.deployed.function_code(sub.function_logical_id), sub.function_logical_id,
                                          self.shim.aws, self.shim.moto, fn_name)
+            fn_logs = stack.log_group_of(self.deployed.template, self.deployed.physical, sub.function_logical_id)
             self.delivery.subscribe(nameserver.Subscriber(
                 log_group=sub.log_group, filter_name=f"{self.deployed.name}-{sub.function_logical_id}",
-                pattern=sub.pattern, deliver=lambda payload, m=module: m.handler(payload, None)))
+                pattern=sub.pattern,
+                deliver=lambda payload, m=module, g=fn_logs: stack.invoke(m, payload, self.shim.moto, g)))
         self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, TWIN_IP, self.delivery, self.record)
         self.role = self.deployed.physical.get("InstanceRole", "instance-role")
         self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", self.instance_image,
@@ -403,6 +405,12 @@ class Twin:
 
     def metrics(self) -> list[dict]:
         return self.shim.ctl("metrics", namespace=self.params.get("MetricsNamespace", "ContainerManager"))
+
+    def function_log(self, logical_id: str) -> list[str]:
+        """What a function printed, from its log group in the emulator."""
+        group = stack.log_group_of(self.deployed.template, self.deployed.physical, logical_id)
+        events = self.client("logs", direct=True).filter_log_events(logGroupName=group)["events"]
+        return [e["message"] for e in events]
 
     def lifecycle_actions(self) -> list[dict]:
         return self.shim.get("/_shim/lifecycle-actions")
