@@ -86,6 +86,10 @@ impl Containers for Game {
             duration: self.stop_takes,
         })
     }
+
+    async fn prepare_image(&self, _image: &str) -> Result<bool, ContainerError> {
+        Ok(false)
+    }
 }
 
 #[derive(Debug)]

@@ -95,6 +95,7 @@ fn config(
         pre_stop_command: pre_stop.iter().map(|s| s.to_string()).collect(),
         crashes_before_shutdown: 1,
         alert_log_lines: 5,
+        image: None,
     }
 }
 
@@ -478,6 +479,8 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         lifecycle_hook: true,
         dns: false,
         metrics_interval: None,
+        launch_hook: false,
+        prepare_image: false,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {
@@ -1055,4 +1058,22 @@ async fn health_status_and_oom_events_reach_the_diagnostic_stream() {
         cancel.cancel();
     };
     tokio::join!(watching, check);
+}
+
+/// Preparing for a warm pool: an image already in the store is not pulled again; one that no
+/// registry can give fails with Docker's reason (this machine reaches no registry).
+#[tokio::test]
+async fn prepare_image_pulls_only_what_is_missing_and_reports_a_failed_pull() {
+    let adapter =
+        DockerContainers::new(SOCKET, config(ecs("prepare"), Duration::from_secs(5), &[])).unwrap();
+    assert!(
+        !adapter.prepare_image(IMAGE).await.unwrap(),
+        "present: no pull"
+    );
+    let err = adapter
+        .prepare_image("cm-test/not-in-any-registry:0")
+        .await
+        .expect_err("no registry has it");
+    let text = err.to_string();
+    assert!(text.contains("pull image"), "{text}");
 }

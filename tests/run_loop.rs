@@ -98,6 +98,11 @@ impl Containers for FakeContainers {
             duration: Duration::from_secs(20),
         })
     }
+
+    async fn prepare_image(&self, image: &str) -> Result<bool, ContainerError> {
+        record(&self.0, format!("prepare image {image}"));
+        Ok(true)
+    }
 }
 
 #[derive(Debug)]
@@ -154,6 +159,10 @@ impl Capacity for FakeCapacity {
     }
     async fn complete_lifecycle(&self) -> Result<(), AwsError> {
         record(&self.0, "complete lifecycle");
+        Ok(())
+    }
+    async fn complete_launch(&self) -> Result<(), AwsError> {
+        record(&self.0, "complete launch");
         Ok(())
     }
     async fn heartbeat(&self) -> Result<(), AwsError> {

@@ -21,15 +21,74 @@ pub const EXIT_CONFIG: i32 = 78;
 pub const DEFAULT_PATH: &str = "/etc/container-manager/agent.toml";
 
 /// A configuration error: which file, which key, what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {key}: {message}")]
+///
+/// Displayed as `FILE: KEY: MESSAGE`. A TOML syntax error has a position instead of a key,
+/// and shows the line with a caret under the column:
+///
+/// ```text
+/// agent.toml: line 4, column 7: not valid TOML: extra `=`, expected nothing
+///   4 | ttl = = 1
+///     |       ^
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The config file as the user named it.
     pub file: String,
-    /// The dotted key path, for example `activity.ports[1]`, or `(file)` for the file itself.
+    /// The dotted key path, for example `activity.ports[1]`; `line L, column C` for a TOML
+    /// syntax error; `(file)` for the file itself.
     pub key: String,
     /// What was found and what was expected.
     pub message: String,
+    /// Where a TOML syntax error is; `None` for every other error.
+    pub at: Option<Position>,
+}
+
+/// A place in the config text, for syntax errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters (a tab is one).
+    pub column: usize,
+    /// The whole line, without its line ending.
+    pub text: String,
+}
+
+impl Position {
+    /// The position of byte `offset` in `text` (clamped to the text).
+    fn of(text: &str, offset: usize) -> Self {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        Self {
+            line: text[..start].matches('\n').count() + 1,
+            column: text[start..offset].chars().count() + 1,
+            text: text[start..end].trim_end_matches('\r').to_string(),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.key, self.message)?;
+        if let Some(at) = &self.at {
+            // Keep tabs in the caret line so the caret lines up under a tab-indented line.
+            let pad: String = at
+                .text
+                .chars()
+                .take(at.column - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let gutter = " ".repeat(at.line.to_string().len());
+            write!(f, "\n  {} | {}\n  {gutter} | {pad}^", at.line, at.text)?;
+        }
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -61,6 +120,8 @@ struct RawContainer {
     crashes_before_shutdown: i64,
     #[serde(default = "d_log_lines")]
     alert_log_lines: i64,
+    #[serde(default)]
+    image: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +172,8 @@ struct RawScaling {
     auto_scaling_group: String,
     #[serde(default)]
     lifecycle_hook: String,
+    #[serde(default)]
+    launch_hook: String,
     #[serde(default = "d_max_uptime")]
     max_uptime: String,
     #[serde(default)]
@@ -224,6 +287,8 @@ pub struct ContainerConfig {
     pub pre_stop_command: Vec<String>,
     pub crashes_before_shutdown: u32,
     pub alert_log_lines: usize,
+    /// The game's image, pulled while the instance is prepared for a warm pool. `None`: none.
+    pub image: Option<String>,
 }
 
 /// Which interface to count packets on.
@@ -389,6 +454,9 @@ pub struct ScalingConfig {
     pub auto_scaling_group: Option<String>,
     /// `None`: no termination hook to complete.
     pub lifecycle_hook: Option<String>,
+    /// The launching hook (warm pools): completed once the instance is prepared for the pool,
+    /// and as soon as it enters service. `None`: no launching hook.
+    pub launch_hook: Option<String>,
     pub max_uptime: Duration,
     pub stop_on_max_uptime: bool,
 }
@@ -454,17 +522,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         file: file.clone(),
         key: "(file)".into(),
         message: format!("cannot read the config file: {e}"),
+        at: None,
     })?;
     parse(&file, &text)
 }
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
-        file: file.to_string(),
-        key: "(file)".into(),
-        message: format!("not valid TOML: {}", one_line(e.message())),
-    })?;
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(file, text, &e))?;
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
@@ -476,9 +541,40 @@ pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
                 key
             },
             message: describe_serde_error(inner.message()),
+            at: None,
         }
     })?;
     raw.validate(file)
+}
+
+/// A TOML syntax error at its line and column. The parser's "duplicate key" does not say
+/// which key: the text at the position does.
+fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let mut message = format!("not valid TOML: {}", one_line(e.message()));
+    let Some(span) = e.span() else {
+        return ConfigError {
+            file: file.to_string(),
+            key: "(file)".into(),
+            message,
+            at: None,
+        };
+    };
+    let at = Position::of(text, span.start);
+    if e.message() == "duplicate key"
+        && let Some(key) = text
+            .get(span)
+            .filter(|k| !k.is_empty() && !k.contains('\n'))
+    {
+        message = format!(
+            "not valid TOML: duplicate key `{key}` (each key and table may be defined only once)"
+        );
+    }
+    ConfigError {
+        file: file.to_string(),
+        key: format!("line {}, column {}", at.line, at.column),
+        message,
+        at: Some(at),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -508,6 +604,7 @@ impl Ctx<'_> {
             file: self.file.to_string(),
             key: key.into(),
             message: message.into(),
+            at: None,
         }
     }
 
@@ -630,12 +727,24 @@ impl RawContainer {
                 ));
             }
         };
+        let image = optional(self.image);
+        if let Some(i) = &image
+            && (i.len() > 255
+                || i.bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control()))
+        {
+            return Err(cx.err(
+                "container.image",
+                format!("{i:?} is not an image reference (expected for example repo/name:tag)"),
+            ));
+        }
         Ok(ContainerConfig {
             selector,
             stop_timeout,
             pre_stop_command: self.pre_stop_command,
             crashes_before_shutdown,
             alert_log_lines,
+            image,
         })
     }
 }
@@ -886,21 +995,29 @@ impl RawScaling {
                 "is longer than 255 characters (expected an Auto Scaling group name)",
             ));
         }
-        let hook = optional(self.lifecycle_hook);
-        if let Some(h) = &hook
-            && (h.len() > 255
-                || !h
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b)))
-        {
-            return Err(cx.err(
-                "scaling.lifecycle_hook",
-                format!("{h:?} is not a lifecycle hook name (expected letters, digits, -, _ or /)"),
-            ));
-        }
+        let hook_name = |key: &str, value: String| {
+            let hook = optional(value);
+            if let Some(h) = &hook
+                && (h.len() > 255
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b)))
+            {
+                return Err(cx.err(
+                    key,
+                    format!(
+                        "{h:?} is not a lifecycle hook name (expected letters, digits, -, _ or /)"
+                    ),
+                ));
+            }
+            Ok(hook)
+        };
+        let hook = hook_name("scaling.lifecycle_hook", self.lifecycle_hook)?;
+        let launch_hook = hook_name("scaling.launch_hook", self.launch_hook)?;
         Ok(ScalingConfig {
             auto_scaling_group: group,
             lifecycle_hook: hook,
+            launch_hook,
             max_uptime,
             stop_on_max_uptime: self.stop_on_max_uptime,
         })
@@ -1352,7 +1469,6 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
                 "(top level)",
                 "missing required key `container`",
             ),
-            ("[container\n".to_string(), "(file)", "not valid TOML"),
         ];
         for (text, key, needle) in cases {
             let e = err(&text);
@@ -1363,6 +1479,101 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
             );
             assert!(e.to_string().starts_with("agent.toml: "), "{e}");
         }
+    }
+
+    /// A file that is not TOML names the line and column (1-based, in characters) and shows
+    /// the line, like a compiler does.
+    #[test]
+    fn syntax_errors_name_the_line_and_column_and_show_the_line() {
+        let head = "[container]\necs_container_name = \"game\"\n";
+        let cases = [
+            // (file, line, column, the line shown, what the message says)
+            (
+                format!("{head}[dns]\nttl = = 1\n"),
+                4,
+                7,
+                "ttl = = 1",
+                "extra",
+            ),
+            (
+                format!("{head}docker_name = \"game\n[activity]\nports = [\"udp:1\"]\n"),
+                3,
+                20,
+                "docker_name = \"game",
+                "string",
+            ),
+            (
+                format!("{head}ecs_container_name = \"other\"\n"),
+                3,
+                1,
+                "ecs_container_name = \"other\"",
+                "duplicate key `ecs_container_name`",
+            ),
+            (
+                format!("{head}[activity]\nports = [\"udp:1\"]\n\n[container]\n"),
+                6,
+                2,
+                "[container]",
+                "duplicate key `container`",
+            ),
+            // Columns count characters, not bytes; a tab before the error is one column.
+            (
+                format!("{head}\tdocker_name = \"sp\u{ef}el\" = 1\n"),
+                3,
+                24,
+                "\tdocker_name = \"sp\u{ef}el\" = 1",
+                "",
+            ),
+            ("[container\n".to_string(), 1, 11, "[container", ""),
+        ];
+        for (text, line, column, shown, needle) in cases {
+            let e = err(&text);
+            let at =
+                e.at.as_ref()
+                    .unwrap_or_else(|| panic!("no position for:\n{text}\ngot: {e}"));
+            assert_eq!(
+                (at.line, at.column, at.text.as_str()),
+                (line, column, shown),
+                "for input:\n{text}\ngot: {e}"
+            );
+            assert_eq!(e.key, format!("line {line}, column {column}"), "{e}");
+            assert!(
+                e.message.starts_with("not valid TOML: ") && e.message.contains(needle),
+                "for input:\n{text}\ngot: {e}"
+            );
+            // The line is shown, and the caret sits under the column (a tab stays a tab).
+            let pad: String = shown
+                .chars()
+                .take(column - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let gutter = " ".repeat(line.to_string().len());
+            let expected = format!(
+                "agent.toml: line {line}, column {column}: {}\n  {line} | {shown}\n  {gutter} | {pad}^",
+                e.message
+            );
+            assert_eq!(e.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn a_stray_equals_sign_reads_like_a_compiler_error() {
+        let e = err("[container]\necs_container_name = \"game\"\n[dns]\nttl = = 1\n");
+        assert_eq!(
+            e.to_string(),
+            "agent.toml: line 4, column 7: not valid TOML: extra `=`, expected nothing\n  4 | ttl = = 1\n    |       ^"
+        );
+    }
+
+    #[test]
+    fn errors_after_parsing_have_no_position() {
+        let e = err(&with(
+            "",
+            "",
+            "[dns]\nhosted_zone_id = \"Z1\"\nrecord_name = \"a.b\"\nttl = -5",
+        ));
+        assert_eq!(e.at, None);
+        assert_eq!(e.to_string().lines().count(), 1, "{e}");
     }
 
     #[test]

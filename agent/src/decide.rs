@@ -47,6 +47,10 @@ pub struct Policy {
     pub dns: bool,
     /// `Some` when `[metrics]` is configured.
     pub metrics_interval: Option<Duration>,
+    /// Whether there is a launching hook to complete (warm pools).
+    pub launch_hook: bool,
+    /// Whether an image is to be pulled while the instance is prepared for a warm pool.
+    pub prepare_image: bool,
 }
 
 /// Inbound packets counted over one sample interval.
@@ -116,7 +120,8 @@ impl LifecycleState {
         let s = s.trim();
         match s {
             "InService" => Self::InService,
-            "Terminated" | "Terminating" => Self::Terminating,
+            // A warm-pool instance terminated from the pool: also a termination.
+            "Terminated" | "Terminating" | "Warmed:Terminated" => Self::Terminating,
             "Pending" => Self::Pending,
             w if w.starts_with("Warmed:") => Self::Warmed(w.to_string()),
             _ => Self::Pending,
@@ -154,6 +159,10 @@ pub enum Completion {
     DnsReverted,
     MetricsFlushed,
     LifecycleCompleted,
+    /// The instance is prepared for the warm pool (the image pulled, or the attempt given up).
+    Prepared,
+    /// The launching hook is completed.
+    LaunchCompleted,
     /// CompleteLifecycleAction keeps failing (it is still being retried).
     LifecycleStuck {
         error: String,
@@ -290,6 +299,11 @@ pub enum Action {
         flush: bool,
     },
     CompleteLifecycle,
+    /// Prepare what the next start needs (pull the game's image) while the instance goes into
+    /// the warm pool, then report [`Completion::Prepared`]. Nothing visible changes.
+    PrepareForPool,
+    /// Complete the launching hook: the instance may go into the warm pool, or into service.
+    CompleteLaunch,
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,
 }
@@ -355,6 +369,12 @@ pub struct Core {
     booted: Instant,
     lifecycle: Option<LifecycleState>,
     dns_requested: bool,
+    /// Whether the instance has been in service while this agent ran.
+    served: bool,
+    /// Whether it was seen going into a warm pool (and not in service since).
+    pooled: bool,
+    prepare_requested: bool,
+    launch_requested: bool,
     last_active: Instant,
     last_sample: Option<Instant>,
     crash_streak: u32,
@@ -382,6 +402,10 @@ impl Core {
             booted,
             lifecycle: None,
             dns_requested: false,
+            served: false,
+            pooled: false,
+            prepare_requested: false,
+            launch_requested: false,
             last_active: now,
             last_sample: None,
             crash_streak: 0,
@@ -587,15 +611,38 @@ impl Core {
     }
 
     fn lifecycle(&mut self, state: LifecycleState, out: &mut Output) {
-        if matches!(
+        let in_service = matches!(
             state,
             LifecycleState::InService | LifecycleState::Standalone
-        ) && self.policy.dns
-            && !self.dns_requested
-            && self.drain.is_none()
+        );
+        if in_service && self.drain.is_none() {
+            self.served = true;
+            if self.policy.dns && !self.dns_requested {
+                self.dns_requested = true;
+                out.actions.push(Action::UpdateDns);
+            }
+            // Out of the warm pool (or a cold launch in a group with a pool): the instance
+            // waits in Pending:Wait until the launching hook is completed.
+            self.complete_launch(out);
+        }
+        if let LifecycleState::Warmed(_) = &state
+            && !self.served
         {
-            self.dns_requested = true;
-            out.actions.push(Action::UpdateDns);
+            self.pooled = true;
+        }
+        if let LifecycleState::Warmed(_) = &state
+            && !self.served
+            && self.drain.is_none()
+            && !self.prepare_requested
+        {
+            // Going into the pool: prepare, then let the group stop the instance. No DNS, no
+            // game, no idle logic.
+            self.prepare_requested = true;
+            if self.policy.prepare_image {
+                out.actions.push(Action::PrepareForPool);
+            } else {
+                self.complete_launch(out);
+            }
         }
         if state == LifecycleState::Terminating {
             self.start_drain(DrainCause::Terminating);
@@ -603,9 +650,20 @@ impl Core {
         self.lifecycle = Some(state);
     }
 
+    fn complete_launch(&mut self, out: &mut Output) {
+        if self.policy.launch_hook && !self.launch_requested {
+            self.launch_requested = true;
+            out.actions.push(Action::CompleteLaunch);
+        }
+    }
+
     fn start_drain(&mut self, cause: DrainCause) {
         let p = &self.policy;
-        let stops_game = cause != DrainCause::AgentStop;
+        // An instance seen only in the warm pool (prepared, stopped into the pool, or
+        // terminated from it) has no game to save and no record to revert: nothing visible.
+        // Without that evidence (an unknown lifecycle state, a running game) it saves.
+        let pool_only = self.pooled && !self.served && !self.container_running;
+        let stops_game = cause != DrainCause::AgentStop && !pool_only;
         let drain = self.drain.get_or_insert(Drain {
             cause,
             stop: Step::Skip,
@@ -731,6 +789,8 @@ impl Core {
                     set(&mut d.lifecycle);
                 }
             }
+            Completion::Prepared => self.complete_launch(out),
+            Completion::LaunchCompleted => {}
             Completion::LifecycleStuck { error } => {
                 out.actions
                     .push(Action::Alert(Alert::LifecycleStuck { error }));

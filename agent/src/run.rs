@@ -36,6 +36,9 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// After this many failed attempts of CompleteLifecycleAction an alert goes out (it is still
 /// retried).
 pub const LIFECYCLE_STUCK_AFTER: u32 = 3;
+/// A pull of the game's image while preparing for the warm pool: bound per attempt, attempts.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+const PULL_ATTEMPTS: u32 = 3;
 
 /// The host the agent runs on.
 pub trait Host: Send + Sync + fmt::Debug {
@@ -125,6 +128,9 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
             .as_ref()
             .filter(|_| adapters.metrics.is_some())
             .map(|m| m.interval),
+        launch_hook: scaling.is_some_and(|s| s.launch_hook.is_some())
+            && adapters.capacity.is_some(),
+        prepare_image: config.container.image.is_some() && adapters.containers.is_some(),
     }
 }
 
@@ -833,6 +839,85 @@ impl Executor {
                             "Lifecycle action completed (CONTINUE)."
                         );
                         let _ = done.send(Completion::LifecycleCompleted);
+                    }
+                });
+            }
+            Action::PrepareForPool => {
+                let image = self.config.container.image.clone();
+                let (Some(containers), Some(image)) =
+                    (self.containers.clone().filter(|_| !dry), image)
+                else {
+                    info!(
+                        event = "prepared",
+                        dry_run = dry,
+                        "Would prepare the instance for the warm pool."
+                    );
+                    self.report(Completion::Prepared);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    info!(image = %image, "Preparing the instance for the warm pool.");
+                    // An image that cannot be pulled now is pulled at the next start instead;
+                    // the instance still goes into the pool (bounded attempts, 10 min each).
+                    match retry_within(
+                        "pull the game's image",
+                        PULL_TIMEOUT,
+                        Some(PULL_ATTEMPTS),
+                        &cancel,
+                        |_, _| {},
+                        || containers.prepare_image(&image),
+                    )
+                    .await
+                    {
+                        Some(pulled) => info!(
+                            event = "prepared",
+                            image = %image,
+                            pulled,
+                            "{}",
+                            if pulled {
+                                "Image pulled; the instance is ready for the warm pool."
+                            } else {
+                                "Image already present; the instance is ready for the warm pool."
+                            }
+                        ),
+                        None => warn!(
+                            event = "prepared",
+                            image = %image,
+                            pulled = false,
+                            "Could not pull the image; it will be pulled when the instance starts."
+                        ),
+                    }
+                    let _ = done.send(Completion::Prepared);
+                });
+            }
+            Action::CompleteLaunch => {
+                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+                    info!(
+                        event = "launch_completed",
+                        dry_run = dry,
+                        "Would complete the launching hook."
+                    );
+                    self.report(Completion::LaunchCompleted);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    if retry(
+                        "complete the launching hook",
+                        None,
+                        &cancel,
+                        |_, _| {},
+                        || cap.complete_launch(),
+                    )
+                    .await
+                    .is_some()
+                    {
+                        info!(
+                            event = "launch_completed",
+                            "Launching hook completed (CONTINUE)."
+                        );
+                        let _ = done.send(Completion::LaunchCompleted);
                     }
                 });
             }

@@ -83,6 +83,7 @@ pub struct AutoScaling {
     client: Client,
     group: Arc<GroupResolver>,
     lifecycle_hook: Option<String>,
+    launch_hook: Option<String>,
 }
 
 impl AutoScaling {
@@ -91,7 +92,15 @@ impl AutoScaling {
             client,
             group,
             lifecycle_hook,
+            launch_hook: None,
         }
+    }
+
+    /// The launching hook of a group with a warm pool.
+    #[must_use]
+    pub fn with_launch_hook(mut self, hook: Option<String>) -> Self {
+        self.launch_hook = hook;
+        self
     }
 }
 
@@ -118,17 +127,15 @@ impl Capacity for AutoScaling {
             debug!("No lifecycle hook configured; nothing to complete.");
             return Ok(());
         };
-        let group = self.group.require().await?;
-        self.client
-            .complete_lifecycle_action()
-            .auto_scaling_group_name(&group)
-            .lifecycle_hook_name(hook)
-            .instance_id(self.group.instance_id())
-            .lifecycle_action_result("CONTINUE")
-            .send()
-            .await
-            .map_err(|e| call_error("CompleteLifecycleAction", &e))?;
-        Ok(())
+        self.complete(hook).await
+    }
+
+    async fn complete_launch(&self) -> Result<(), AwsError> {
+        let Some(hook) = &self.launch_hook else {
+            debug!("No launching hook configured; nothing to complete.");
+            return Ok(());
+        };
+        self.complete(hook).await
     }
 
     async fn heartbeat(&self) -> Result<(), AwsError> {
@@ -144,6 +151,22 @@ impl Capacity for AutoScaling {
             .send()
             .await
             .map_err(|e| call_error("RecordLifecycleActionHeartbeat", &e))?;
+        Ok(())
+    }
+}
+
+impl AutoScaling {
+    async fn complete(&self, hook: &str) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        self.client
+            .complete_lifecycle_action()
+            .auto_scaling_group_name(&group)
+            .lifecycle_hook_name(hook)
+            .instance_id(self.group.instance_id())
+            .lifecycle_action_result("CONTINUE")
+            .send()
+            .await
+            .map_err(|e| call_error("CompleteLifecycleAction", &e))?;
         Ok(())
     }
 }

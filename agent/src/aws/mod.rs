@@ -108,7 +108,10 @@ pub trait DnsRecord: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Capacity: Send + Sync + std::fmt::Debug {
     async fn scale_to_zero(&self) -> Result<(), AwsError>;
+    /// Completes the termination hook (CONTINUE).
     async fn complete_lifecycle(&self) -> Result<(), AwsError>;
+    /// Completes the launching hook (CONTINUE): into the warm pool, or into service.
+    async fn complete_launch(&self) -> Result<(), AwsError>;
     async fn heartbeat(&self) -> Result<(), AwsError>;
 }
 
@@ -241,11 +244,14 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
             .and_then(|s| s.auto_scaling_group.clone()),
     ));
     let capacity = config.scaling.as_ref().map(|s| {
-        Arc::new(autoscaling::AutoScaling::new(
-            asg_client.clone(),
-            group.clone(),
-            s.lifecycle_hook.clone(),
-        )) as Arc<dyn Capacity>
+        Arc::new(
+            autoscaling::AutoScaling::new(
+                asg_client.clone(),
+                group.clone(),
+                s.lifecycle_hook.clone(),
+            )
+            .with_launch_hook(s.launch_hook.clone()),
+        ) as Arc<dyn Capacity>
     });
     let metrics = config.metrics.as_ref().map(|m| {
         let client = aws_sdk_cloudwatch::Client::new(&sdk);

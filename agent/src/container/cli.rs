@@ -121,6 +121,7 @@ pub async fn containers(args: ContainersArgs) -> ExitCode {
         pre_stop_command: Vec::new(),
         crashes_before_shutdown: 1,
         alert_log_lines: args.log_lines,
+        image: None,
     };
     let docker = match DockerContainers::from_env(config) {
         Ok(d) => d,

@@ -20,8 +20,8 @@ use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerSummary, EventMessage};
 use bollard::query_parameters::{
-    EventsOptions, InspectContainerOptions, ListContainersOptions, LogsOptions,
-    StopContainerOptions,
+    CreateImageOptionsBuilder, EventsOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, StopContainerOptions,
 };
 use futures_util::{Stream, StreamExt};
 use tokio::sync::{OnceCell, mpsc};
@@ -731,6 +731,31 @@ impl Containers for DockerContainers {
         };
         // Both halves run in this task: dropping `rx` (consumer gone) ends `observe` too.
         tokio::join!(self.observe(tx, cancel), forward);
+    }
+
+    async fn prepare_image(&self, image: &str) -> Result<bool, ContainerError> {
+        let docker = self.client().await?;
+        match docker.inspect_image(image).await {
+            Ok(_) => return Ok(false),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(docker_err("inspect image")(e)),
+        }
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut pull = docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            let info = progress.map_err(docker_err("pull image"))?;
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(ContainerError::Docker {
+                    call: "pull image",
+                    reason: detail,
+                });
+            }
+        }
+        Ok(true)
     }
 
     async fn graceful_stop(&self) -> Result<StopReport, ContainerError> {

@@ -57,6 +57,10 @@ pub trait Containers: Send + Sync + std::fmt::Debug {
     /// Runs the pre-stop command, then stops the container with the configured timeout.
     /// The exit this causes is reported by `watch` as requested, never as a crash.
     async fn graceful_stop(&self) -> Result<StopReport, ContainerError>;
+
+    /// Makes sure `image` is in the local image store, pulling it if it is not. Returns
+    /// whether it pulled.
+    async fn prepare_image(&self, image: &str) -> Result<bool, ContainerError>;
 }
 
 pub mod classify;

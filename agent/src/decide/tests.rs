@@ -18,6 +18,8 @@ fn policy() -> Policy {
         lifecycle_hook: true,
         dns: true,
         metrics_interval: Some(60 * S),
+        launch_hook: false,
+        prepare_image: false,
     }
 }
 
@@ -911,4 +913,128 @@ proptest! {
         let stops = r.log.iter().filter(|(_, a)| matches!(a, Action::GracefulStop { .. })).count();
         prop_assert!(stops <= 1);
     }
+}
+
+fn pool_policy() -> Policy {
+    Policy {
+        launch_hook: true,
+        prepare_image: true,
+        ..policy()
+    }
+}
+
+#[test]
+fn warmed_lifecycle_states_parse_and_a_termination_from_the_pool_is_a_termination() {
+    assert_eq!(
+        LifecycleState::from_imds("Warmed:Stopped"),
+        LifecycleState::Warmed("Warmed:Stopped".into())
+    );
+    assert_eq!(
+        LifecycleState::from_imds("Warmed:Terminated"),
+        LifecycleState::Terminating
+    );
+}
+
+#[test]
+fn going_into_the_pool_prepares_then_completes_the_launch_and_shows_nothing() {
+    let mut r = Rig::new(pool_policy());
+    let a = r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Stopped".into())),
+    );
+    assert_eq!(a, vec![Action::PrepareForPool]);
+    let a = r.at(S, Input::Done(Completion::Prepared));
+    assert_eq!(a, vec![Action::CompleteLaunch]);
+    assert!(r.at(S, Input::Done(Completion::LaunchCompleted)).is_empty());
+    // Quiet for far longer than idle_after: no scale-in, no DNS, no alert.
+    for _ in 0..30 {
+        let a = r.sample(quiet());
+        assert!(
+            a.iter().all(|x| matches!(x, Action::PublishMetrics { .. })),
+            "{a:?}"
+        );
+    }
+    // The group stops the instance into the pool: no game to save, no record to revert.
+    let a = r.at(
+        S,
+        Input::Shutdown {
+            system_stopping: true,
+        },
+    );
+    assert!(
+        a.iter()
+            .all(|x| matches!(x, Action::PublishMetrics { flush: true, .. })),
+        "{a:?}"
+    );
+    let a = r.at(S, Input::Done(Completion::MetricsFlushed));
+    assert_eq!(a, vec![Action::Exit]);
+}
+
+#[test]
+fn without_an_image_to_pull_the_launch_completes_at_once() {
+    let mut r = Rig::new(Policy {
+        prepare_image: false,
+        ..pool_policy()
+    });
+    let a = r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Stopped".into())),
+    );
+    assert_eq!(a, vec![Action::CompleteLaunch]);
+    assert!(
+        r.at(
+            S,
+            Input::Lifecycle(LifecycleState::Warmed("Warmed:Stopped".into()))
+        )
+        .is_empty(),
+        "once"
+    );
+}
+
+#[test]
+fn out_of_the_pool_points_dns_and_completes_the_launch_once() {
+    let mut r = Rig::new(pool_policy());
+    let a = r.at(S, Input::Lifecycle(LifecycleState::InService));
+    assert_eq!(a, vec![Action::UpdateDns, Action::CompleteLaunch]);
+    assert!(
+        r.at(S, Input::Lifecycle(LifecycleState::InService))
+            .is_empty()
+    );
+    // In service it idles and saves as always.
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(
+        matches!(a[0], Action::GracefulStop { .. }) && a.contains(&Action::RevertDns),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_termination_from_the_pool_completes_at_once_with_nothing_visible() {
+    let mut r = Rig::new(pool_policy());
+    r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Running".into())),
+    );
+    r.at(S, Input::Done(Completion::Prepared));
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(
+        matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
+        "{a:?}"
+    );
+    let a = r.at(S, Input::Done(Completion::MetricsFlushed));
+    assert_eq!(a, vec![Action::CompleteLifecycle]);
+}
+
+#[test]
+fn an_unknown_lifecycle_state_still_saves_on_shutdown() {
+    // No evidence of the pool: the game is saved and DNS reverted, as before warm pools.
+    let mut r = Rig::new(pool_policy());
+    let a = r.at(
+        S,
+        Input::Shutdown {
+            system_stopping: true,
+        },
+    );
+    assert!(matches!(a[0], Action::GracefulStop { .. }), "{a:?}");
+    assert!(a.contains(&Action::RevertDns));
 }
