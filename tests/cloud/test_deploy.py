@@ -15,12 +15,12 @@ from conftest import EXAMPLES, WAKE_TEMPLATE, deployable, example_parameters, lo
 
 AGENT_CONFIG_KEYS = {
     "container": {"ecs_container_name", "stop_timeout", "pre_stop_command",
-                  "crashes_before_shutdown", "alert_log_lines"},
+                  "crashes_before_shutdown", "alert_log_lines", "image"},
     "activity": {"interface", "ports", "min_packets_per_second", "sample_interval", "idle_after",
                  "boot_grace", "keep_awake_file"},
     "activity.probe": {"kind", "address", "timeout"},
     "dns": {"hosted_zone_id", "record_name", "ttl", "unavailable_ipv4", "ipv6"},
-    "scaling": {"auto_scaling_group", "lifecycle_hook", "max_uptime", "stop_on_max_uptime"},
+    "scaling": {"auto_scaling_group", "lifecycle_hook", "launch_hook", "max_uptime", "stop_on_max_uptime"},
     "metrics": {"namespace", "interval"},
     "alerts": {"sns_topic_arn"},
 }
@@ -251,3 +251,22 @@ def test_stop_on_max_uptime_and_other_parameters_reach_the_agent(template, aws):
     role = policy_document(aws("iam").get_role_policy(RoleName=physical["InstanceRole"], PolicyName="agent"))
     (metrics,) = [s for s in role["Statement"] if s["Sid"] == "OwnNamespaceOnly"]
     assert metrics["Condition"]["StringEquals"]["cloudwatch:namespace"] == "Games/Minecraft"
+
+
+@pytest.mark.parametrize("pool", ["none", "stopped"])
+def test_warm_pool_setting_reaches_ecs_and_the_agent(template, aws, pool):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    values = given(example_parameters(path))
+    physical, _ = create(aws, template, with_overrides(path, WarmPool=pool), "us-east-1")
+    _, script = user_data(aws("ec2"), physical["LaunchTemplate"])
+    config = agent_toml(script)
+    assert config["container"]["image"] == values["ContainerImage"]
+    ecs_config = re.search(r"cat >> /etc/ecs/ecs.config <<'EOF'\n(.*?)\nEOF\n", script, re.S).group(1)
+    if pool == "stopped":
+        assert config["scaling"]["launch_hook"] == "container-manager-launching"
+        assert "ECS_WARM_POOLS_CHECK=true" in ecs_config.splitlines()
+    else:
+        assert config["scaling"]["launch_hook"] == ""
+        assert "ECS_WARM_POOLS_CHECK" not in ecs_config
+    # moto's CloudFormation has no warm pools: the resource is checked on the template.
+    assert ("WarmPoolOfOne" in physical) is False

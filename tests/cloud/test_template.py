@@ -46,8 +46,8 @@ def test_group_is_zero_to_one_and_starts_at_zero(main_template):
 
 
 def test_group_has_a_termination_hook_that_the_agent_completes(main_template):
-    (hook,) = main_template["Resources"]["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"]
-    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    hooks = main_template["Resources"]["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"]
+    (hook,) = [h for h in hooks if h.get("LifecycleTransition") == "autoscaling:EC2_INSTANCE_TERMINATING"]
     assert hook["DefaultResult"] == "CONTINUE"
     assert 120 < hook["HeartbeatTimeout"] <= 900
     user_data = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
@@ -257,3 +257,19 @@ def test_examples_cover_the_three_games(name, ports, probe):
     given = {p["ParameterKey"]: p["ParameterValue"] for p in example_parameters(path)}
     assert given["GamePorts"] == ports
     assert given["ProbeKind"] == probe
+
+
+def test_warm_pool_is_optional_stopped_and_of_one_with_a_launching_hook(main_template):
+    params = main_template["Parameters"]["WarmPool"]
+    assert params["Default"] == "none" and params["AllowedValues"] == ["none", "stopped"]
+    pool = main_template["Resources"]["WarmPoolOfOne"]
+    assert pool["Type"] == "AWS::AutoScaling::WarmPool" and pool["Condition"] == "HasWarmPool"
+    assert pool["Properties"]["PoolState"] == "Stopped"
+    # No MaxGroupPreparedCapacity: the pool holds max (1) minus desired, so one while asleep.
+    assert "MaxGroupPreparedCapacity" not in pool["Properties"]
+    hooks = main_template["Resources"]["AutoScalingGroup"]["Properties"]["LifecycleHookSpecificationList"]
+    (launching,) = [h for h in hooks if isinstance(h, dict) and "Fn::If" in h]
+    condition, hook, otherwise = launching["Fn::If"]
+    assert condition == "HasWarmPool" and otherwise == {"Ref": "AWS::NoValue"}
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["DefaultResult"] == "CONTINUE"
