@@ -84,6 +84,63 @@ fn unknown_keys_and_missing_files_exit_78() {
 /// `run --dry-run --log-format json` on a host with no AWS, no Docker and no packet socket:
 /// every stderr line is one JSON object with an RFC 3339 millisecond timestamp, a level and a
 /// message; the agent starts, keeps running, and drains on SIGTERM.
+/// A file that is not TOML: both commands exit 78 and name the line and column, and show the
+/// line with a caret under the column.
+#[test]
+fn syntax_errors_name_the_line_and_column_and_exit_78() {
+    let head = "[container]\necs_container_name = \"game\"\n";
+    let cases = [
+        // (file, line, column, the line shown)
+        (format!("{head}[dns]\nttl = = 1\n"), 4, 7, "ttl = = 1"),
+        (
+            format!("{head}docker_name = \"game\n[activity]\nports = [\"udp:1\"]\n"),
+            3,
+            20,
+            "docker_name = \"game",
+        ),
+        (
+            format!("{head}ecs_container_name = \"other\"\n"),
+            3,
+            1,
+            "ecs_container_name = \"other\"",
+        ),
+        (
+            format!("{head}[activity]\nports = [\"udp:1\"]\n\n[container]\n"),
+            6,
+            2,
+            "[container]",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (text, line, column, shown) in cases {
+        let p = write(&dir, "agent.toml", &text);
+        for sub in ["check-config", "run"] {
+            let out = Command::new(BIN)
+                .args([sub, "--config"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{sub}: {err}");
+            let lines: Vec<&str> = err.lines().collect();
+            assert_eq!(lines.len(), 3, "{sub}: {err}");
+            assert!(
+                lines[0].starts_with(&format!(
+                    "{}: line {line}, column {column}: not valid TOML: ",
+                    p.display()
+                )),
+                "{sub}: {err}"
+            );
+            assert_eq!(lines[1], format!("  {line} | {shown}"), "{sub}: {err}");
+            assert_eq!(
+                lines[2],
+                format!("    | {}^", " ".repeat(column - 1)),
+                "{sub}: {err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn json_logs_and_a_clean_drain_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
