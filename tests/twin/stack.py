@@ -71,6 +71,9 @@ class Deployed:
     hooks: list[dict[str, Any]]
     subscriptions: list[Subscription]
     custom_resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The group's warm pool (AWS::AutoScaling::WarmPool, which moto's CloudFormation lacks):
+    # its resolved properties, or None.
+    warm_pool: dict[str, Any] | None = None
 
     def function_code(self, logical_id: str) -> str:
         return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
@@ -252,7 +255,8 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
     # The group's lifecycle hooks, which moto drops.
     asg_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::AutoScaling::AutoScalingGroup")
     group = physical[asg_logical]
-    hooks = [resolve(h) for h in resources[asg_logical]["Properties"].get("LifecycleHookSpecificationList", [])]
+    hooks = [h for h in (resolve(x) for x in resources[asg_logical]["Properties"].get("LifecycleHookSpecificationList", []))
+             if h is not None]
     autoscaling = _client(moto_url, "autoscaling")
     for h in hooks:
         autoscaling.put_lifecycle_hook(
@@ -273,10 +277,17 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
             log_group=resolve(p["LogGroupName"]), pattern=resolve(p["FilterPattern"]),
             function_logical_id=p["DestinationArn"]["Fn::GetAtt"][0]))
 
+    warm_pool = None
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::AutoScaling::WarmPool" and ("Condition" not in res or resolve.condition(res["Condition"])):
+            warm_pool = {k: resolve(v) for k, v in res["Properties"].items()}
+            warm_pool.setdefault("PoolState", "Stopped")
+            warm_pool.setdefault("MinSize", 0)
+
     cluster_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Cluster")
     return Deployed(name=stack, params=dict(params), template=template, physical=physical, outputs=outputs,
                     group=group, cluster=physical[cluster_logical], hooks=hooks, subscriptions=subscriptions,
-                    custom_resources=custom)
+                    custom_resources=custom, warm_pool=warm_pool)
 
 
 def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:

@@ -245,6 +245,9 @@ class Instance:
     hook_result: str | None = None
     journal_cursor: str | None = None
     entries: list[dict] = field(default_factory=list)
+    # Warm pools: whether it was prepared for the pool, and how often it was started.
+    warm: bool = False
+    starts: int = 0
 
 
 def journal_fields(entry: dict) -> dict:
@@ -462,28 +465,118 @@ class Twin:
             ids = {i["InstanceId"] for i in g["Instances"]}
             for iid in sorted(ids):
                 if iid not in self.instances:
-                    inst = Instance(iid=iid, index=next(self.next_index), ip="", container=f"{CONTAINER_PREFIX}{iid}",
-                                    journal=self.dir / "instances" / iid / "journal")
-                    inst.ip = f"{NET}.{inst.index}"
-                    self.instances[iid] = inst
+                    warm = next((i for i in self.instances.values() if i.state == "Warmed:Stopped"), None)
+                    if warm is not None:
+                        # Out of the pool: the prepared instance becomes the group's new one.
+                        del self.instances[warm.iid]
+                        warm.iid = iid
+                        warm.state = "Pending"
+                        self.instances[iid] = warm
+                        self._start(lambda inst=warm, g=g: self._launch(inst, g), f"start-{iid}")
+                        continue
+                    inst = self._new_instance(iid)
                     self._start(lambda inst=inst, g=g: self._launch(inst, g), f"launch-{iid}")
             for inst in list(self.instances.values()):
-                if inst.state in ("Pending", "InService") and inst.iid not in ids:
+                if inst.state in ("Pending", "Pending:Wait", "InService") and inst.iid not in ids and inst.launched_at:
                     inst.state = "Terminating:Wait"
                     self._start(lambda inst=inst: self._terminate(inst), f"terminate-{inst.iid}")
-                elif inst.state == "InService":
+                elif inst.state == "InService" or (inst.state.startswith(("Warmed:Pending", "Pending"))
+                                                   and not self._warm_pools_check(inst)):
                     self._ecs_daemon(inst)
+            self._fill_pool(g)
             time.sleep(0.2)
 
+    def _new_instance(self, iid: str) -> Instance:
+        inst = Instance(iid=iid, index=next(self.next_index), ip="", container=f"{CONTAINER_PREFIX}{iid}",
+                        journal=self.dir / "instances" / iid / "journal")
+        inst.ip = f"{NET}.{inst.index}"
+        self.instances[iid] = inst
+        return inst
+
+    def _fill_pool(self, group: dict) -> None:
+        """The warm pool: max(MinSize, MaxGroupPreparedCapacity (the group's max) - desired)
+        prepared instances. The twin fills it only while no other instance runs, because all
+        instances share this machine's dockerd (on EC2 each has its own)."""
+        pool = self.deployed.warm_pool
+        if not pool:
+            return
+        prepared = int(pool.get("MaxGroupPreparedCapacity") or group["MaxSize"])
+        target = max(int(pool.get("MinSize", 0)), prepared - group["DesiredCapacity"])
+        warm = [i for i in self.instances.values() if i.state.startswith("Warmed:")]
+        others = [i for i in self.instances.values() if i.state != "Terminated" and not i.state.startswith("Warmed:")]
+        if len(warm) < target and not others:
+            inst = self._new_instance("i-" + os.urandom(9).hex()[:17])
+            inst.warm = True
+            inst.state = "Warmed:Pending"
+            self._start(lambda inst=inst, g=group: self._launch(inst, g), f"warm-{inst.iid}")
+
+    def _warm_pools_check(self, inst: Instance) -> bool:
+        """Whether the instance's ECS agent waits for InService (ECS_WARM_POOLS_CHECK=true)."""
+        conf = sh("docker", "exec", inst.container, "cat", "/etc/ecs/ecs.config", check=False).stdout
+        return "ECS_WARM_POOLS_CHECK=true" in conf.splitlines()
+
+    def _launch_hook(self) -> dict | None:
+        return next((h for h in self.deployed.hooks if h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"), None)
+
+    def _wait_hook(self, inst: Instance, hook: dict, since: float) -> str:
+        """Waits for CompleteLifecycleAction on `hook` for the instance, or the heartbeat timeout."""
+        timeout = int(hook.get("HeartbeatTimeout", 3600))
+        deadline = since + timeout
+        while not self.stop.is_set():
+            for a in self.lifecycle_actions():
+                if a["instance_id"] != inst.iid or a["time"] < since or a["hook"] != hook["LifecycleHookName"]:
+                    continue
+                if a["action"] == "RecordLifecycleActionHeartbeat":
+                    deadline = max(deadline, a["time"] + timeout)
+                elif a["action"] == "CompleteLifecycleAction":
+                    return a["result"]
+            if time.time() > deadline:
+                return f"{hook.get('DefaultResult', 'ABANDON')} (heartbeat timeout)"
+            time.sleep(0.2)
+        return "twin stopped"
+
     def _launch(self, inst: Instance, group: dict) -> None:
-        inst.launched_at = time.time()
-        self.record("instance_launching", source="asg", instance=inst.iid, ip=inst.ip)
+        """A launch (into service or into the pool), or a start out of the pool."""
+        since = time.time()
+        inst.launched_at = since
+        into_pool = inst.state == "Warmed:Pending"
+        from_pool = inst.starts > 0
+        if from_pool:
+            # A stopped instance gets a new public address at every start.
+            inst.index = next(self.next_index)
+            inst.ip = f"{NET}.{inst.index}"
+        self.record("instance_launching", source="asg", instance=inst.iid, ip=inst.ip, warm=from_pool,
+                    into_pool=into_pool)
         try:
-            self._boot(inst, group)
+            self._boot(inst, group, target="Warmed:Stopped" if into_pool else "InService")
+            hook = self._launch_hook()
+            if hook is not None:
+                inst.state = "Warmed:Pending:Wait" if into_pool else "Pending:Wait"
+                result = self._wait_hook(inst, hook, since)
+                self.record("launch_hook_done", source="asg", instance=inst.iid, result=result, into_pool=into_pool)
+            if into_pool:
+                # Warmed:Pending:Proceed -> Warmed:Stopped: EC2 stops it (the OS shuts down).
+                self._power_off(inst)
+                inst.state = "Warmed:Stopped"
+                self.record("instance_warmed", source="asg", instance=inst.iid)
+            else:
+                inst.state = "InService"
+                self.record("instance_in_service", source="asg", instance=inst.iid, ip=inst.ip, warm=from_pool)
         except Exception as e:  # noqa: BLE001 - reported, and the story fails on it
             self.record("launch_failed", source="asg", instance=inst.iid, error=repr(e))
 
-    def _boot(self, inst: Instance, group: dict) -> None:
+    def _boot(self, inst: Instance, group: dict, target: str) -> None:
+        inst.starts += 1
+        self.shim.post("/_shim/imds", {
+            "source": inst.ip, "instance-id": inst.iid, "region": "us-east-1", "availability-zone": "us-east-1a",
+            "public-ipv4": inst.ip, "target-lifecycle-state": target, "role": self.role})
+        if inst.starts > 1:
+            # The same root volume: the agent, the images and the user-data's traces stay.
+            sh("docker", "start", inst.container)
+            pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
+            self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
+            self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=True)
+            return
         ec2 = self.client("ec2", direct=True)
         lt = group["LaunchTemplate"]
         version = ec2.describe_launch_template_versions(
@@ -500,9 +593,6 @@ class Twin:
             f'"AWS_EC2_METADATA_SERVICE_ENDPOINT={self.shim.imds}/"\n')
         (files / "ca-certificates.crt").write_bytes(self.ca_bundle)
         (files / "user-data").write_bytes(user_data)
-        self.shim.post("/_shim/imds", {
-            "source": inst.ip, "instance-id": inst.iid, "region": "us-east-1", "availability-zone": "us-east-1a",
-            "public-ipv4": inst.ip, "target-lifecycle-state": "InService", "role": self.role})
         sh("docker", "create", "--name", inst.container, "--hostname", "ip-" + inst.ip.replace(".", "-"),
            "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -515,8 +605,7 @@ class Twin:
         sh("docker", "start", inst.container)
         pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
         self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
-        inst.state = "InService"
-        self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip)
+        self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=False)
 
     def _ecs_daemon(self, inst: Instance) -> None:
         """The ECS agent's part: once the instance has joined the cluster (its ecs.config names
@@ -580,20 +669,7 @@ class Twin:
         if hook is not None:
             self.shim.post("/_shim/terminating", {"group": group, "instance_id": inst.iid, "state": "Terminating:Wait"})
             self.shim.post("/_shim/imds", {"source": inst.ip, "target-lifecycle-state": "Terminated"})
-            timeout = int(hook.get("HeartbeatTimeout", 3600))
-            deadline = entered + timeout
-            result = None
-            while result is None and not self.stop.is_set():
-                for a in self.lifecycle_actions():
-                    if a["instance_id"] != inst.iid or a["time"] < entered or a["hook"] != hook["LifecycleHookName"]:
-                        continue
-                    if a["action"] == "RecordLifecycleActionHeartbeat":
-                        deadline = max(deadline, a["time"] + timeout)
-                    elif a["action"] == "CompleteLifecycleAction":
-                        result = a["result"]
-                if result is None and time.time() > deadline:
-                    result = f"{hook.get('DefaultResult', 'ABANDON')} (heartbeat timeout)"
-                time.sleep(0.2)
+            result = self._wait_hook(inst, hook, entered)
             inst.hook_result = result
             self.record("lifecycle_hook_done", source="asg", instance=inst.iid, result=result)
             self.shim.post("/_shim/terminating", {"group": group, "instance_id": inst.iid, "state": "Terminating:Proceed"})
@@ -605,9 +681,10 @@ class Twin:
         inst.terminated_at = time.time()
         self.record("instance_terminated", source="asg", instance=inst.iid)
 
-    def _shutdown(self, inst: Instance) -> None:
-        """EC2's shutdown of a terminating instance: systemd stops every service (the agent's stop
-        path runs), then Docker stops what containers are left, as docker.service would."""
+    def _power_off(self, inst: Instance) -> None:
+        """An EC2 stop or termination: the OS shuts down (systemd stops every service, so the
+        agent's stop path runs), then Docker stops what containers are left, as docker.service
+        would. The instance's root file system stays (a stopped instance keeps its volume)."""
         sh("docker", "exec", inst.container, "systemctl", "poweroff", "--no-block", check=False)
         r = sh("docker", "wait", inst.container, check=False, timeout=200)
         if r.returncode != 0:
@@ -615,6 +692,11 @@ class Twin:
         self._read_journal(inst)
         if inst.game is not None:
             sh("docker", "stop", inst.game, check=False, timeout=200)
+            sh("docker", "rm", "-f", inst.game, check=False)
+            inst.game, inst.game_exited_at = None, None
+
+    def _shutdown(self, inst: Instance) -> None:
+        self._power_off(inst)
         for name in sh("docker", "ps", "-aq", "--filter", f"name={inst.container}").stdout.split():
             sh("docker", "rm", "-f", name, check=False)
 
@@ -645,7 +727,8 @@ class Twin:
     def _watch_journals(self) -> None:
         while not self.stop.is_set():
             for inst in list(self.instances.values()):
-                if inst.state in ("InService", "Terminating:Wait"):
+                if inst.state in ("InService", "Terminating:Wait", "Pending", "Pending:Wait", "Warmed:Pending",
+                                  "Warmed:Pending:Wait"):
                     try:
                         self._read_journal(inst)
                     except Exception as e:  # noqa: BLE001
