@@ -755,6 +755,17 @@ class Twin:
         raise AssertionError(f"{len(self.active())} active instances after {timeout}s, expected {n_active}: "
                              + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
 
+    def wait_pool_ready(self, timeout: float) -> "Instance":
+        """Waits until the warm pool holds a prepared, stopped instance, and returns it."""
+        end = time.time() + timeout
+        while time.time() < end:
+            ready = [i for i in self.instances.values() if i.state == "Warmed:Stopped"]
+            if ready:
+                return ready[0]
+            time.sleep(0.2)
+        raise AssertionError(f"no prepared instance in the warm pool within {timeout}s: "
+                             + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
+
     def save_file(self) -> Path:
         """The game's save in the data "EFS" (DataPath in the task's first mount)."""
         fs = self.deployed.physical["DataFileSystem"]
