@@ -33,7 +33,7 @@ test-python: setup
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
 	cargo build -p container-manager-agent
-	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py -v -p no:cacheprovider
+	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
