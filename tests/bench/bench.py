@@ -263,7 +263,36 @@ def cost_section() -> list[str]:
         fixed = EFS_GB * EFS_GB_MONTH + BACKUP_GB * BACKUP_GB_MONTH + ZONE_MONTH + ALARMS * ALARM_MONTH + METRICS * METRIC_MONTH * running / HOURS_MONTH
         month = running * per_hour + fixed
         rows.append(f"| {itype} | {price:.4f} | {running:.1f} | {month:.2f} | {month * 12:.2f} | < 120.00 |")
+    rows += ["", *warm_pool_cost_rows()]
     return rows
+
+
+# A warm pool (WarmPool = stopped): the stopped instance keeps its root volume all month, and
+# each session ends with a preparation boot of the next pool instance (AWS's sample took 260 s
+# to launch into the pool, docs/warm-pool-sources.md §6); a wake is ~1 min of boot, not ~3.
+PREP_H = 5 / 60
+WARM_OVERHEAD_H = (1 + 7) / 60
+
+
+def warm_pool_cost_rows() -> list[str]:
+    itype, price = "t3a.medium", PRICES["t3a.medium"]
+    fixed = EFS_GB * EFS_GB_MONTH + BACKUP_GB * BACKUP_GB_MONTH + ZONE_MONTH + ALARMS * ALARM_MONTH
+    out = [
+        f"By mode, {itype} (WarmPool parameter): with a pool the root volume is billed all month "
+        f"({ROOT_GB} GB x ${GP3_GB_MONTH}) and every session adds a {PREP_H * 60:.0f}-min preparation boot "
+        f"of the next pool instance; a wake costs {WARM_OVERHEAD_H * 60 - 7:.0f} min of boot instead of {OVERHEAD_H * 60 - 7:.0f}.",
+        "",
+        "| mode | running h/month | root volume $/month | $/month |",
+        "| --- | --- | --- | --- |",
+    ]
+    for mode, running, root in (
+        ("none (default)", HOURS_PLAYED + SESSIONS * OVERHEAD_H, None),
+        ("stopped", HOURS_PLAYED + SESSIONS * (WARM_OVERHEAD_H + PREP_H), ROOT_GB * GP3_GB_MONTH),
+    ):
+        root_month = root if root is not None else ROOT_GB * GP3_GB_MONTH * running / HOURS_MONTH
+        month = running * (price + PUBLIC_IPV4_H) + root_month + fixed + METRICS * METRIC_MONTH * running / HOURS_MONTH
+        out.append(f"| {mode} | {running:.1f} | {root_month:.2f} | {month:.2f} |")
+    return out
 
 
 def main() -> int:

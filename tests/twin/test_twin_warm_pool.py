@@ -93,3 +93,31 @@ def test_warm_pool_prepares_serves_saves_and_refills():
         tw.wait_for("connected", 30, source="player", after=woke2)
         log = sh("docker", "logs", inst2.game or "", check=False).stdout
         assert "sessions=1" in log, log
+
+
+def test_a_crash_on_a_warm_started_instance_keeps_every_guarantee():
+    with Twin(overrides={"WarmPool": "stopped"}) as tw:
+        tw.alert_queue()
+        pooled = tw.wait_pool_ready(BOOT)
+        woke = time.time()
+        tw.player("--play-seconds", "2")
+        tw.wait_for("connected", BOOT, source="player")
+        (inst,) = serving(tw)
+        assert inst.container == pooled.container
+        tw.plant_crash()
+        scale = tw.wait_for("scale_in_requested", 30, source="agent", after=woke)
+        assert scale["reason"] == "crash"
+        tw.wait_for("instance_terminated", 120, source="asg", after=scale["t"])
+        assert inst.hook_result == "CONTINUE" and tw.record_values() == ["0.0.0.0"] and tw.desired() == 0
+        alerts = tw.alerts()
+        assert len(alerts) == 1 and "exit 3" in alerts[0]["subject"], alerts
+        assert "fatal: corrupted chunk at 12,-4" in alerts[0]["message"]
+        # The pool refills, and the next lookup starts the new prepared instance.
+        pooled2 = tw.wait_pool_ready(BOOT)
+        again = time.time()
+        tw.player("--play-seconds", "2")
+        resolved = tw.wait_for("resolved", BOOT, source="player", after=again)
+        (inst2,) = serving(tw)
+        assert inst2.container == pooled2.container and resolved["address"] == inst2.ip
+        tw.wait_for("connected", 30, source="player", after=again)
+        assert tw.alerts() == [], "one alert per crash"
