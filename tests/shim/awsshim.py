@@ -30,6 +30,9 @@ On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control":
          With "source": ADDRESS, the values are those served to callers from that
          address only (one per cloud-twin instance); {"source": A, "forget": true} drops them.
   GET  /_shim/imds                    -> the current values
+  POST /_shim/warm {"group", "instance_id", "state"}
+         lists the instance in DescribeWarmPool's Instances with that LifecycleState (moto keeps
+         the pool's configuration but no instances); without "state", stops listing it.
   POST /_shim/terminating {"group", "instance_id", "state"}
          lists the instance in DescribeAutoScalingGroups with that LifecycleState (for
          example Terminating:Wait) after moto has removed it; without "state", stops listing it.
@@ -98,6 +101,8 @@ class State:
         # Instances that moto already removed but that the twin holds in Terminating:Wait:
         # (group, instance id) -> {"state": ..., "zone": ..., "type": ...}.
         self.terminating: dict[tuple[str, str], dict[str, str]] = {}
+        # Instances the twin holds in a warm pool: (group, instance id) -> lifecycle state.
+        self.warm: dict[tuple[str, str], str] = {}
         self.tokens: dict[str, float] = {}
         self.lifecycle_actions: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
@@ -290,6 +295,12 @@ class AwsHandler(Handler):
                 self.lifecycle(op, body)
             elif op == "ChangeResourceRecordSets" and not self.route53_guard(body):
                 return
+            elif op == "DescribeWarmPool":
+                status, rheaders, rbody = self.to_moto(self.command, self.path, body)
+                if status == 200:
+                    form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+                    rbody = with_warm_instances(rbody, form.get("AutoScalingGroupName", ""))
+                self.reply(status, rbody, rheaders)
             elif op == "DescribeAutoScalingGroups" and STATE.terminating:
                 status, rheaders, rbody = self.to_moto(self.command, self.path, body)
                 if status == 200:
@@ -470,6 +481,27 @@ class AwsHandler(Handler):
             body = b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
         self.forward(body)
         return False
+
+
+def with_warm_instances(body: bytes, group: str) -> bytes:
+    """Fills in the Instances of a DescribeWarmPool answer (moto always answers none) with the
+    instances the twin holds in the pool and their lifecycle states."""
+    ET.register_namespace("", AUTOSCALING_NS)
+    root = ET.fromstring(body)
+    result = next(root.iter(f"{{{AUTOSCALING_NS}}}DescribeWarmPoolResult"), None)
+    if result is None:
+        return body
+    instances = result.find(f"{{{AUTOSCALING_NS}}}Instances")
+    if instances is None:
+        instances = ET.SubElement(result, f"{{{AUTOSCALING_NS}}}Instances")
+    with STATE.lock:
+        held = {iid: state for (g, iid), state in STATE.warm.items() if g == group}
+    for iid, state in sorted(held.items()):
+        member = ET.SubElement(instances, f"{{{AUTOSCALING_NS}}}member")
+        for tag, value in (("InstanceId", iid), ("InstanceType", "t3a.medium"), ("AvailabilityZone", "us-east-1a"),
+                           ("LifecycleState", state), ("HealthStatus", "Healthy")):
+            ET.SubElement(member, f"{{{AUTOSCALING_NS}}}{tag}").text = value
+    return b'<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root)
 
 
 def with_terminating(body: bytes) -> bytes:
@@ -698,6 +730,14 @@ class ControlHandler(Handler):
                         target[k] = v
                 values = dict(target)
             self.reply_json(200, values)
+        elif path == "/_shim/warm" and self.command == "POST":
+            key = (args["group"], args["instance_id"])
+            with STATE.lock:
+                if args.get("state"):
+                    STATE.warm[key] = args["state"]
+                else:
+                    STATE.warm.pop(key, None)
+            self.reply_json(200, {"warm": [list(k) for k in STATE.warm]})
         elif path == "/_shim/terminating" and self.command == "POST":
             key = (args["group"], args["instance_id"])
             with STATE.lock:

@@ -162,3 +162,32 @@ def test_outage_refuses_then_recovers(shim: dict[str, str]) -> None:
     time.sleep(2)
     assert not ctl(shim, "/_shim/outage")["active"]
     assert r53.list_hosted_zones()["HostedZones"]
+
+
+def test_twin_states_show_in_describe_calls_and_imds_by_source(shim: dict[str, str], world: dict[str, Any]) -> None:
+    asg = client(shim, "autoscaling")
+    group = world["group"]
+    # Terminating:Wait, which moto drops at once, is listed until the twin says otherwise.
+    ctl(shim, "/_shim/terminating", {"group": group, "instance_id": "i-0000000000000dead", "state": "Terminating:Wait"})
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    assert ("i-0000000000000dead", "Terminating:Wait") in [(i["InstanceId"], i["LifecycleState"]) for i in g["Instances"]]
+    ctl(shim, "/_shim/terminating", {"group": group, "instance_id": "i-0000000000000dead"})
+    (g,) = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    assert "i-0000000000000dead" not in [i["InstanceId"] for i in g["Instances"]]
+    # A warm pool: moto keeps the configuration, the shim adds the instances.
+    asg.put_warm_pool(AutoScalingGroupName=group, PoolState="Stopped", MinSize=0)
+    ctl(shim, "/_shim/warm", {"group": group, "instance_id": "i-00000000000000001", "state": "Warmed:Stopped"})
+    pool = asg.describe_warm_pool(AutoScalingGroupName=group)
+    assert pool["WarmPoolConfiguration"]["PoolState"] == "Stopped"
+    assert [(i["InstanceId"], i["LifecycleState"]) for i in pool["Instances"]] == [("i-00000000000000001", "Warmed:Stopped")]
+    ctl(shim, "/_shim/warm", {"group": group, "instance_id": "i-00000000000000001"})
+    assert asg.describe_warm_pool(AutoScalingGroupName=group)["Instances"] == []
+    # IMDS values by the caller's address: this test calls from 127.0.0.1.
+    ctl(shim, "/_shim/imds", {"source": "127.0.0.1", "instance-id": "i-from-loopback"})
+    token = urllib.request.urlopen(urllib.request.Request(
+        shim["imds"] + "/latest/api/token", method="PUT",
+        headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}), timeout=10).read().decode()
+    got = urllib.request.urlopen(urllib.request.Request(
+        shim["imds"] + "/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token}), timeout=10).read()
+    assert got == b"i-from-loopback"
+    ctl(shim, "/_shim/imds", {"source": "127.0.0.1", "forget": True})

@@ -283,6 +283,12 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
             warm_pool = {k: resolve(v) for k, v in res["Properties"].items()}
             warm_pool.setdefault("PoolState", "Stopped")
             warm_pool.setdefault("MinSize", 0)
+            # moto's CloudFormation does not create it; its API keeps the configuration.
+            config = {"AutoScalingGroupName": group, "PoolState": warm_pool["PoolState"],
+                      "MinSize": int(warm_pool["MinSize"])}
+            if warm_pool.get("MaxGroupPreparedCapacity") is not None:
+                config["MaxGroupPreparedCapacity"] = int(warm_pool["MaxGroupPreparedCapacity"])
+            autoscaling.put_warm_pool(**config)
 
     cluster_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Cluster")
     return Deployed(name=stack, params=dict(params), template=template, physical=physical, outputs=outputs,

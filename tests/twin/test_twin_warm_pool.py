@@ -55,6 +55,9 @@ def test_warm_pool_prepares_serves_saves_and_refills():
         assert not tw.named("dns_updated", source="agent") and not tw.named("scale_in_requested", source="agent")
         assert not tw.named("task_started", source="ecs"), "ECS_WARM_POOLS_CHECK: no game in the pool"
         assert not tw.named("graceful_stop_done", source="agent") and not tw.named("dns_reverted", source="agent")
+        pool = tw.client("autoscaling").describe_warm_pool(AutoScalingGroupName=tw.deployed.group)
+        assert pool["WarmPoolConfiguration"]["PoolState"] == "Stopped"
+        assert [(i["InstanceId"], i["LifecycleState"]) for i in pool["Instances"]] == [(pooled.iid, "Warmed:Stopped")]
         downloads = len(tw.package.downloads)
 
         # 2. A lookup wakes the prepared instance: no user-data, a new address, DNS to it, the

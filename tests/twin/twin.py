@@ -468,6 +468,7 @@ class Twin:
                     warm = next((i for i in self.instances.values() if i.state == "Warmed:Stopped"), None)
                     if warm is not None:
                         # Out of the pool: the prepared instance becomes the group's new one.
+                        self.shim.post("/_shim/warm", {"group": self.deployed.group, "instance_id": warm.iid})
                         del self.instances[warm.iid]
                         warm.iid = iid
                         warm.state = "Pending"
@@ -507,8 +508,13 @@ class Twin:
         if len(warm) < target and not others:
             inst = self._new_instance("i-" + os.urandom(9).hex()[:17])
             inst.warm = True
-            inst.state = "Warmed:Pending"
+            self._pool_state(inst, "Warmed:Pending")
             self._start(lambda inst=inst, g=group: self._launch(inst, g), f"warm-{inst.iid}")
+
+    def _pool_state(self, inst: Instance, state: str) -> None:
+        """A warm-pool state, also shown in DescribeWarmPool (through the shim)."""
+        inst.state = state
+        self.shim.post("/_shim/warm", {"group": self.deployed.group, "instance_id": inst.iid, "state": state})
 
     def _warm_pools_check(self, inst: Instance) -> bool:
         """Whether the instance's ECS agent waits for InService (ECS_WARM_POOLS_CHECK=true)."""
@@ -551,13 +557,16 @@ class Twin:
             self._boot(inst, group, target="Warmed:Stopped" if into_pool else "InService")
             hook = self._launch_hook()
             if hook is not None:
-                inst.state = "Warmed:Pending:Wait" if into_pool else "Pending:Wait"
+                if into_pool:
+                    self._pool_state(inst, "Warmed:Pending:Wait")
+                else:
+                    inst.state = "Pending:Wait"
                 result = self._wait_hook(inst, hook, since)
                 self.record("launch_hook_done", source="asg", instance=inst.iid, result=result, into_pool=into_pool)
             if into_pool:
                 # Warmed:Pending:Proceed -> Warmed:Stopped: EC2 stops it (the OS shuts down).
                 self._power_off(inst)
-                inst.state = "Warmed:Stopped"
+                self._pool_state(inst, "Warmed:Stopped")
                 self.record("instance_warmed", source="asg", instance=inst.iid)
             else:
                 inst.state = "InService"
