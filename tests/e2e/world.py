@@ -55,11 +55,12 @@ def sh(*args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess
 
 
 class Shim:
-    """The AWS emulator with the test shim in front of it."""
+    """The AWS emulator with the test shim in front of it. `args` go to awsshim.py (the cloud
+    twin passes --host)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [str(VENV_PY), str(ROOT / "tests" / "shim" / "awsshim.py")],
+            [str(VENV_PY), str(ROOT / "tests" / "shim" / "awsshim.py"), *args],
             stdin=subprocess.PIPE,  # the shim exits when its stdin closes
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -73,8 +74,9 @@ class Shim:
         self.aws: str = urls["aws"]
         self.imds: str = urls["imds"]
         self.control: str = urls["control"]
+        self.moto: str = urls["moto"]
 
-    def _post(self, path: str, body: dict | None = None) -> Any:
+    def post(self, path: str, body: dict | None = None) -> Any:
         req = urllib.request.Request(
             self.control + path,
             data=json.dumps(body or {}).encode(),
@@ -85,24 +87,24 @@ class Shim:
             data = r.read()
         return json.loads(data) if data else None
 
-    def _get(self, path: str) -> Any:
+    def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.control + path, timeout=30) as r:
             return json.loads(r.read())
 
     def ctl(self, command: str, **kw: Any) -> Any:
-        return self._post(f"/_shim/ctl/{command}", kw)
+        return self.post(f"/_shim/ctl/{command}", kw)
 
     def set_imds(self, **values: Any) -> None:
-        self._post("/_shim/imds", values)
+        self.post("/_shim/imds", values)
 
     def outage(self, seconds: float) -> None:
-        self._post("/_shim/outage", {"seconds": seconds, "mode": "refuse", "imds": False})
+        self.post("/_shim/outage", {"seconds": seconds, "mode": "refuse", "imds": False})
 
     def lifecycle_actions(self) -> list[dict]:
-        return self._get("/_shim/lifecycle-actions")
+        return self.get("/_shim/lifecycle-actions")
 
     def requests(self) -> list[dict]:
-        return self._get("/_shim/requests")
+        return self.get("/_shim/requests")
 
     def close(self) -> None:
         self.proc.terminate()

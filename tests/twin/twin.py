@@ -45,6 +45,9 @@ sys.path.insert(0, str(HERE))
 import nameserver  # noqa: E402
 import stack  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent / "e2e"))
+import world  # noqa: E402
+
 ROOT = HERE.parents[1]
 VENV_PY = ROOT / "tests" / ".venv" / "bin" / "python"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
@@ -118,40 +121,11 @@ class Network:
         sh("ip", "link", "del", BRIDGE, check=False)
 
 
-class Shim:
-    """moto behind tests/shim/awsshim.py, its fronts on the twin's address."""
+class Shim(world.Shim):
+    """moto behind tests/shim/awsshim.py (tests/e2e/world.py), its fronts on the twin's address."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(VENV_PY), str(ROOT / "tests" / "shim" / "awsshim.py"), "--host", TWIN_IP],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the AWS shim did not start")
-        urls = json.loads(line)
-        self.aws, self.imds, self.control, self.moto = urls["aws"], urls["imds"], urls["control"], urls["moto"]
-
-    def post(self, path: str, body: dict | None = None) -> Any:
-        req = urllib.request.Request(self.control + path, data=json.dumps(body or {}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            data = r.read()
-        return json.loads(data) if data else None
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.control + path, timeout=30) as r:
-            return json.loads(r.read())
-
-    def ctl(self, command: str, **kw: Any) -> Any:
-        return self.post(f"/_shim/ctl/{command}", kw)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().__init__("--host", TWIN_IP)
 
 
 class PackageServer:
