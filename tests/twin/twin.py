@@ -582,10 +582,12 @@ class Twin:
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
            "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
            "--label", "cm-twin=instance", "-e", "container=docker", self.instance_image)
+        self.record("boot_step", source="asg", instance=inst.iid, step="created")
         sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
         sh("docker", "cp", str(files / "ca-certificates.crt"), f"{inst.container}:/etc/ssl/certs/ca-certificates.crt")
         sh("docker", "cp", str(files / "user-data"), f"{inst.container}:/var/lib/cloud/instance/user-data")
         sh("docker", "start", inst.container)
+        self.record("boot_step", source="asg", instance=inst.iid, step="started")
         pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
         self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
         self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=False)
