@@ -8,11 +8,14 @@ same time:
   - `container-manager-agent activity` (AF_PACKET + classic BPF, PACKET_STATISTICS only);
   - `tcpdump` with the equivalent filter, writing to /dev/null;
   - `bench_naive_counter`, which reads every packet through a pnet datalink channel.
-Each one's CPU time and peak RSS come from wait4(2). The figures are printed, not asserted.
+Each one's CPU time comes from wait4(2) (whole run) and schedstat (during the traffic), its
+peak RSS from VmHWM. The round is repeated (--runs, default 5) and the figures are medians;
+the agent-to-tcpdump ratio is taken in each round, then its median is printed next to every
+round's ratio. The figures are printed, not asserted.
 
 Usage (root; builds first with `cargo build --release -p container-manager-agent --bin
 container-manager-agent --example bench_udp_flood --example bench_naive_counter`):
-    python3 tests/bench/packet_bench.py [--rate PPS] [--seconds S]
+    python3 tests/bench/packet_bench.py [--rate PPS] [--seconds S] [--runs N]
 Only the Python standard library is needed. Names start with `cmact`; addresses are in
 10.203.0.240/28.
 """
@@ -23,6 +26,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -92,22 +96,9 @@ def reap(proc):
     return ru.ru_utime + ru.ru_stime
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rate", type=int, default=150_000, help="packets per second to send")
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2, help="sender threads")
-    ap.add_argument("--target-dir", default=os.environ.get(
-        "CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
-    a = ap.parse_args()
-    rel = os.path.join(a.target_dir, "release")
-    agent = os.path.join(rel, "container-manager-agent")
-    flood = os.path.join(rel, "examples", "bench_udp_flood")
-    naive = os.path.join(rel, "examples", "bench_naive_counter")
-    for exe in (agent, flood, naive):
-        if not os.access(exe, os.X_OK):
-            sys.exit(f"{exe} is missing: build the release binaries first (see --help)")
-
+def one_run(a, agent, flood, naive):
+    """One round: the three counters on the same traffic. Returns what each counted, its CPU
+    seconds over the whole run and during the traffic, and its peak RSS."""
     setup()
     procs = []
     try:
@@ -135,39 +126,76 @@ def main():
         time.sleep(2.0)
         rx = rx_packets() - rx_before
         window = {name: (cpu_ns(p) - cpu_before[name]) / 1e9 for name, p in named}
-        rss = {name: peak_rss_mib(p) for name, p in (("agent", p_agent), ("tcpdump", p_dump), ("naive", p_naive))}
+        rss = {name: peak_rss_mib(p) for name, p in named}
         for p in (p_agent, p_dump):
             p.send_signal(signal.SIGINT)
-        usage = {name: reap(p) for name, p in (("agent", p_agent), ("tcpdump", p_dump), ("naive", p_naive))}
+        usage = {name: reap(p) for name, p in named}
         procs = []
         agent_count = sum(json.loads(line)["packets"] or 0 for line in p_agent.stdout.read().splitlines())
         dump_err = p_dump.stderr.read()
         m = re.search(r"(\d+) packets captured", dump_err)
-        dump_count = int(m.group(1)) if m else -1
         dropped = re.search(r"(\d+) packets dropped by kernel", dump_err)
         naive_count = json.loads(p_naive.stdout.read())["counted"]
+        sink.close()
     finally:
         for p in procs:
             p.kill()
             p.wait()
         teardown()
+    return {
+        "sent": sent, "rx": rx, "window": window, "rss": rss, "usage": usage,
+        "count": {"agent": agent_count, "tcpdump": int(m.group(1)) if m else -1, "naive": naive_count},
+        "dropped": int(dropped.group(1)) if dropped else 0,
+    }
 
-    rate = sent["sent"] / sent["seconds"]
-    print(f"packets sent: {sent['sent']} in {sent['seconds']:.2f} s ({rate:,.0f} pps); "
-          f"received by {HOST_IF}: {rx}")
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rate", type=int, default=150_000, help="packets per second to send")
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2, help="sender threads")
+    ap.add_argument("--runs", type=int, default=5, help="rounds; the figures are their medians")
+    ap.add_argument("--target-dir", default=os.environ.get(
+        "CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
+    a = ap.parse_args()
+    rel = os.path.join(a.target_dir, "release")
+    agent = os.path.join(rel, "container-manager-agent")
+    flood = os.path.join(rel, "examples", "bench_udp_flood")
+    naive = os.path.join(rel, "examples", "bench_naive_counter")
+    for exe in (agent, flood, naive):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"{exe} is missing: build the release binaries first (see --help)")
+
+    runs = []
+    for i in range(a.runs):
+        print(f"[packet_bench] round {i + 1} of {a.runs}", file=sys.stderr, flush=True)
+        runs.append(one_run(a, agent, flood, naive))
+
+    def med(f):
+        return statistics.median(f(r) for r in runs)
+
+    sent = med(lambda r: r["sent"]["sent"])
+    secs = med(lambda r: r["sent"]["seconds"])
+    print(f"medians of {a.runs} rounds; per round: {sent:.0f} packets sent in {secs:.2f} s "
+          f"({sent / secs:,.0f} pps); received by {HOST_IF}: {med(lambda r: r['rx']):.0f}")
     print(f"{'method':<28} {'counted':>10} {'cpu s (total)':>14} {'cpu s (traffic)':>16} {'peak RSS MiB':>13}")
-    rows = [("agent activity (kernel)", agent_count, "agent"),
-            ("tcpdump -w /dev/null", dump_count, "tcpdump"),
-            ("naive pnet user-space", naive_count, "naive")]
-    for name, count, key in rows:
-        print(f"{name:<28} {count:>10} {usage[key]:>14.3f} {window[key]:>16.4f} {rss[key]:>13.1f}")
-    if dropped:
-        print(f"(tcpdump: {dropped.group(1)} packets dropped by kernel)")
-    for label, cpu in (("total", usage), ("during the traffic", window)):
-        agent_cpu = max(cpu["agent"], 1e-6)
-        print(f"agent CPU ({label}) is 1/{cpu['tcpdump'] / agent_cpu:.0f} of tcpdump's "
-              f"and 1/{cpu['naive'] / agent_cpu:.0f} of the naive counter's (target: 1/20 of tcpdump's)")
-    print(f"agent count exact: {agent_count == sent['sent']}")
+    rows = [("agent activity (kernel)", "agent"), ("tcpdump -w /dev/null", "tcpdump"),
+            ("naive pnet user-space", "naive")]
+    for name, key in rows:
+        print(f"{name:<28} {med(lambda r: r['count'][key]):>10.0f} {med(lambda r: r['usage'][key]):>14.4f} "
+              f"{med(lambda r: r['window'][key]):>16.4f} {med(lambda r: r['rss'][key]):>13.1f}")
+    dropped = [r["dropped"] for r in runs]
+    if any(dropped):
+        print(f"(tcpdump: packets dropped by kernel per round: {', '.join(map(str, dropped))})")
+    for label, part in (("total", "usage"), ("during the traffic", "window")):
+        # The ratio is taken in each round (same traffic, same moment), then the median.
+        vs_dump = [r[part]["tcpdump"] / max(r[part]["agent"], 1e-6) for r in runs]
+        vs_naive = [r[part]["naive"] / max(r[part]["agent"], 1e-6) for r in runs]
+        print(f"agent CPU ({label}) is 1/{statistics.median(vs_dump):.0f} of tcpdump's "
+              f"(rounds: {', '.join(f'1/{x:.0f}' for x in vs_dump)}) "
+              f"and 1/{statistics.median(vs_naive):.0f} of the naive counter's (target: 1/20 of tcpdump's)")
+    exact = sum(r["count"]["agent"] == r["sent"]["sent"] for r in runs)
+    print(f"agent count exact: {exact} of {a.runs} rounds")
 
 
 if __name__ == "__main__":

@@ -182,17 +182,20 @@ fn get_option<T>(
     }
 }
 
-/// The interface's current index, or `None` when there is no such interface. This runs on
-/// every sample, so it is one cheap ioctl rather than a dump of every interface.
-fn index_of(name: &str) -> Option<u32> {
+/// The index of the interface `name`, or `None` when there is no such interface.
+///
+/// One `if_nametoindex` (a socket and an ioctl), where `pnet_datalink::interfaces()` dumps
+/// every interface and address over netlink: this is what `activity --interface` and
+/// `interface = "auto"` check names with.
+pub fn interface_index(name: &str) -> Option<u32> {
     let name = std::ffi::CString::new(name).ok()?;
     // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
 }
 
-/// Whether the interface is administratively up (`IFF_UP`), asked through `fd`.
-fn is_up(fd: &OwnedFd, name: &str) -> io::Result<bool> {
+/// An `ifreq` naming `name`, everything else zero.
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();
@@ -205,6 +208,33 @@ fn is_up(fd: &OwnedFd, name: &str) -> io::Result<bool> {
     for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = src as libc::c_char;
     }
+    Ok(req)
+}
+
+/// The interface's current index asked through `fd`, or `None` when there is no such
+/// interface. This runs on every sample: `if_nametoindex` would open and close a socket each
+/// time, and the socket's teardown costs more than the rest of the sample.
+fn index_via(fd: &OwnedFd, name: &str) -> io::Result<Option<u32>> {
+    let mut req = ifreq_for(name)?;
+    // SAFETY: `req` is a valid ifreq with a NUL-terminated name (the rest is zero); for
+    // SIOCGIFINDEX the kernel writes only the index member of the union inside it.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX, &raw mut req) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENODEV) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    // SAFETY: after a successful SIOCGIFINDEX the index member is the initialised one.
+    let index = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(u32::try_from(index).ok().filter(|&i| i != 0))
+}
+
+/// Whether the interface is administratively up (`IFF_UP`), asked through `fd`.
+fn is_up(fd: &OwnedFd, name: &str) -> io::Result<bool> {
+    let mut req = ifreq_for(name)?;
     // SAFETY: `req` is a valid ifreq with a NUL-terminated name (the rest is zero); for
     // SIOCGIFFLAGS the kernel writes only the flags member of the union inside it.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) };
@@ -295,7 +325,7 @@ impl KernelCounter {
 
     fn try_open(&self) -> Result<State, CounterError> {
         let interface = self.resolve()?;
-        let Some(ifindex) = index_of(&interface) else {
+        let Some(ifindex) = interface_index(&interface) else {
             return Err(CounterError::Interface {
                 interface,
                 reason: "no such interface".into(),
@@ -387,8 +417,27 @@ impl PacketCounter for KernelCounter {
             return Err(self.reopen("the default route moved"));
         }
 
-        match index_of(&interface) {
-            None => {
+        let State::Open { sockets, .. } = &self.state else {
+            return Err(CounterError::Reopening {
+                retry_in: Duration::ZERO,
+            });
+        };
+        // The first socket answers for the interface; the specs are never empty.
+        let index = match sockets.first() {
+            Some(s) => index_via(&s.fd, &interface),
+            None => Ok(interface_index(&interface)),
+        };
+        match index {
+            Err(source) => {
+                let e = CounterError::Interface {
+                    interface,
+                    reason: format!("cannot read the interface's index: {source}"),
+                };
+                warn!(error = %e, "Cannot check the interface; reopening.");
+                self.close(self.backoff.initial);
+                return Err(e);
+            }
+            Ok(None) => {
                 warn!(interface = %interface, retry_in = ?self.backoff.initial, "Interface is gone; packets are unknown until it is back.");
                 self.close(self.backoff.initial);
                 return Err(CounterError::Interface {
@@ -396,11 +445,11 @@ impl PacketCounter for KernelCounter {
                     reason: "the interface is gone".into(),
                 });
             }
-            Some(index) if index != ifindex => {
+            Ok(Some(index)) if index != ifindex => {
                 warn!(interface = %interface, old_index = ifindex, new_index = index, "Interface was re-created; reopening.");
                 return Err(self.reopen("the interface was re-created"));
             }
-            Some(_) => {}
+            Ok(Some(_)) => {}
         }
 
         let State::Open { sockets, .. } = &self.state else {
@@ -456,5 +505,18 @@ impl PacketCounter for KernelCounter {
             }
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_index_knows_loopback_and_nothing_else() {
+        assert!(interface_index("lo").is_some_and(|i| i > 0));
+        assert_eq!(interface_index("cmnosuch0"), None);
+        assert_eq!(interface_index("lo\0x"), None);
+        assert_eq!(interface_index(""), None);
     }
 }

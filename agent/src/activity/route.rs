@@ -2,7 +2,7 @@
 //!
 //! The IPv4 table (`/proc/net/route`) is asked first, then the IPv6 one
 //! (`/proc/net/ipv6_route`); among several default routes the lowest metric wins. The name
-//! found must also be in the kernel's interface list (through `pnet_datalink`).
+//! found must also be an interface the kernel knows.
 
 use std::path::Path;
 
@@ -30,7 +30,7 @@ pub fn default_interface() -> Result<String, RouteError> {
         Path::new("/proc/net/route"),
         Path::new("/proc/net/ipv6_route"),
     )?;
-    if pnet_datalink::interfaces().iter().any(|i| i.name == name) {
+    if super::packet::interface_index(&name).is_some() {
         Ok(name)
     } else {
         Err(RouteError::Missing(name))
