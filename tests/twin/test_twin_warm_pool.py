@@ -86,6 +86,8 @@ def test_warm_pool_prepares_serves_saves_and_refills():
         wait_warm(tw, scale["t"])
         (pooled2,) = warmed(tw)
         assert pooled2.container != pooled.container
+        assert not [e for e in tw.named("task_started", source="ecs") if e["t"] > scale["t"]], "no game in the pool"
+        assert '"sessions": 1' in tw.save_file().read_text(), "nothing saved the world again"
 
         # 4. The second wake is warm too, and the save from session 1 is there.
         woke2 = time.time()

@@ -455,8 +455,7 @@ class Twin:
                 if inst.state in ("Pending", "Pending:Wait", "InService") and inst.iid not in ids and inst.launched_at:
                     inst.state = "Terminating:Wait"
                     self._start(lambda inst=inst: self._terminate(inst), f"terminate-{inst.iid}")
-                elif inst.state == "InService" or (inst.state.startswith(("Warmed:Pending", "Pending"))
-                                                   and not self._warm_pools_check(inst)):
+                elif inst.state in ("InService", "Pending:Wait", "Warmed:Pending", "Warmed:Pending:Wait"):
                     self._ecs_daemon(inst)
             self._fill_pool(g)
             time.sleep(0.2)
@@ -489,11 +488,6 @@ class Twin:
         """A warm-pool state, also shown in DescribeWarmPool (through the shim)."""
         inst.state = state
         self.shim.post("/_shim/warm", {"group": self.deployed.group, "instance_id": inst.iid, "state": state})
-
-    def _warm_pools_check(self, inst: Instance) -> bool:
-        """Whether the instance's ECS agent waits for InService (ECS_WARM_POOLS_CHECK=true)."""
-        conf = sh("docker", "exec", inst.container, "cat", "/etc/ecs/ecs.config", check=False).stdout
-        return "ECS_WARM_POOLS_CHECK=true" in conf.splitlines()
 
     def _launch_hook(self) -> dict | None:
         return next((h for h in self.deployed.hooks if h["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"), None)
@@ -598,8 +592,13 @@ class Twin:
         if inst.game is None or inst.game_exited_at is not None:
             if inst.game_exited_at is not None and time.time() - inst.game_exited_at < 5:
                 return
-            conf = sh("docker", "exec", inst.container, "cat", "/etc/ecs/ecs.config", check=False).stdout
-            if f"ECS_CLUSTER={self.deployed.cluster}" not in conf.splitlines():
+            conf = sh("docker", "exec", inst.container, "cat", "/etc/ecs/ecs.config", check=False)
+            lines = conf.stdout.splitlines()
+            if conf.returncode != 0 or f"ECS_CLUSTER={self.deployed.cluster}" not in lines:
+                return
+            # ECS_WARM_POOLS_CHECK=true: the ECS agent registers only once IMDS says InService
+            # (docs/warm-pool-sources.md §4); without it, it would run the task in the pool too.
+            if "ECS_WARM_POOLS_CHECK=true" in lines and inst.state != "InService":
                 return
             if inst.game is None:
                 self.record("ecs_registered", source="ecs", instance=inst.iid, cluster=self.deployed.cluster)
