@@ -13,8 +13,9 @@ peak RSS from VmHWM. The round is repeated (--runs, default 5) and the figures a
 the agent-to-tcpdump ratio is taken in each round, then its median is printed next to every
 round's ratio. The figures are printed, not asserted.
 
-Usage (root; builds first with `cargo build --release -p container-manager-agent --bin
-container-manager-agent --example bench_udp_flood --example bench_naive_counter`):
+Usage (root; build first as `make bench` does: `cargo build --release -p container-manager-agent
+--bin container-manager-agent`, then the same with `--example bench_udp_flood --example
+bench_naive_counter` instead of `--bin`):
     python3 tests/bench/packet_bench.py [--rate PPS] [--seconds S] [--runs N]
 Only the Python standard library is needed. Names start with `cmact`; addresses are in
 10.203.0.240/28.
