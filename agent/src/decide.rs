@@ -629,19 +629,15 @@ impl Core {
             && !self.served
         {
             self.pooled = true;
-        }
-        if let LifecycleState::Warmed(_) = &state
-            && !self.served
-            && self.drain.is_none()
-            && !self.prepare_requested
-        {
             // Going into the pool: prepare, then let the group stop the instance. No DNS, no
             // game, no idle logic.
-            self.prepare_requested = true;
-            if self.policy.prepare_image {
-                out.actions.push(Action::PrepareForPool);
-            } else {
-                self.complete_launch(out);
+            if self.drain.is_none() && !self.prepare_requested {
+                self.prepare_requested = true;
+                if self.policy.prepare_image {
+                    out.actions.push(Action::PrepareForPool);
+                } else {
+                    self.complete_launch(out);
+                }
             }
         }
         if state == LifecycleState::Terminating {

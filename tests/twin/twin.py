@@ -219,8 +219,7 @@ class Instance:
     hook_result: str | None = None
     journal_cursor: str | None = None
     entries: list[dict] = field(default_factory=list)
-    # Warm pools: whether it was prepared for the pool, and how often it was started.
-    warm: bool = False
+    # Warm pools: how often it was started (more than once: out of the pool).
     starts: int = 0
 
 
@@ -343,11 +342,6 @@ class Twin:
         raise AssertionError(f"no {event!r} ({source or 'any source'}) within {timeout}s; last events:\n"
                              + "\n".join(json.dumps(e)[:300] for e in self.events[-25:]))
 
-    def agent_events(self, event: str) -> list[dict]:
-        return self.named(event, source="agent")
-
-    # --- the emulator ---------------------------------------------------------------------------
-
     def client(self, service: str, direct: bool = False) -> Any:
         return boto3.client(service, region_name="us-east-1", endpoint_url=self.shim.moto if direct else self.shim.aws,
                             aws_access_key_id="testing", aws_secret_access_key="testing")
@@ -356,11 +350,6 @@ class Twin:
         g = self.client("autoscaling", direct=True).describe_auto_scaling_groups(
             AutoScalingGroupNames=[self.deployed.group])["AutoScalingGroups"][0]
         return g["DesiredCapacity"]
-
-    def group_as_aws_shows_it(self) -> dict:
-        """DescribeAutoScalingGroups through the shim: with the instance in Terminating:Wait."""
-        return self.client("autoscaling").describe_auto_scaling_groups(
-            AutoScalingGroupNames=[self.deployed.group])["AutoScalingGroups"][0]
 
     def record_values(self, rtype: str = "A") -> list[str] | None:
         r = self.shim.ctl("record", zone_id=self.zone_id, name=RECORD, rtype=rtype)
@@ -480,7 +469,6 @@ class Twin:
         others = [i for i in self.instances.values() if i.state != "Terminated" and not i.state.startswith("Warmed:")]
         if len(warm) < target and not others:
             inst = self._new_instance("i-" + os.urandom(9).hex()[:17])
-            inst.warm = True
             self._pool_state(inst, "Warmed:Pending")
             self._start(lambda inst=inst, g=group: self._launch(inst, g), f"warm-{inst.iid}")
 
