@@ -209,3 +209,44 @@ fn json_logs_and_a_clean_drain_on_sigterm() {
         "{events:?}"
     );
 }
+
+#[test]
+fn print_unit_prints_the_packaged_unit_for_the_given_path() {
+    let packaged = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/container-manager-agent.service"
+    ))
+    .unwrap();
+    let out = Command::new(BIN).arg("print-unit").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), packaged);
+
+    let out = Command::new(BIN)
+        .args(["print-unit", "--binary", "/usr/local/bin/container-manager-agent"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let want = packaged.replace(
+        "/usr/bin/container-manager-agent",
+        "/usr/local/bin/container-manager-agent",
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+
+    let out = Command::new(BIN)
+        .args(["print-unit", "--binary", "relative/agent"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("--binary") && err.contains("absolute"), "{err}");
+
+    let sysusers = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/container-manager-agent.sysusers"
+    ))
+    .unwrap();
+    let out = Command::new(BIN).arg("print-sysusers").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), sysusers);
+}

@@ -16,6 +16,7 @@
 //! - [`aws`]: instance metadata, Route53, Auto Scaling, CloudWatch and SNS adapters.
 //! - [`run`]: the wiring: owned tasks, one cancellation token, retries, the drain.
 //! - [`logging`]: text, JSON or journald output.
+//! - [`unit`]: the packaged systemd unit, printed for installs of the bare binary.
 //!
 //! The architecture and the reasoning behind it are in `docs/design.md`.
 
@@ -26,3 +27,4 @@ pub mod container;
 pub mod decide;
 pub mod logging;
 pub mod run;
+pub mod unit;

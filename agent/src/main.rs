@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use container_manager_agent::config::{self, Config, EXIT_CONFIG};
 use container_manager_agent::logging::{self, LogFormat};
 use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdown};
-use container_manager_agent::{activity, aws, container};
+use container_manager_agent::{activity, aws, container, unit};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +45,14 @@ enum Command {
     Probe(activity::cli::ProbeArgs),
     /// Print the game container's classified events, one JSON object per line.
     Containers(container::cli::ContainersArgs),
+    /// Print the hardened systemd unit that the .deb and the .rpm install, for this binary's path.
+    PrintUnit {
+        /// The binary's absolute path, for ExecStart= and ExecStartPre=.
+        #[arg(long, default_value = unit::PACKAGED_BINARY)]
+        binary: String,
+    },
+    /// Print the sysusers.d lines of the service user, as the packages install them.
+    PrintSysusers,
 }
 
 // `check-config` answers on stdout, for a person or `ExecStartPre`.
@@ -91,6 +99,20 @@ fn main() -> ExitCode {
         Command::Activity(args) => with_runtime(activity::cli::activity(args)),
         Command::Probe(args) => with_runtime(activity::cli::probe(args)),
         Command::Containers(args) => with_runtime(container::cli::containers(args)),
+        Command::PrintUnit { binary } => match unit::unit_for(&binary) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("print-unit: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::PrintSysusers => {
+            print!("{}", unit::PACKAGED_SYSUSERS);
+            ExitCode::SUCCESS
+        }
     }
 }
 
