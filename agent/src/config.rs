@@ -11,6 +11,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::decide::EventKind;
+
 use serde::Deserialize;
 
 /// The exit code for a configuration error (`EX_CONFIG` from sysexits.h). The systemd unit
@@ -105,6 +107,7 @@ pub struct RawConfig {
     scaling: Option<RawScaling>,
     metrics: Option<RawMetrics>,
     alerts: Option<RawAlerts>,
+    notify: Option<RawNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +197,26 @@ struct RawMetrics {
 struct RawAlerts {
     #[serde(default)]
     sns_topic_arn: String,
+    #[serde(default = "d_sns_events")]
+    events: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default = "d_players_every")]
+    players_every: String,
+    #[serde(default)]
+    webhook: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    kind: String,
+    url_parameter: String,
+    #[serde(default = "d_webhook_events")]
+    events: Vec<String>,
 }
 
 // The documented defaults. `agent/examples/agent.toml` shows each one; a unit test checks that
@@ -243,6 +266,19 @@ fn d_namespace() -> String {
 fn d_metrics_interval() -> String {
     "60s".into()
 }
+fn d_sns_events() -> Vec<String> {
+    ["idle_stop", "crash", "max_uptime", "needs_operator"]
+        .map(String::from)
+        .to_vec()
+}
+fn d_webhook_events() -> Vec<String> {
+    ["online", "idle_stop", "crash", "max_uptime", "needs_operator"]
+        .map(String::from)
+        .to_vec()
+}
+fn d_players_every() -> String {
+    "5m".into()
+}
 
 // ---------------------------------------------------------------------------------------------
 // Stage two: typed, validated values.
@@ -260,6 +296,8 @@ pub struct Config {
     pub scaling: Option<ScalingConfig>,
     pub metrics: Option<MetricsConfig>,
     pub alerts: Option<AlertsConfig>,
+    /// Webhook targets and the players rate limit; the default has no targets.
+    pub notify: NotifyConfig,
 }
 
 /// How the game container is found.
@@ -470,6 +508,54 @@ pub struct MetricsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertsConfig {
     pub sns_topic_arn: String,
+    /// The events sent to the topic.
+    pub events: Vec<EventKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// At most one `players` notification per this long (the latest count wins).
+    pub players_every: Duration,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            players_every: Duration::from_secs(300),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// How a webhook's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    /// Discord's execute-webhook body: one embed.
+    Discord,
+    /// Slack's incoming-webhook body: text plus blocks.
+    Slack,
+    /// A plain JSON object (ntfy, Home Assistant, anything else).
+    Json,
+}
+
+impl WebhookKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discord => "discord",
+            Self::Slack => "slack",
+            Self::Json => "json",
+        }
+    }
+}
+
+/// One webhook target. The URL itself is a secret: only the name of the SSM SecureString
+/// parameter that holds it is configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    pub kind: WebhookKind,
+    pub url_parameter: String,
+    pub events: Vec<EventKind>,
 }
 
 /// Parses a duration written like `90s`, `7m`, `8h`, `1h30m`, `500ms` or `2d`.
@@ -646,6 +732,10 @@ impl RawConfig {
             Some(a) => a.validate(&cx)?,
             None => None,
         };
+        let notify = match self.notify {
+            Some(n) => n.validate(&cx)?,
+            None => NotifyConfig::default(),
+        };
         Ok(Config {
             source: file.to_string(),
             container,
@@ -654,6 +744,7 @@ impl RawConfig {
             scaling,
             metrics,
             alerts,
+            notify,
         })
     }
 }
@@ -1071,8 +1162,110 @@ impl RawAlerts {
                 ),
             ));
         }
-        Ok(Some(AlertsConfig { sns_topic_arn: arn }))
+        let events = events(cx, "alerts.events", &self.events)?;
+        Ok(Some(AlertsConfig {
+            sns_topic_arn: arn,
+            events,
+        }))
     }
+}
+
+/// A list of event names, each known, without duplicates.
+fn events(cx: &Ctx<'_>, key: &str, names: &[String]) -> Result<Vec<EventKind>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let Some(kind) = EventKind::from_name(name) else {
+            return Err(cx.err(
+                format!("{key}[{i}]"),
+                format!(
+                    "{name:?} is not an event (expected one of {})",
+                    EventKind::ALL.map(EventKind::as_str).join(", ")
+                ),
+            ));
+        };
+        if !out.contains(&kind) {
+            out.push(kind);
+        }
+    }
+    Ok(out)
+}
+
+impl RawNotify {
+    fn validate(self, cx: &Ctx<'_>) -> Result<NotifyConfig, ConfigError> {
+        let players_every = cx.duration(
+            "notify.players_every",
+            &self.players_every,
+            Duration::from_secs(10),
+            DAY,
+        )?;
+        if self.webhook.len() > 8 {
+            return Err(cx.err(
+                "notify.webhook",
+                format!("{} targets (expected at most 8)", self.webhook.len()),
+            ));
+        }
+        let webhooks = self
+            .webhook
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| w.validate(cx, i))
+            .collect::<Result<_, _>>()?;
+        Ok(NotifyConfig {
+            players_every,
+            webhooks,
+        })
+    }
+}
+
+impl RawWebhook {
+    fn validate(self, cx: &Ctx<'_>, i: usize) -> Result<WebhookConfig, ConfigError> {
+        let key = |k: &str| format!("notify.webhook[{i}].{k}");
+        let kind = match self.kind.as_str() {
+            "discord" => WebhookKind::Discord,
+            "slack" => WebhookKind::Slack,
+            "json" => WebhookKind::Json,
+            other => {
+                return Err(cx.err(
+                    key("kind"),
+                    format!("{other:?} is not a webhook kind (expected discord, slack or json)"),
+                ));
+            }
+        };
+        let url_parameter = ssm_parameter_name(&self.url_parameter)
+            .map_err(|m| cx.err(key("url_parameter"), m))?;
+        let events = events(cx, &key("events"), &self.events)?;
+        Ok(WebhookConfig {
+            kind,
+            url_parameter,
+            events,
+        })
+    }
+}
+
+/// An SSM parameter name: `/path/name` or `name`, of letters, digits and `_.-/`. A value that
+/// looks like the URL itself is refused without repeating it: the URL is a secret.
+fn ssm_parameter_name(name: &str) -> Result<String, String> {
+    let lower = name.trim().to_ascii_lowercase();
+    if lower.starts_with("http:") || lower.starts_with("https:") || lower.contains("://") {
+        return Err(
+            "holds a URL (not repeated here: it is a secret); expected the name of an SSM SecureString parameter that holds the URL, like \"/container-manager/discord-webhook\""
+                .to_string(),
+        );
+    }
+    let valid_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b));
+    let valid_shape = !name.is_empty()
+        && name.len() <= 2011
+        && (!name.contains('/') || name.starts_with('/'))
+        && !name.ends_with('/')
+        && !name.contains("//");
+    if !valid_chars || !valid_shape {
+        return Err(format!(
+            "{name:?} is not an SSM parameter name (expected /path/name or name, of letters, digits and _.-/)"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! 7. `max_uptime` alerts once, and scales to zero when `stop_on_max_uptime`.
 //! 8. Termination and Spot notices: graceful stop, DNS revert, metrics flush, lifecycle action.
 //! 9. Warmed states do nothing visible.
+//! 10. People are told once per event: `online` when the record points here and the game is
+//!     ready, `idle_stop` only after the game is saved (see [`Alert`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -51,6 +53,19 @@ pub struct Policy {
     pub launch_hook: bool,
     /// Whether an image is to be pulled while the instance is prepared for a warm pool.
     pub prepare_image: bool,
+    /// What says the game is up, for the `online` notification.
+    pub ready_when: Readiness,
+}
+
+/// What tells the core that the game is ready for players (with the record pointing here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The probe's first answer with a player count: the game is loaded and answering.
+    ProbeAnswers,
+    /// The game container runs (no probe configured).
+    ContainerRuns,
+    /// Neither a probe nor Docker: as soon as the instance is in service.
+    InService,
 }
 
 /// Inbound packets counted over one sample interval.
@@ -155,7 +170,11 @@ impl fmt::Display for DrainCause {
 pub enum Completion {
     DnsUpdated,
     ScaledIn,
-    GracefulStopDone,
+    /// `saved`: the game stopped on its own within the stop timeout (and the pre-stop command,
+    /// if any, succeeded); `None` when no game was running.
+    GracefulStopDone {
+        saved: Option<bool>,
+    },
     DnsReverted,
     MetricsFlushed,
     LifecycleCompleted,
@@ -163,10 +182,8 @@ pub enum Completion {
     Prepared,
     /// The launching hook is completed.
     LaunchCompleted,
-    /// CompleteLifecycleAction keeps failing (it is still being retried).
-    LifecycleStuck {
-        error: String,
-    },
+    /// A must-happen call keeps failing (it is still being retried): an operator must act.
+    Stuck(Problem),
 }
 
 /// Everything the core reacts to.
@@ -243,9 +260,97 @@ impl fmt::Display for ScaleReason {
     }
 }
 
-/// An alert for a person, sent once per event.
+/// The kinds of notification events, by the names the config uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Online,
+    Players,
+    IdleStop,
+    Crash,
+    MaxUptime,
+    NeedsOperator,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        Self::Online,
+        Self::Players,
+        Self::IdleStop,
+        Self::Crash,
+        Self::MaxUptime,
+        Self::NeedsOperator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Players => "players",
+            Self::IdleStop => "idle_stop",
+            Self::Crash => "crash",
+            Self::MaxUptime => "max_uptime",
+            Self::NeedsOperator => "needs_operator",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Something only an operator can fix. The agent keeps working (and never idles on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The instance metadata service did not answer at boot: no DNS, no scaling.
+    NoMetadata,
+    /// The packet counter cannot be opened: every sample is unknown, so it never idles.
+    NoPacketCounter { error: String },
+    /// Docker cannot be reached: crashes are not seen, the game is not saved by the agent.
+    NoDocker { error: String },
+    /// CompleteLifecycleAction keeps failing.
+    LifecycleStuck { error: String },
+    /// The record cannot be pointed at this instance: players cannot find it.
+    DnsStuck { error: String },
+    /// The group cannot be scaled to zero: the instance keeps running.
+    ScaleInStuck { error: String },
+}
+
+impl Problem {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NoMetadata => "no_metadata",
+            Self::NoPacketCounter { .. } => "no_packet_counter",
+            Self::NoDocker { .. } => "no_docker",
+            Self::LifecycleStuck { .. } => "lifecycle_stuck",
+            Self::DnsStuck { .. } => "dns_stuck",
+            Self::ScaleInStuck { .. } => "scale_in_stuck",
+        }
+    }
+}
+
+/// An event for people (players in a chat, the operator by e-mail), sent once per event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Alert {
+    /// The record points here and the game is ready. `uptime`: since the instance started.
+    Online {
+        uptime: Duration,
+    },
+    /// The player count changed (rate-limited by the notifier).
+    Players {
+        online: u32,
+        max: u32,
+    },
+    /// The idle server's game was stopped (and saved) before the instance goes away.
+    IdleStop {
+        idle_for: Duration,
+        uptime: Duration,
+        saved: Option<bool>,
+    },
+    /// Idle, but `[scaling]` is not configured: the instance keeps running.
+    IdleNoScaling {
+        idle_for: Duration,
+        detail: String,
+    },
     Crash {
         exit_code: i64,
         oom_killed: bool,
@@ -254,17 +359,24 @@ pub enum Alert {
         log_tail: Vec<String>,
         scaling_in: bool,
     },
-    IdleShutdown {
-        idle_for: Duration,
-        detail: String,
-    },
     MaxUptime {
         uptime: Duration,
         scaling_in: bool,
     },
-    LifecycleStuck {
-        error: String,
-    },
+    NeedsOperator(Problem),
+}
+
+impl Alert {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Online { .. } => EventKind::Online,
+            Self::Players { .. } => EventKind::Players,
+            Self::IdleStop { .. } | Self::IdleNoScaling { .. } => EventKind::IdleStop,
+            Self::Crash { .. } => EventKind::Crash,
+            Self::MaxUptime { .. } => EventKind::MaxUptime,
+            Self::NeedsOperator(_) => EventKind::NeedsOperator,
+        }
+    }
 }
 
 /// The metrics of one interval, for the CloudWatch adapter.
@@ -355,6 +467,8 @@ struct Drain {
     lifecycle: Step,
     exit: bool,
     exit_sent: bool,
+    /// The outcome of the graceful stop, for the `idle_stop` notification.
+    saved: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -386,6 +500,15 @@ pub struct Core {
     max_uptime_alerted: bool,
     idle_without_scaling_noted: bool,
     drain: Option<Drain>,
+    // The `online` notification: the record points here, the game is ready, sent once.
+    dns_pointed: bool,
+    game_ready: bool,
+    online_sent: bool,
+    /// The last player count reported in a `players` notification (the first answer is the
+    /// baseline, not a change).
+    players_reported: Option<u32>,
+    /// Set by an idle scale-in: the `idle_stop` notification goes out once the game is saved.
+    idle_stop_pending: Option<Duration>,
     // Metrics accumulated since the last publish.
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
@@ -417,6 +540,11 @@ impl Core {
             max_uptime_alerted: false,
             idle_without_scaling_noted: false,
             drain: None,
+            dns_pointed: false,
+            game_ready: false,
+            online_sent: false,
+            players_reported: None,
+            idle_stop_pending: None,
             next_metrics,
             packets_sum: None,
             players: None,
@@ -451,7 +579,7 @@ impl Core {
         match input {
             Input::Observation(obs) => self.observe(obs, now, &mut out),
             Input::Container(ev) => self.container(ev, now, &mut out),
-            Input::Lifecycle(state) => self.lifecycle(state, &mut out),
+            Input::Lifecycle(state) => self.lifecycle(state, now, &mut out),
             Input::SpotInterruption => self.start_drain(DrainCause::SpotInterruption),
             Input::Shutdown { system_stopping } => {
                 let cause = if system_stopping {
@@ -488,9 +616,14 @@ impl Core {
         if let PacketReading::Known { total, .. } = &obs.packets {
             self.packets_sum = Some(self.packets_sum.unwrap_or(0).saturating_add(*total));
         }
-        if let Some(ProbeReading::Players { online, .. }) = &obs.probe {
+        if let Some(ProbeReading::Players { online, max }) = &obs.probe {
             self.players = Some(*online);
+            if self.policy.ready_when == Readiness::ProbeAnswers {
+                self.game_ready = true;
+            }
+            self.report_players(*online, *max, out);
         }
+        self.check_online(now, out);
 
         let gap = self.last_sample.is_some_and(|prev| {
             now.saturating_duration_since(prev) > self.policy.sample_interval * GAP_FACTOR
@@ -527,7 +660,7 @@ impl Core {
         if !self.policy.scaling {
             if !self.idle_without_scaling_noted {
                 self.idle_without_scaling_noted = true;
-                out.actions.push(Action::Alert(Alert::IdleShutdown {
+                out.actions.push(Action::Alert(Alert::IdleNoScaling {
                     idle_for,
                     detail: format!(
                         "{basis}; [scaling] is not configured, so the instance keeps running"
@@ -540,10 +673,35 @@ impl Core {
             return;
         }
         self.request_scale_in(ScaleReason::Idle { idle_for }, out);
-        out.actions.push(Action::Alert(Alert::IdleShutdown {
-            idle_for,
-            detail: basis.to_string(),
+        // Told once the game is saved, when the group terminates the instance.
+        self.idle_stop_pending = Some(idle_for);
+    }
+
+    /// The `online` notification, once per boot: in service, the record pointing here (when
+    /// DNS is managed) and the game ready.
+    fn check_online(&mut self, now: Instant, out: &mut Output) {
+        let ready = self.game_ready || self.policy.ready_when == Readiness::InService;
+        if self.online_sent
+            || !self.served
+            || !ready
+            || (self.policy.dns && !self.dns_pointed)
+            || self.drain.is_some()
+            || self.warmed()
+        {
+            return;
+        }
+        self.online_sent = true;
+        out.actions.push(Action::Alert(Alert::Online {
+            uptime: now.saturating_duration_since(self.booted),
         }));
+    }
+
+    /// A `players` notification when the count changes after the server is online.
+    fn report_players(&mut self, online: u32, max: u32, out: &mut Output) {
+        let previous = self.players_reported.replace(online);
+        if self.online_sent && self.drain.is_none() && previous.is_some_and(|p| p != online) {
+            out.actions.push(Action::Alert(Alert::Players { online, max }));
+        }
     }
 
     fn request_scale_in(&mut self, reason: ScaleReason, out: &mut Output) {
@@ -556,6 +714,10 @@ impl Core {
             ContainerEvent::Running { .. } => {
                 self.container_running = true;
                 self.running_since = Some(now);
+                if self.policy.ready_when == Readiness::ContainerRuns {
+                    self.game_ready = true;
+                }
+                self.check_online(now, out);
             }
             ContainerEvent::Exited {
                 name,
@@ -610,7 +772,7 @@ impl Core {
         self.streak_alerted = false;
     }
 
-    fn lifecycle(&mut self, state: LifecycleState, out: &mut Output) {
+    fn lifecycle(&mut self, state: LifecycleState, now: Instant, out: &mut Output) {
         let in_service = matches!(
             state,
             LifecycleState::InService | LifecycleState::Standalone
@@ -644,6 +806,7 @@ impl Core {
             self.start_drain(DrainCause::Terminating);
         }
         self.lifecycle = Some(state);
+        self.check_online(now, out);
     }
 
     fn complete_launch(&mut self, out: &mut Output) {
@@ -668,6 +831,7 @@ impl Core {
             lifecycle: Step::Skip,
             exit: false,
             exit_sent: false,
+            saved: None,
         });
         if stops_game {
             drain.stop.want();
@@ -718,6 +882,17 @@ impl Core {
         if d.stop.busy() {
             return;
         }
+        // The game is saved (or there was none): now the idle stop can be told, with the
+        // outcome of the save. Only for a termination: the group acted on the scale-in.
+        if d.cause == DrainCause::Terminating
+            && let Some(idle_for) = self.idle_stop_pending.take()
+        {
+            out.actions.push(Action::Alert(Alert::IdleStop {
+                idle_for,
+                uptime: now.saturating_duration_since(self.booted),
+                saved: d.saved,
+            }));
+        }
         if let Some(batch) = batch {
             d.flush = Step::Running;
             out.actions
@@ -755,7 +930,10 @@ impl Core {
             }
         };
         match c {
-            Completion::DnsUpdated => {}
+            Completion::DnsUpdated => {
+                self.dns_pointed = true;
+                self.check_online(now, out);
+            }
             Completion::ScaledIn => {
                 if let Some(s) = self.scale_in.as_mut() {
                     s.done_at = Some(now);
@@ -765,9 +943,10 @@ impl Core {
                 self.last_active = now;
                 self.end_streak();
             }
-            Completion::GracefulStopDone => {
+            Completion::GracefulStopDone { saved } => {
                 if let Some(d) = self.drain.as_mut() {
                     set(&mut d.stop);
+                    d.saved = saved;
                 }
             }
             Completion::DnsReverted => {
@@ -787,9 +966,8 @@ impl Core {
             }
             Completion::Prepared => self.complete_launch(out),
             Completion::LaunchCompleted => {}
-            Completion::LifecycleStuck { error } => {
-                out.actions
-                    .push(Action::Alert(Alert::LifecycleStuck { error }));
+            Completion::Stuck(problem) => {
+                out.actions.push(Action::Alert(Alert::NeedsOperator(problem)));
             }
         }
     }

@@ -14,7 +14,10 @@
 //! - [`container`]: the game container through the Docker API: events, crash/stop
 //!   classification, graceful stop.
 //! - [`aws`]: instance metadata, Route53, Auto Scaling, CloudWatch and SNS adapters.
-//! - [`run`]: the wiring: owned tasks, one cancellation token, retries, the drain.
+//! - [`notify`]: notifications: one message model, sinks for SNS and webhooks (Discord,
+//!   Slack, JSON), sent apart from the run loop.
+//! - [`run`]: the wiring: owned tasks, one cancellation token, the executor, the drain.
+//! - [`retry`]: capped exponential backoff with a bound per attempt.
 //! - [`logging`]: text, JSON or journald output.
 //! - [`unit`]: the packaged systemd unit, printed for installs of the bare binary.
 //!
@@ -26,5 +29,7 @@ pub mod config;
 pub mod container;
 pub mod decide;
 pub mod logging;
+pub mod notify;
+pub mod retry;
 pub mod run;
 pub mod unit;

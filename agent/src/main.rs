@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use container_manager_agent::config::{self, Config, EXIT_CONFIG};
 use container_manager_agent::logging::{self, LogFormat};
 use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdown};
-use container_manager_agent::{activity, aws, container, unit};
+use container_manager_agent::decide::Problem;
+use container_manager_agent::{activity, aws, container, notify, unit};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -186,8 +187,12 @@ async fn watch_signals(shutdown: Shutdown) {
 }
 
 async fn build_adapters(config: &Config) -> Adapters {
+    let mut problems = Vec::new();
     let counter = activity::open_counter(&config.activity).map_err(|e| {
         tracing::error!(error = %e, "Cannot count packets; every sample is unknown (never idle).");
+        problems.push(Problem::NoPacketCounter {
+            error: e.to_string(),
+        });
         e.to_string()
     });
     let probe = config.activity.probe.as_ref().map(activity::probe_for);
@@ -195,10 +200,44 @@ async fn build_adapters(config: &Config) -> Adapters {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(error = %e, "Cannot connect to Docker; crashes will not be seen.");
+            problems.push(Problem::NoDocker {
+                error: e.to_string(),
+            });
             None
         }
     };
     let cloud = aws::build(config).await;
+    let needs_identity = config.dns.is_some()
+        || config.scaling.is_some()
+        || config.metrics.is_some()
+        || config.alerts.is_some()
+        || !config.notify.webhooks.is_empty();
+    if needs_identity && cloud.identity.is_none() {
+        problems.push(Problem::NoMetadata);
+    }
+    let http = if config.notify.webhooks.is_empty() {
+        None
+    } else {
+        match notify::http::Https::new() {
+            Ok(h) => Some(Arc::new(h) as Arc<dyn notify::http::HttpPost>),
+            Err(e) => {
+                tracing::error!(error = %e, "Cannot build the HTTPS client; webhook notifications are off.");
+                None
+            }
+        }
+    };
+    let addresses = cloud
+        .identity
+        .as_ref()
+        .map(|i| {
+            let v4 = i.public_ipv4.map(|a| a.to_string());
+            let v6 = i
+                .ipv6
+                .filter(|_| config.dns.as_ref().is_some_and(|d| d.ipv6))
+                .map(|a| a.to_string());
+            v4.into_iter().chain(v6).collect()
+        })
+        .unwrap_or_default();
     Adapters {
         counter,
         probe,
@@ -208,6 +247,10 @@ async fn build_adapters(config: &Config) -> Adapters {
         capacity: cloud.capacity,
         metrics: cloud.metrics,
         alerts: cloud.alerts,
+        secrets: cloud.secrets,
+        http,
+        problems,
+        addresses,
         host: Arc::new(LinuxHost),
     }
 }

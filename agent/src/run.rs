@@ -17,28 +17,56 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::activity::{PacketCounter, Probe};
-use crate::aws::{
-    AlertMessage, Alerts, Capacity, DnsRecord, InstanceMetadata, Metrics, RevertOutcome,
-};
+use crate::aws::{Alerts, Capacity, DnsRecord, InstanceMetadata, Metrics, Secrets};
 use crate::config::Config;
 use crate::container::Containers;
 use crate::decide::{
-    Action, Alert, Completion, ContainerEvent, Core, Input, LifecycleState, Observation,
-    PacketReading, Policy, ProbeReading,
+    Alert, Completion, ContainerEvent, Core, Input, LifecycleState, Observation, PacketReading,
+    Policy, ProbeReading, Problem, Readiness,
 };
+use crate::notify::{self, Sink};
+
+mod executor;
+
+use executor::Executor;
+pub use executor::{LIFECYCLE_STUCK_AFTER, heartbeat_every};
+pub use crate::retry::{CALL_TIMEOUT, backoff, retry, retry_within};
 
 /// How often IMDS is polled for the lifecycle state and Spot notices.
 pub const METADATA_POLL: Duration = Duration::from_secs(5);
 
-/// Each attempt of an AWS or Docker call is bounded by this.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// At the agent's end, queued notifications get at most this long to go out.
+pub const NOTIFY_FLUSH: Duration = Duration::from_secs(15);
 
-/// After this many failed attempts of CompleteLifecycleAction an alert goes out (it is still
-/// retried).
-pub const LIFECYCLE_STUCK_AFTER: u32 = 3;
-/// A pull of the game's image while preparing for the warm pool: bound per attempt, attempts.
-const PULL_TIMEOUT: Duration = Duration::from_secs(600);
-const PULL_ATTEMPTS: u32 = 3;
+/// The notification sinks the config asks for and the adapters allow.
+fn sinks(
+    config: &Config,
+    alerts: Option<Arc<dyn Alerts>>,
+    secrets: Option<Arc<dyn Secrets>>,
+    http: Option<Arc<dyn notify::http::HttpPost>>,
+) -> Vec<Arc<dyn Sink>> {
+    let mut out: Vec<Arc<dyn Sink>> = Vec::new();
+    if let (Some(alerts), Some(a)) = (alerts, config.alerts.as_ref()) {
+        out.push(Arc::new(notify::SnsSink::new(alerts, a.events.clone())));
+    }
+    if let (Some(secrets), Some(http)) = (secrets, http) {
+        for (i, w) in config.notify.webhooks.iter().enumerate() {
+            out.push(Arc::new(notify::webhook::Webhook::new(
+                i,
+                w.clone(),
+                secrets.clone(),
+                http.clone(),
+            )));
+        }
+    } else if !config.notify.webhooks.is_empty() {
+        error!(
+            event = "webhook_unavailable",
+            webhooks = config.notify.webhooks.len(),
+            "Webhook notifications are off: no SSM client or HTTPS client (see the errors above)."
+        );
+    }
+    out
+}
 
 /// The host the agent runs on.
 pub trait Host: Send + Sync + fmt::Debug {
@@ -83,6 +111,14 @@ pub struct Adapters {
     pub capacity: Option<Arc<dyn Capacity>>,
     pub metrics: Option<Arc<dyn Metrics>>,
     pub alerts: Option<Arc<dyn Alerts>>,
+    /// Where webhook URLs are read; `None` without webhook targets.
+    pub secrets: Option<Arc<dyn Secrets>>,
+    /// How webhooks are posted; `None` when the HTTPS client could not be built.
+    pub http: Option<Arc<dyn notify::http::HttpPost>>,
+    /// What went wrong at boot that an operator must fix (told once the notifier runs).
+    pub problems: Vec<Problem>,
+    /// The addresses players connect to, for the `online` message.
+    pub addresses: Vec<String>,
     pub host: Arc<dyn Host>,
 }
 
@@ -131,6 +167,13 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
         launch_hook: scaling.is_some_and(|s| s.launch_hook.is_some())
             && adapters.capacity.is_some(),
         prepare_image: config.container.image.is_some() && adapters.containers.is_some(),
+        ready_when: if adapters.probe.is_some() {
+            Readiness::ProbeAnswers
+        } else if adapters.containers.is_some() {
+            Readiness::ContainerRuns
+        } else {
+            Readiness::InService
+        },
     }
 }
 
@@ -159,6 +202,7 @@ pub async fn run(
         scaling = policy.scaling,
         metrics = policy.metrics_interval.is_some(),
         alerts = adapters.alerts.is_some(),
+        webhooks = config.notify.webhooks.len(),
         probe = adapters.probe.is_some(),
         "Agent started."
     );
@@ -177,8 +221,32 @@ pub async fn run(
         capacity,
         metrics,
         alerts,
+        secrets,
+        http,
+        problems,
+        addresses,
         host,
     } = adapters;
+
+    let sinks = sinks(&config, alerts, secrets, http);
+    let (notifier, notifications) = notify::start(
+        sinks,
+        notify::Options {
+            context: notify::Context {
+                server: config.dns.as_ref().map_or_else(
+                    || config.container.selector.to_string(),
+                    |d| d.record_name.clone(),
+                ),
+                addresses,
+            },
+            players_every: config.notify.players_every,
+            delivery: notify::Delivery::default(),
+            dry_run: options.dry_run,
+        },
+    );
+    for problem in problems {
+        notifier.notify(Alert::NeedsOperator(problem));
+    }
 
     tasks.spawn(sampler(
         counter,
@@ -215,7 +283,7 @@ pub async fn run(
         dns,
         capacity,
         metrics,
-        alerts,
+        notifier,
         done: done_tx,
         cancel: actions_cancel.clone(),
         tasks: JoinSet::new(),
@@ -285,6 +353,12 @@ pub async fn run(
     }
     actions_cancel.cancel();
     exec.tasks.shutdown().await;
+    drop(exec);
+    // What is queued still goes out, within what is left of the budget (at most 15 s).
+    let left = deadline.map_or(NOTIFY_FLUSH, |d| {
+        d.saturating_duration_since(Instant::now()).min(NOTIFY_FLUSH)
+    });
+    notifications.finish(left).await;
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined
             && e.is_panic()
@@ -506,517 +580,4 @@ async fn metadata_poller(
             }
         }
     }
-}
-
-/// Runs the core's actions as owned tasks and reports completions back.
-#[derive(Debug)]
-struct Executor {
-    options: RunOptions,
-    config: Arc<Config>,
-    containers: Option<Arc<dyn Containers>>,
-    dns: Option<Arc<dyn DnsRecord>>,
-    capacity: Option<Arc<dyn Capacity>>,
-    metrics: Option<Arc<dyn Metrics>>,
-    alerts: Option<Arc<dyn Alerts>>,
-    done: mpsc::UnboundedSender<Completion>,
-    cancel: CancellationToken,
-    tasks: JoinSet<()>,
-}
-
-/// Capped exponential backoff: 0.5 s, 1 s, 2 s ... up to 30 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let ms = 500u64.saturating_mul(1u64 << attempt.min(10));
-    Duration::from_millis(ms.min(30_000))
-}
-
-/// Retries `call` until it succeeds, `max_attempts` is reached, or `cancel` fires.
-/// `on_failure` sees each failure with its attempt number (1-based). Each attempt is bounded
-/// by [`CALL_TIMEOUT`].
-pub async fn retry<T, E, F, Fut>(
-    what: &str,
-    max_attempts: Option<u32>,
-    cancel: &CancellationToken,
-    on_failure: impl FnMut(u32, &str),
-    call: F,
-) -> Option<T>
-where
-    E: fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    retry_within(what, CALL_TIMEOUT, max_attempts, cancel, on_failure, call).await
-}
-
-/// [`retry`] with another bound per attempt, for calls that legitimately take long (the
-/// graceful stop waits for the game to save and exit).
-pub async fn retry_within<T, E, F, Fut>(
-    what: &str,
-    per_attempt: Duration,
-    max_attempts: Option<u32>,
-    cancel: &CancellationToken,
-    mut on_failure: impl FnMut(u32, &str),
-    mut call: F,
-) -> Option<T>
-where
-    E: fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        let outcome = tokio::select! {
-            () = cancel.cancelled() => return None,
-            r = timeout(per_attempt, call()) => r,
-        };
-        let reason = match outcome {
-            Ok(Ok(v)) => return Some(v),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {per_attempt:?}"),
-        };
-        attempt += 1;
-        on_failure(attempt, &reason);
-        let wait = backoff(attempt - 1);
-        warn!(what, attempt, error = %reason, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Call failed; retrying.");
-        if max_attempts.is_some_and(|m| attempt >= m) {
-            error!(what, attempt, error = %reason, "Giving up.");
-            return None;
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return None,
-            () = sleep(wait) => {}
-        }
-    }
-}
-
-impl Executor {
-    fn report(&self, c: Completion) {
-        // The loop may already have ended; then nobody needs the completion.
-        let _ = self.done.send(c);
-    }
-
-    fn dispatch(&mut self, action: Action) {
-        let dry = self.options.dry_run;
-        match action {
-            Action::Exit => {}
-            Action::UpdateDns => {
-                let Some(dns) = self.dns.clone() else { return };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let record = self
-                    .config
-                    .dns
-                    .as_ref()
-                    .map(|d| d.record_name.clone())
-                    .unwrap_or_default();
-                if dry {
-                    info!(event = "dns_updated", dry_run = true, record = %record, "Would point the record at this instance.");
-                    self.report(Completion::DnsUpdated);
-                    return;
-                }
-                self.tasks.spawn(async move {
-                    if let Some(ip) = retry("route53 upsert", None, &cancel, |_, _| {}, || dns.point_here()).await {
-                        info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
-                        let _ = done.send(Completion::DnsUpdated);
-                    }
-                });
-            }
-            Action::ScaleToZero(reason) => {
-                info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
-                let Some(cap) = self.capacity.clone() else {
-                    return;
-                };
-                if dry {
-                    self.report(Completion::ScaledIn);
-                    return;
-                }
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    if retry(
-                        "set desired capacity 0",
-                        None,
-                        &cancel,
-                        |_, _| {},
-                        || cap.scale_to_zero(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(event = "scale_in_done", "Desired capacity set to 0.");
-                        let _ = done.send(Completion::ScaledIn);
-                    }
-                });
-            }
-            Action::Alert(alert) => {
-                let message = alert_message(&alert, &self.config);
-                let kind = alert_kind(&alert);
-                let Some(alerts) = self.alerts.clone() else {
-                    info!(alert = kind, subject = %message.subject, "No alert topic configured; alert only logged.");
-                    return;
-                };
-                if dry {
-                    info!(event = "alert_sent", dry_run = true, alert = kind, subject = %message.subject, "Would send alert.");
-                    return;
-                }
-                let cancel = self.cancel.clone();
-                self.tasks.spawn(async move {
-                    if retry("sns publish", None, &cancel, |_, _| {}, || alerts.send(&message)).await.is_some() {
-                        info!(event = "alert_sent", alert = kind, subject = %message.subject, "Alert sent.");
-                    }
-                });
-            }
-            Action::GracefulStop { cause, heartbeat } => {
-                info!(cause = %cause, dry_run = dry, "Stopping the game gracefully because {cause}.");
-                let Some(containers) = self.containers.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "graceful_stop_done",
-                        dry_run = dry,
-                        saved = false,
-                        "No container stop performed."
-                    );
-                    self.report(Completion::GracefulStopDone);
-                    return;
-                };
-                let cap = self.capacity.clone().filter(|_| heartbeat);
-                let stop_timeout = self.config.container.stop_timeout;
-                let every = heartbeat_every(stop_timeout);
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    let beats = async {
-                        let Some(cap) = cap else {
-                            return std::future::pending::<()>().await;
-                        };
-                        loop {
-                            match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
-                                Ok(Ok(())) => info!(
-                                    event = "lifecycle_heartbeat",
-                                    "Lifecycle heartbeat sent."
-                                ),
-                                Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
-                                Err(_) => warn!("Lifecycle heartbeat timed out."),
-                            }
-                            sleep(every).await;
-                        }
-                    };
-                    // The stop waits for the pre-stop command and the game's exit: bounded by
-                    // them, not by CALL_TIMEOUT.
-                    let bound = crate::container::graceful_stop_bound(stop_timeout);
-                    let stop = retry_within(
-                        "graceful stop",
-                        bound,
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || containers.graceful_stop(),
-                    );
-                    let report = tokio::select! {
-                        r = stop => r,
-                        () = beats => None,
-                    };
-                    match report {
-                        Some(r) => {
-                            let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
-                            info!(
-                                event = "graceful_stop_done",
-                                container = r.container.as_deref().unwrap_or("none"),
-                                pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
-                                pre_stop_timed_out =
-                                    r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
-                                pre_stop_output =
-                                    r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
-                                saved,
-                                exited_on_its_own = r.exited_on_its_own,
-                                exit_code = r.exit_code,
-                                duration_ms =
-                                    u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
-                                "Game stopped{}.",
-                                if r.exited_on_its_own {
-                                    ""
-                                } else {
-                                    " (it had to be killed)"
-                                }
-                            );
-                        }
-                        None => error!(
-                            event = "graceful_stop_done",
-                            saved = false,
-                            "The game could not be stopped gracefully."
-                        ),
-                    }
-                    let _ = done.send(Completion::GracefulStopDone);
-                });
-            }
-            Action::RevertDns => {
-                let Some(dns) = self.dns.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "dns_reverted",
-                        dry_run = dry,
-                        "Would set the record back to the placeholder."
-                    );
-                    self.report(Completion::DnsReverted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
-                        Some(RevertOutcome::Reverted) => info!(
-                            event = "dns_reverted",
-                            "Record set back to the placeholder."
-                        ),
-                        Some(RevertOutcome::NotOurs { current }) => info!(
-                            event = "dns_reverted",
-                            left_alone = true,
-                            current = current.as_deref().unwrap_or("none"),
-                            "Record no longer holds our address; left alone."
-                        ),
-                        None => return,
-                    }
-                    let _ = done.send(Completion::DnsReverted);
-                });
-            }
-            Action::PublishMetrics { batch, flush } => {
-                let Some(metrics) = self.metrics.clone().filter(|_| !dry) else {
-                    if flush {
-                        self.report(Completion::MetricsFlushed);
-                    }
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    let ok = retry(
-                        "put metric data",
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || metrics.publish(&batch),
-                    )
-                    .await
-                    .is_some();
-                    if ok {
-                        info!(
-                            event = "metrics_published",
-                            flush,
-                            packets = batch.inbound_packets,
-                            idle_seconds = batch.idle_seconds,
-                            "Metrics published."
-                        );
-                    }
-                    if flush {
-                        let _ = done.send(Completion::MetricsFlushed);
-                    }
-                });
-            }
-            Action::CompleteLifecycle => {
-                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "lifecycle_completed",
-                        dry_run = dry,
-                        "Would complete the lifecycle action."
-                    );
-                    self.report(Completion::LifecycleCompleted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    let stuck_tx = done.clone();
-                    let on_failure = move |attempt: u32, reason: &str| {
-                        if attempt == LIFECYCLE_STUCK_AFTER {
-                            let _ = stuck_tx.send(Completion::LifecycleStuck {
-                                error: reason.to_string(),
-                            });
-                        }
-                    };
-                    if retry(
-                        "complete lifecycle action",
-                        None,
-                        &cancel,
-                        on_failure,
-                        || cap.complete_lifecycle(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(
-                            event = "lifecycle_completed",
-                            "Lifecycle action completed (CONTINUE)."
-                        );
-                        let _ = done.send(Completion::LifecycleCompleted);
-                    }
-                });
-            }
-            Action::PrepareForPool => {
-                let image = self.config.container.image.clone();
-                let (Some(containers), Some(image)) =
-                    (self.containers.clone().filter(|_| !dry), image)
-                else {
-                    info!(
-                        event = "prepared",
-                        dry_run = dry,
-                        "Would prepare the instance for the warm pool."
-                    );
-                    self.report(Completion::Prepared);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    info!(image = %image, "Preparing the instance for the warm pool.");
-                    // An image that cannot be pulled now is pulled at the next start instead;
-                    // the instance still goes into the pool (bounded attempts, 10 min each).
-                    match retry_within(
-                        "pull the game's image",
-                        PULL_TIMEOUT,
-                        Some(PULL_ATTEMPTS),
-                        &cancel,
-                        |_, _| {},
-                        || containers.prepare_image(&image),
-                    )
-                    .await
-                    {
-                        Some(pulled) => info!(
-                            event = "prepared",
-                            image = %image,
-                            pulled,
-                            "{}",
-                            if pulled {
-                                "Image pulled; the instance is ready for the warm pool."
-                            } else {
-                                "Image already present; the instance is ready for the warm pool."
-                            }
-                        ),
-                        None => warn!(
-                            event = "prepared",
-                            image = %image,
-                            pulled = false,
-                            "Could not pull the image; it will be pulled when the instance starts."
-                        ),
-                    }
-                    let _ = done.send(Completion::Prepared);
-                });
-            }
-            Action::CompleteLaunch => {
-                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "launch_completed",
-                        dry_run = dry,
-                        "Would complete the launching hook."
-                    );
-                    self.report(Completion::LaunchCompleted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    if retry(
-                        "complete the launching hook",
-                        None,
-                        &cancel,
-                        |_, _| {},
-                        || cap.complete_launch(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(
-                            event = "launch_completed",
-                            "Launching hook completed (CONTINUE)."
-                        );
-                        let _ = done.send(Completion::LaunchCompleted);
-                    }
-                });
-            }
-        }
-    }
-}
-
-/// Heartbeats during a slow save: often enough for any hook timeout of 30 s or more.
-pub fn heartbeat_every(stop_timeout: Duration) -> Duration {
-    (stop_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
-}
-
-fn alert_kind(alert: &Alert) -> &'static str {
-    match alert {
-        Alert::Crash { .. } => "crash",
-        Alert::IdleShutdown { .. } => "idle",
-        Alert::MaxUptime { .. } => "max_uptime",
-        Alert::LifecycleStuck { .. } => "lifecycle_stuck",
-    }
-}
-
-fn mins(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
-}
-
-/// The text of an alert: a subject short enough for a phone's notification, and a body a
-/// person reads without knowing the agent's internals.
-pub fn alert_message(alert: &Alert, config: &Config) -> AlertMessage {
-    let server = config.dns.as_ref().map_or_else(
-        || config.container.selector.to_string(),
-        |d| d.record_name.clone(),
-    );
-    match alert {
-        Alert::Crash {
-            exit_code,
-            oom_killed,
-            crashes,
-            container,
-            log_tail,
-            scaling_in,
-        } => {
-            let what = if *oom_killed {
-                format!("was killed for lack of memory (exit code {exit_code})")
-            } else {
-                format!("crashed with exit code {exit_code}")
-            };
-            let mut body = format!("The game server {server} {what}.\n");
-            if *crashes > 1 {
-                body.push_str(&format!("That is {crashes} crashes in a row.\n"));
-            }
-            body.push_str(if *scaling_in {
-                "The instance is shutting down to save money. Look up the server's name again to start it.\n"
-            } else {
-                "The instance keeps running.\n"
-            });
-            body.push_str(&format!("\nContainer: {container}\n"));
-            if !log_tail.is_empty() {
-                body.push_str(&format!("\nLast {} log lines:\n", log_tail.len()));
-                for l in log_tail {
-                    body.push_str(l);
-                    body.push('\n');
-                }
-            }
-            AlertMessage {
-                subject: truncate_subject(&format!("{server}: game crashed (exit {exit_code})")),
-                body,
-            }
-        }
-        Alert::IdleShutdown { idle_for, detail } => AlertMessage {
-            subject: truncate_subject(&format!("{server}: idle, shutting down")),
-            body: format!(
-                "Nobody has played on {server} for {}.\nWhy: {detail}.\nThe world was saved before the server stopped. Look up the server's name to start it again.\n",
-                mins(*idle_for)
-            ),
-        },
-        Alert::MaxUptime { uptime, scaling_in } => AlertMessage {
-            subject: truncate_subject(&format!("{server}: up for {}", mins(*uptime))),
-            body: if *scaling_in {
-                format!(
-                    "{server} has been running for {}, its maximum. It is shutting down now (stop_on_max_uptime is on); the world is saved first.\n",
-                    mins(*uptime)
-                )
-            } else {
-                format!(
-                    "{server} has been running for {}, longer than its max_uptime. It keeps running; check whether someone is playing or it is stuck.\n",
-                    mins(*uptime)
-                )
-            },
-        },
-        Alert::LifecycleStuck { error } => AlertMessage {
-            subject: truncate_subject(&format!("{server}: shutdown step failing")),
-            body: format!(
-                "The agent cannot complete the instance's termination lifecycle action: {error}\nIt keeps retrying. If it never succeeds, the instance terminates when the hook times out.\n"
-            ),
-        },
-    }
-}
-
-/// SNS subjects are at most 100 characters.
-fn truncate_subject(s: &str) -> String {
-    s.chars().take(100).collect()
 }

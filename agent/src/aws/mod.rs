@@ -47,6 +47,7 @@ pub mod cloudwatch;
 pub mod imds;
 pub mod route53;
 pub mod sns;
+pub mod ssm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -129,6 +130,33 @@ pub struct AlertMessage {
     pub body: String,
 }
 
+/// A secret value (a webhook URL). Its `Debug` never shows it; only [`Secret::expose`] does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Secrets kept in SSM Parameter Store (SecureString).
+#[async_trait]
+pub trait Secrets: Send + Sync + std::fmt::Debug {
+    /// The decrypted value of a parameter.
+    async fn secret(&self, name: &str) -> Result<Secret, AwsError>;
+}
+
 /// SNS alerts.
 #[async_trait]
 pub trait Alerts: Send + Sync + std::fmt::Debug {
@@ -143,6 +171,8 @@ pub struct CloudAdapters {
     pub capacity: Option<Arc<dyn Capacity>>,
     pub metrics: Option<Arc<dyn Metrics>>,
     pub alerts: Option<Arc<dyn Alerts>>,
+    /// SSM, for the webhook URLs; `None` without `[[notify.webhook]]` targets.
+    pub secrets: Option<Arc<dyn Secrets>>,
     /// The identity read at boot; `None` when IMDS could not be read.
     pub identity: Option<Identity>,
 }
@@ -196,10 +226,12 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
         }
     };
     let metadata = Arc::new(imds::Imds::new(imds_client.clone()));
+    let webhooks = !config.notify.webhooks.is_empty();
     if config.dns.is_none()
         && config.scaling.is_none()
         && config.metrics.is_none()
         && config.alerts.is_none()
+        && !webhooks
     {
         // Nothing to do in the cloud: do not wait for the instance's identity. The lifecycle
         // poller still reads IMDS, so a termination is still handled where IMDS answers.
@@ -216,8 +248,18 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
              Running without DNS, scaling, metrics and alerts: the record is not updated and \
              the instance is never scaled in. Restart the agent once IMDS answers."
         );
+        // The webhooks may still work where credentials and a region come from elsewhere
+        // (the environment, a profile); on EC2 without IMDS their URL cannot be read either,
+        // and that is reported once when the first message is due.
+        let secrets = if webhooks {
+            let sdk = sdk_config_without_identity(options).await;
+            Some(Arc::new(ssm::Ssm::new(aws_sdk_ssm::Client::new(&sdk))) as Arc<dyn Secrets>)
+        } else {
+            None
+        };
         return CloudAdapters {
             metadata: Some(metadata),
+            secrets,
             ..CloudAdapters::default()
         };
     };
@@ -265,12 +307,15 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
         let client = aws_sdk_sns::Client::new(&sdk);
         Arc::new(sns::Sns::new(client, a.sns_topic_arn.clone())) as Arc<dyn Alerts>
     });
+    let secrets = webhooks
+        .then(|| Arc::new(ssm::Ssm::new(aws_sdk_ssm::Client::new(&sdk))) as Arc<dyn Secrets>);
     CloudAdapters {
         metadata: Some(metadata),
         dns,
         capacity,
         metrics,
         alerts,
+        secrets,
         identity: Some(identity),
     }
 }
@@ -287,7 +332,7 @@ async fn read_identity(metadata: &dyn InstanceMetadata, budget: Duration) -> Opt
             Err(_) => format!("no answer within {left:?}"),
         };
         attempt += 1;
-        let wait = crate::run::backoff(attempt - 1).min(Duration::from_secs(8));
+        let wait = crate::retry::backoff(attempt - 1).min(Duration::from_secs(8));
         if Instant::now() + wait >= deadline {
             warn!(attempt, error = %reason, "Reading the instance identity failed; giving up.");
             return None;
@@ -295,6 +340,27 @@ async fn read_identity(metadata: &dyn InstanceMetadata, budget: Duration) -> Opt
         warn!(attempt, error = %reason, retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "Reading the instance identity failed; retrying.");
         sleep(wait).await;
     }
+}
+
+/// The SDK config when the instance's identity is unknown: region and credentials from the
+/// environment or a profile only (the IMDS steps would only wait for the same dead service).
+async fn sdk_config_without_identity(options: &BuildOptions) -> SdkConfig {
+    let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
+        .or_else(ProfileFileRegionProvider::new());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
+    if let Some(url) = &options.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
 }
 
 /// The shared SDK config: region from the environment or the profile, else the instance's

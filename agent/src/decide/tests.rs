@@ -20,6 +20,7 @@ fn policy() -> Policy {
         metrics_interval: Some(60 * S),
         launch_hook: false,
         prepare_image: false,
+        ready_when: Readiness::ProbeAnswers,
     }
 }
 
@@ -137,16 +138,156 @@ fn quiet_for_idle_after_scales_in_once_with_one_alert() {
     }
     let a = r.sample(quiet()); // 60 s quiet
     assert!(a.iter().any(is_idle_scale), "{a:?}");
-    assert!(
-        a.iter()
-            .any(|x| matches!(x, Action::Alert(Alert::IdleShutdown { .. })))
-    );
+    // The idle stop is told once the game is saved, not when the scale-in is asked for.
+    assert!(!a.iter().any(|x| matches!(x, Action::Alert(_))), "{a:?}");
     for _ in 0..10 {
         let a = r.sample(quiet());
         assert!(!a.iter().any(is_idle_scale), "scale-in repeated: {a:?}");
     }
     assert_eq!(r.scale_ins().len(), 1);
+    assert!(r.alerts().is_empty(), "{:?}", r.alerts());
+    // The group terminates the instance: the game saves, then the idle stop is told with the
+    // save's outcome, once, before the lifecycle action is completed.
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(r.alerts().is_empty(), "not before the save: {:?}", r.alerts());
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    match a.as_slice() {
+        [
+            Action::Alert(Alert::IdleStop { idle_for, uptime, saved: Some(true) }),
+            Action::PublishMetrics { flush: true, .. },
+        ] => {
+            assert_eq!(*idle_for, 60 * S);
+            assert!(*uptime > 3600 * S, "{uptime:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    r.at(S, Input::Done(Completion::DnsReverted));
+    r.at(S, Input::Done(Completion::MetricsFlushed));
+    r.at(S, Input::Done(Completion::LifecycleCompleted));
+    assert!(r.core.finished());
     assert_eq!(r.alerts().len(), 1);
+}
+
+#[test]
+fn an_unsaved_idle_stop_says_so() {
+    let mut r = Rig::new(policy());
+    for _ in 0..6 {
+        r.sample(quiet());
+    }
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(false) }));
+    assert!(
+        matches!(a.first(), Some(Action::Alert(Alert::IdleStop { saved: Some(false), .. }))),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_termination_nobody_asked_for_tells_no_idle_stop() {
+    let mut r = Rig::new(policy());
+    r.sample(quiet());
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    assert!(r.alerts().is_empty(), "{:?}", r.alerts());
+}
+
+fn online_count(r: &Rig) -> usize {
+    r.alerts()
+        .iter()
+        .filter(|a| matches!(a, Alert::Online { .. }))
+        .count()
+}
+
+#[test]
+fn online_waits_for_the_record_and_the_first_probe_answer_and_comes_once() {
+    let mut r = Rig::with_uptime(policy(), 20 * S);
+    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::InService)), vec![Action::UpdateDns]);
+    // The game answers before DNS is in sync: not yet.
+    assert!(r.sample(with_probe(quiet(), players(0))).is_empty());
+    let a = r.at(S, Input::Done(Completion::DnsUpdated));
+    match a.as_slice() {
+        [Action::Alert(Alert::Online { uptime })] => assert_eq!(*uptime, 32 * S),
+        other => panic!("{other:?}"),
+    }
+    r.sample(with_probe(quiet(), players(0)));
+    r.at(S, Input::Done(Completion::DnsUpdated));
+    assert_eq!(online_count(&r), 1);
+}
+
+#[test]
+fn online_is_not_told_while_the_probe_fails_or_in_the_warm_pool() {
+    let mut r = Rig::new(policy());
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(S, Input::Done(Completion::DnsUpdated));
+    r.sample(with_probe(quiet(), probe_err()));
+    assert_eq!(online_count(&r), 0);
+
+    let mut r = Rig::new(Policy {
+        ready_when: Readiness::ContainerRuns,
+        ..pool_policy()
+    });
+    r.at(S, Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending:Wait".into())));
+    r.at(
+        S,
+        Input::Container(ContainerEvent::Running {
+            id: "c1".into(),
+            name: "game".into(),
+        }),
+    );
+    assert_eq!(online_count(&r), 0);
+}
+
+#[test]
+fn online_without_a_probe_follows_the_container() {
+    let mut r = Rig::new(Policy {
+        ready_when: Readiness::ContainerRuns,
+        ..policy()
+    });
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(S, Input::Done(Completion::DnsUpdated));
+    assert_eq!(online_count(&r), 0);
+    r.at(
+        S,
+        Input::Container(ContainerEvent::Running {
+            id: "c1".into(),
+            name: "game".into(),
+        }),
+    );
+    assert_eq!(online_count(&r), 1);
+}
+
+#[test]
+fn players_are_told_on_changes_after_online_only() {
+    let mut r = Rig::new(policy());
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.sample(with_probe(busy(), players(2))); // before online: the baseline
+    r.at(S, Input::Done(Completion::DnsUpdated)); // online
+    r.sample(with_probe(busy(), players(2)));
+    r.sample(with_probe(busy(), probe_err()));
+    r.sample(with_probe(busy(), players(3)));
+    r.sample(with_probe(busy(), players(3)));
+    r.sample(with_probe(quiet(), players(0)));
+    let told: Vec<u32> = r
+        .alerts()
+        .iter()
+        .filter_map(|a| match a {
+            Alert::Players { online, .. } => Some(*online),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told, vec![3, 0]);
+}
+
+#[test]
+fn a_stuck_dns_update_or_scale_in_needs_an_operator() {
+    let mut r = Rig::new(policy());
+    for problem in [
+        Problem::DnsStuck { error: "AccessDenied".into() },
+        Problem::ScaleInStuck { error: "AccessDenied".into() },
+    ] {
+        let a = r.at(S, Input::Done(Completion::Stuck(problem.clone())));
+        assert_eq!(a, vec![Action::Alert(Alert::NeedsOperator(problem))]);
+    }
 }
 
 #[test]
@@ -413,7 +554,7 @@ fn termination_reverts_dns_while_the_game_saves_then_flushes_then_completes_then
         "nothing while the stop runs"
     );
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
     assert!(
         matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
         "{a:?}"
@@ -436,7 +577,7 @@ fn the_lifecycle_waits_for_the_save_even_when_dns_is_done_first() {
         r.at(S, Input::Tick).is_empty(),
         "no completion while the game saves"
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
     assert!(!a.contains(&Action::CompleteLifecycle), "{a:?}");
 }
 
@@ -455,7 +596,7 @@ fn spot_notice_stops_at_once_and_termination_completes_later() {
         ]
     );
     assert!(
-        r.at(S, Input::Done(Completion::GracefulStopDone))
+        r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }))
             .is_empty()
     );
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
@@ -520,7 +661,7 @@ fn system_shutdown_saves_and_reverts_without_lifecycle() {
             Action::RevertDns
         ]
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone));
+    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
     assert!(
         matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
         "{a:?}"
@@ -548,7 +689,7 @@ fn without_dns_metrics_or_hook_termination_is_stop_then_exit() {
         }]
     );
     assert_eq!(
-        r.at(S, Input::Done(Completion::GracefulStopDone)),
+        r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) })),
         vec![Action::Exit]
     );
 }
@@ -661,13 +802,13 @@ fn lifecycle_stuck_alerts() {
     let mut r = Rig::new(policy());
     let a = r.at(
         S,
-        Input::Done(Completion::LifecycleStuck {
+        Input::Done(Completion::Stuck(Problem::LifecycleStuck {
             error: "500".into(),
-        }),
+        })),
     );
     assert!(matches!(
         a.as_slice(),
-        [Action::Alert(Alert::LifecycleStuck { .. })]
+        [Action::Alert(Alert::NeedsOperator(Problem::LifecycleStuck { .. }))]
     ));
 }
 
@@ -900,7 +1041,7 @@ proptest! {
                 break;
             };
             let c = match a {
-                Action::GracefulStop { .. } => Completion::GracefulStopDone,
+                Action::GracefulStop { .. } => Completion::GracefulStopDone { saved: Some(true) },
                 Action::RevertDns => Completion::DnsReverted,
                 Action::PublishMetrics { flush: true, .. } => Completion::MetricsFlushed,
                 Action::CompleteLifecycle => Completion::LifecycleCompleted,

@@ -1,0 +1,450 @@
+//! The text of every notification, built in one place: one [`Message`] per event, rendered
+//! for SNS (e-mail, SMS), Discord, Slack and plain JSON within each service's limits.
+//!
+//! Messages are short and human: the server's name, what happened, why, and what to do next.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::decide::{Alert, EventKind, Problem};
+
+/// Who the messages are about.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Context {
+    /// The server's name: the DNS record, or the container's name without DNS.
+    pub server: String,
+    /// The addresses players connect to (the instance's public IPv4, and IPv6 if any).
+    pub addresses: Vec<String>,
+}
+
+/// How a message looks at a glance (a Discord embed's colour, an emoji in Slack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    Good,
+    Info,
+    Warning,
+    Bad,
+}
+
+/// One notification, before it is written for a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub kind: EventKind,
+    pub tone: Tone,
+    pub server: String,
+    /// One line: `valheim.example.com is up`.
+    pub title: String,
+    /// What happened and why, in a sentence or two.
+    pub text: String,
+    /// What a player or the operator can do next, if anything.
+    pub next: Option<String>,
+    /// Short facts: (name, value).
+    pub fields: Vec<(String, String)>,
+    /// The game's last log lines (crashes only).
+    pub log_tail: Vec<String>,
+    /// The facts as machine-readable values, for the `json` kind.
+    pub data: Value,
+}
+
+/// Whole seconds, written as people read them: `4m 12s`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Whole minutes for long spans (`2h 5m`), seconds below one minute.
+fn human_minutes(d: Duration) -> String {
+    if d.as_secs() < 60 {
+        return human(d);
+    }
+    human(Duration::from_secs(d.as_secs() / 60 * 60))
+}
+
+impl Message {
+    /// The message for one event.
+    pub fn new(alert: &Alert, cx: &Context) -> Self {
+        let server = cx.server.clone();
+        let address = (!cx.addresses.is_empty()).then(|| cx.addresses.join(", "));
+        let mut m = Message {
+            kind: alert.kind(),
+            tone: Tone::Info,
+            server: server.clone(),
+            title: String::new(),
+            text: String::new(),
+            next: None,
+            fields: Vec::new(),
+            log_tail: Vec::new(),
+            data: json!({}),
+        };
+        match alert {
+            Alert::Online { uptime } => {
+                m.tone = Tone::Good;
+                m.title = format!("{server} is up");
+                m.text = format!(
+                    "The game server {server} is ready for players. It took {} from the instance's start.",
+                    human(*uptime)
+                );
+                m.next = Some(format!("Connect to {server}."));
+                m.fields.push(("Server".into(), server.clone()));
+                if let Some(a) = &address {
+                    m.fields.push(("Address".into(), a.clone()));
+                }
+                m.fields.push(("Start-up".into(), human(*uptime)));
+                m.data = json!({
+                    "addresses": cx.addresses,
+                    "wake_seconds": uptime.as_secs_f64(),
+                });
+            }
+            Alert::Players { online, max } => {
+                m.title = match online {
+                    0 => format!("{server}: nobody is playing"),
+                    1 => format!("{server}: 1 player online"),
+                    n => format!("{server}: {n} players online"),
+                };
+                m.text = if *max > 0 {
+                    format!("{online} of {max} player slots are taken on {server}.")
+                } else {
+                    format!("{online} players are on {server}.")
+                };
+                if *online == 0 {
+                    m.next = Some(
+                        "The server stops by itself if nobody joins for a while; the world is saved first."
+                            .into(),
+                    );
+                }
+                m.fields.push(("Players".into(), players(*online, *max)));
+                m.data = json!({ "players": online, "max_players": max });
+            }
+            Alert::IdleStop {
+                idle_for,
+                uptime,
+                saved,
+            } => {
+                m.title = format!("{server} stopped: nobody was playing");
+                let save = match saved {
+                    Some(true) => "The world was saved before the server stopped.",
+                    Some(false) => {
+                        m.tone = Tone::Warning;
+                        "The game did not stop cleanly in time, so the latest progress may not be saved."
+                    }
+                    None => "No game was running, so there was nothing to save.",
+                };
+                m.text = format!(
+                    "Nobody played on {server} for {}, so it was shut down to save money. {save}",
+                    human_minutes(*idle_for)
+                );
+                m.next = Some(format!(
+                    "Look up {server} again (open the game's server list, or connect) to start it."
+                ));
+                m.fields.push(("Up for".into(), human_minutes(*uptime)));
+                m.fields.push(("Idle for".into(), human_minutes(*idle_for)));
+                m.fields.push((
+                    "World saved".into(),
+                    match saved {
+                        Some(true) => "yes",
+                        Some(false) => "not confirmed",
+                        None => "no game was running",
+                    }
+                    .into(),
+                ));
+                m.data = json!({
+                    "idle_seconds": idle_for.as_secs(),
+                    "uptime_seconds": uptime.as_secs(),
+                    "saved": saved,
+                });
+            }
+            Alert::IdleNoScaling { idle_for, detail } => {
+                m.tone = Tone::Warning;
+                m.title = format!("{server}: idle, still running");
+                m.text = format!(
+                    "Nobody has played on {server} for {} ({detail}).",
+                    human_minutes(*idle_for)
+                );
+                m.next = Some(
+                    "Add [scaling] to the agent's config to let it stop the server, or stop it by hand."
+                        .into(),
+                );
+                m.fields.push(("Idle for".into(), human_minutes(*idle_for)));
+                m.data = json!({ "idle_seconds": idle_for.as_secs(), "scaling": false });
+            }
+            Alert::Crash {
+                exit_code,
+                oom_killed,
+                crashes,
+                container,
+                log_tail,
+                scaling_in,
+            } => {
+                m.tone = Tone::Bad;
+                m.title = format!("{server}: game crashed (exit {exit_code})");
+                let what = if *oom_killed {
+                    format!("was killed for lack of memory (exit code {exit_code})")
+                } else {
+                    format!("crashed with exit code {exit_code}")
+                };
+                m.text = format!("The game server {server} {what}.");
+                if *crashes > 1 {
+                    m.text.push_str(&format!(" That is {crashes} crashes in a row."));
+                }
+                m.text.push_str(if *scaling_in {
+                    " The instance is shutting down to save money."
+                } else {
+                    " The instance keeps running."
+                });
+                m.next = Some(if *scaling_in {
+                    format!("Look up {server} again to start it. If it keeps crashing, the operator should read the game's log.")
+                } else {
+                    "The operator should read the game's log.".into()
+                });
+                m.fields.push(("Exit code".into(), exit_code.to_string()));
+                if *crashes > 1 {
+                    m.fields.push(("Crashes in a row".into(), crashes.to_string()));
+                }
+                m.fields.push(("Container".into(), container.clone()));
+                m.log_tail.clone_from(log_tail);
+                m.data = json!({
+                    "exit_code": exit_code,
+                    "oom_killed": oom_killed,
+                    "crashes": crashes,
+                    "container": container,
+                    "scaling_in": scaling_in,
+                    "log_tail": log_tail,
+                });
+            }
+            Alert::MaxUptime { uptime, scaling_in } => {
+                m.tone = Tone::Warning;
+                m.title = format!("{server}: up for {}", human_minutes(*uptime));
+                if *scaling_in {
+                    m.text = format!(
+                        "{server} has been running for {}, its maximum, so it is shutting down now. The world is saved first.",
+                        human_minutes(*uptime)
+                    );
+                    m.next = Some(format!("Look up {server} again to start it."));
+                } else {
+                    m.text = format!(
+                        "{server} has been running for {}, longer than its max_uptime. It keeps running.",
+                        human_minutes(*uptime)
+                    );
+                    m.next = Some(
+                        "The operator should check whether someone is playing or the server is stuck."
+                            .into(),
+                    );
+                }
+                m.fields.push(("Up for".into(), human_minutes(*uptime)));
+                m.data = json!({ "uptime_seconds": uptime.as_secs(), "scaling_in": scaling_in });
+            }
+            Alert::NeedsOperator(problem) => {
+                m.tone = Tone::Bad;
+                let (title, text, next, error) = operator_text(problem);
+                m.title = format!("{server}: {title}");
+                m.text = text;
+                m.next = Some(next.into());
+                if let Some(e) = error {
+                    m.fields.push(("Error".into(), e.to_string()));
+                }
+                m.data = json!({ "problem": problem.name(), "error": error });
+            }
+        }
+        m
+    }
+
+    /// SNS: a subject of at most 100 characters and a plain-text body.
+    pub fn sns(&self) -> (String, String) {
+        let mut body = format!("{}\n", self.text);
+        if let Some(n) = &self.next {
+            body.push_str(n);
+            body.push('\n');
+        }
+        if !self.fields.is_empty() {
+            body.push('\n');
+            for (k, v) in &self.fields {
+                body.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        if !self.log_tail.is_empty() {
+            body.push_str(&format!("\nLast {} log lines:\n", self.log_tail.len()));
+            for l in &self.log_tail {
+                body.push_str(l);
+                body.push('\n');
+            }
+        }
+        (clip(&self.title, 100), body)
+    }
+
+    /// Discord's execute-webhook body: one embed, within Discord's limits (title 256,
+    /// description 4096, 25 fields of 256/1024, 6000 in all), mentions off.
+    pub fn discord(&self) -> Value {
+        let mut description = self.text.clone();
+        if let Some(n) = &self.next {
+            description.push_str("\n\n");
+            description.push_str(n);
+        }
+        let description = clip(&description, 2000);
+        let mut fields: Vec<Value> = self
+            .fields
+            .iter()
+            .take(10)
+            .map(|(k, v)| json!({ "name": clip(k, 64), "value": clip(v, 256), "inline": true }))
+            .collect();
+        if !self.log_tail.is_empty() {
+            fields.push(json!({
+                "name": "Last log lines",
+                "value": code_block(&self.log_tail, 1000),
+                "inline": false,
+            }));
+        }
+        json!({
+            "username": "container-manager",
+            "allowed_mentions": { "parse": [] },
+            "embeds": [{
+                "title": clip(&self.title, 256),
+                "description": description,
+                "color": match self.tone {
+                    Tone::Good => 0x2e_cc71,
+                    Tone::Info => 0x34_98db,
+                    Tone::Warning => 0xf1_c40f,
+                    Tone::Bad => 0xe7_4c3c,
+                },
+                "fields": fields,
+                "footer": { "text": format!("container-manager · {}", self.kind.as_str()) },
+            }],
+        })
+    }
+
+    /// Slack's incoming-webhook body: a plain `text` (the notification's preview) and blocks
+    /// within Slack's limits (header 150, section text 3000, 10 fields of 2000).
+    pub fn slack(&self) -> Value {
+        let icon = match self.tone {
+            Tone::Good => ":large_green_circle:",
+            Tone::Info => ":information_source:",
+            Tone::Warning => ":warning:",
+            Tone::Bad => ":red_circle:",
+        };
+        let mut text = slack_escape(&self.text);
+        if let Some(n) = &self.next {
+            text.push('\n');
+            text.push_str(&slack_escape(n));
+        }
+        let mut blocks = vec![
+            json!({ "type": "header", "text": { "type": "plain_text", "text": clip(&self.title, 150), "emoji": true } }),
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": clip(&format!("{icon} {text}"), 3000) } }),
+        ];
+        if !self.fields.is_empty() {
+            let fields: Vec<Value> = self
+                .fields
+                .iter()
+                .take(10)
+                .map(|(k, v)| {
+                    json!({ "type": "mrkdwn", "text": clip(&format!("*{}*\n{}", slack_escape(k), slack_escape(v)), 2000) })
+                })
+                .collect();
+            blocks.push(json!({ "type": "section", "fields": fields }));
+        }
+        if !self.log_tail.is_empty() {
+            let lines: Vec<String> = self.log_tail.iter().map(|l| slack_escape(l)).collect();
+            blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": code_block(&lines, 2900) } }));
+        }
+        json!({
+            "text": clip(&format!("{}: {}", self.title, self.text), 3000),
+            "blocks": blocks,
+        })
+    }
+
+    /// The `json` kind: one flat object for any receiver (ntfy, Home Assistant, scripts).
+    pub fn json(&self) -> Value {
+        json!({
+            "source": "container-manager",
+            "event": self.kind.as_str(),
+            "server": self.server,
+            "title": self.title,
+            "message": self.text,
+            "next": self.next,
+            "data": self.data,
+        })
+    }
+}
+
+fn players(online: u32, max: u32) -> String {
+    if max > 0 {
+        format!("{online}/{max}")
+    } else {
+        online.to_string()
+    }
+}
+
+/// Title, text, what to do, and the error, for a problem only an operator can fix.
+fn operator_text(problem: &Problem) -> (&'static str, String, &'static str, Option<&str>) {
+    match problem {
+        Problem::NoMetadata => (
+            "agent cannot read instance metadata",
+            "The agent could not read the instance's metadata at boot, so it does not update DNS and never scales in: the instance keeps running and costs money.".into(),
+            "Check the instance's metadata options (IMDSv2, hop limit), then run: systemctl restart container-manager-agent",
+            None,
+        ),
+        Problem::NoPacketCounter { error } => (
+            "agent cannot count packets",
+            "The agent cannot count the game's packets, so every sample counts as activity and the server never stops by itself.".into(),
+            "Check the agent's journal (journalctl -u container-manager-agent) and its CAP_NET_RAW capability.",
+            Some(error),
+        ),
+        Problem::NoDocker { error } => (
+            "agent cannot reach Docker",
+            "The agent cannot reach Docker, so it neither sees crashes nor saves the game before a shutdown.".into(),
+            "Check that Docker runs and that the agent's user is in the docker group.",
+            Some(error),
+        ),
+        Problem::LifecycleStuck { error } => (
+            "shutdown step failing",
+            "The agent cannot complete the instance's termination lifecycle action. It keeps retrying; if it never succeeds, the instance terminates when the hook times out.".into(),
+            "Check the instance role's autoscaling:CompleteLifecycleAction permission.",
+            Some(error),
+        ),
+        Problem::DnsStuck { error } => (
+            "DNS update failing",
+            "The agent cannot point the server's DNS record at this instance, so players cannot find it. It keeps retrying.".into(),
+            "Check the instance role's route53:ChangeResourceRecordSets permission and the hosted zone id.",
+            Some(error),
+        ),
+        Problem::ScaleInStuck { error } => (
+            "cannot scale to zero",
+            "The agent decided to stop the server but cannot set the Auto Scaling group's capacity to 0, so the instance keeps running. It keeps retrying.".into(),
+            "Check the instance role's autoscaling:SetDesiredCapacity permission, or set the capacity to 0 by hand.",
+            Some(error),
+        ),
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The last lines that fit in `max` characters, in a code block that they cannot close.
+fn code_block(lines: &[String], max: usize) -> String {
+    let budget = max.saturating_sub(8);
+    let mut kept: Vec<String> = Vec::new();
+    let mut used = 0;
+    for l in lines.iter().rev() {
+        let l = clip(&l.replace("```", "'''"), 200);
+        let n = l.chars().count() + 1;
+        if used + n > budget {
+            break;
+        }
+        used += n;
+        kept.push(l);
+    }
+    kept.reverse();
+    format!("```\n{}\n```", kept.join("\n"))
+}
+
+/// Slack's mrkdwn control characters.
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

@@ -1,0 +1,387 @@
+//! The executor: runs the core's actions as owned tasks, with retries, and reports their
+//! completions back to the run loop. Notifications go to the notifier, which never waits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::RunOptions;
+use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
+use crate::config::Config;
+use crate::container::Containers;
+use crate::decide::{Action, Completion, Problem};
+use crate::notify::Notifier;
+use crate::retry::{CALL_TIMEOUT, retry, retry_within};
+
+/// After this many failed attempts of CompleteLifecycleAction an alert goes out (it is still
+/// retried).
+pub const LIFECYCLE_STUCK_AFTER: u32 = 3;
+/// A pull of the game's image while preparing for the warm pool: bound per attempt, attempts.
+const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+const PULL_ATTEMPTS: u32 = 3;
+
+/// Runs the core's actions as owned tasks and reports completions back.
+#[derive(Debug)]
+pub(super) struct Executor {
+    pub(super) options: RunOptions,
+    pub(super) config: Arc<Config>,
+    pub(super) containers: Option<Arc<dyn Containers>>,
+    pub(super) dns: Option<Arc<dyn DnsRecord>>,
+    pub(super) capacity: Option<Arc<dyn Capacity>>,
+    pub(super) metrics: Option<Arc<dyn Metrics>>,
+    pub(super) notifier: Notifier,
+    pub(super) done: mpsc::UnboundedSender<Completion>,
+    pub(super) cancel: CancellationToken,
+    pub(super) tasks: JoinSet<()>,
+}
+
+/// Reports a must-happen call that keeps failing, once, at its [`LIFECYCLE_STUCK_AFTER`]th
+/// failure (it is still retried).
+fn stuck_after(
+    done: &mpsc::UnboundedSender<Completion>,
+    problem: fn(String) -> Problem,
+) -> impl FnMut(u32, &str) + use<> {
+    let done = done.clone();
+    move |attempt: u32, reason: &str| {
+        if attempt == LIFECYCLE_STUCK_AFTER {
+            let _ = done.send(Completion::Stuck(problem(reason.to_string())));
+        }
+    }
+}
+
+impl Executor {
+    pub(super) fn report(&self, c: Completion) {
+        // The loop may already have ended; then nobody needs the completion.
+        let _ = self.done.send(c);
+    }
+
+    pub(super) fn dispatch(&mut self, action: Action) {
+        let dry = self.options.dry_run;
+        match action {
+            Action::Exit => {}
+            Action::UpdateDns => {
+                let Some(dns) = self.dns.clone() else { return };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                let record = self
+                    .config
+                    .dns
+                    .as_ref()
+                    .map(|d| d.record_name.clone())
+                    .unwrap_or_default();
+                if dry {
+                    info!(event = "dns_updated", dry_run = true, record = %record, "Would point the record at this instance.");
+                    self.report(Completion::DnsUpdated);
+                    return;
+                }
+                let on_failure = stuck_after(&self.done, |error| Problem::DnsStuck { error });
+                self.tasks.spawn(async move {
+                    if let Some(ip) = retry("route53 upsert", None, &cancel, on_failure, || dns.point_here()).await {
+                        info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
+                        let _ = done.send(Completion::DnsUpdated);
+                    }
+                });
+            }
+            Action::ScaleToZero(reason) => {
+                info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
+                let Some(cap) = self.capacity.clone() else {
+                    return;
+                };
+                if dry {
+                    self.report(Completion::ScaledIn);
+                    return;
+                }
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                let on_failure = stuck_after(&self.done, |error| Problem::ScaleInStuck { error });
+                self.tasks.spawn(async move {
+                    if retry(
+                        "set desired capacity 0",
+                        None,
+                        &cancel,
+                        on_failure,
+                        || cap.scale_to_zero(),
+                    )
+                    .await
+                    .is_some()
+                    {
+                        info!(event = "scale_in_done", "Desired capacity set to 0.");
+                        let _ = done.send(Completion::ScaledIn);
+                    }
+                });
+            }
+            Action::Alert(alert) => {
+                // Sent apart from the loop: never waits, never blocks an action.
+                self.notifier.notify(alert);
+            }
+            Action::GracefulStop { cause, heartbeat } => {
+                info!(cause = %cause, dry_run = dry, "Stopping the game gracefully because {cause}.");
+                let Some(containers) = self.containers.clone().filter(|_| !dry) else {
+                    info!(
+                        event = "graceful_stop_done",
+                        dry_run = dry,
+                        saved = false,
+                        "No container stop performed."
+                    );
+                    self.report(Completion::GracefulStopDone { saved: None });
+                    return;
+                };
+                let cap = self.capacity.clone().filter(|_| heartbeat);
+                let stop_timeout = self.config.container.stop_timeout;
+                let every = heartbeat_every(stop_timeout);
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    let beats = async {
+                        let Some(cap) = cap else {
+                            return std::future::pending::<()>().await;
+                        };
+                        loop {
+                            match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
+                                Ok(Ok(())) => info!(
+                                    event = "lifecycle_heartbeat",
+                                    "Lifecycle heartbeat sent."
+                                ),
+                                Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
+                                Err(_) => warn!("Lifecycle heartbeat timed out."),
+                            }
+                            sleep(every).await;
+                        }
+                    };
+                    // The stop waits for the pre-stop command and the game's exit: bounded by
+                    // them, not by CALL_TIMEOUT.
+                    let bound = crate::container::graceful_stop_bound(stop_timeout);
+                    let stop = retry_within(
+                        "graceful stop",
+                        bound,
+                        Some(3),
+                        &cancel,
+                        |_, _| {},
+                        || containers.graceful_stop(),
+                    );
+                    let report = tokio::select! {
+                        r = stop => r,
+                        () = beats => None,
+                    };
+                    let saved = match &report {
+                        Some(r) if r.container.is_none() => None,
+                        Some(r) => Some(
+                            r.exited_on_its_own
+                                && r.pre_stop.as_ref().is_none_or(|p| p.exit_code == Some(0)),
+                        ),
+                        None => Some(false),
+                    };
+                    match report {
+                        Some(r) => {
+                            let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
+                            info!(
+                                event = "graceful_stop_done",
+                                container = r.container.as_deref().unwrap_or("none"),
+                                pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
+                                pre_stop_timed_out =
+                                    r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
+                                pre_stop_output =
+                                    r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
+                                saved,
+                                exited_on_its_own = r.exited_on_its_own,
+                                exit_code = r.exit_code,
+                                duration_ms =
+                                    u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+                                "Game stopped{}.",
+                                if r.exited_on_its_own {
+                                    ""
+                                } else {
+                                    " (it had to be killed)"
+                                }
+                            );
+                        }
+                        None => error!(
+                            event = "graceful_stop_done",
+                            saved = false,
+                            "The game could not be stopped gracefully."
+                        ),
+                    }
+                    let _ = done.send(Completion::GracefulStopDone { saved });
+                });
+            }
+            Action::RevertDns => {
+                let Some(dns) = self.dns.clone().filter(|_| !dry) else {
+                    info!(
+                        event = "dns_reverted",
+                        dry_run = dry,
+                        "Would set the record back to the placeholder."
+                    );
+                    self.report(Completion::DnsReverted);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
+                        Some(RevertOutcome::Reverted) => info!(
+                            event = "dns_reverted",
+                            "Record set back to the placeholder."
+                        ),
+                        Some(RevertOutcome::NotOurs { current }) => info!(
+                            event = "dns_reverted",
+                            left_alone = true,
+                            current = current.as_deref().unwrap_or("none"),
+                            "Record no longer holds our address; left alone."
+                        ),
+                        None => return,
+                    }
+                    let _ = done.send(Completion::DnsReverted);
+                });
+            }
+            Action::PublishMetrics { batch, flush } => {
+                let Some(metrics) = self.metrics.clone().filter(|_| !dry) else {
+                    if flush {
+                        self.report(Completion::MetricsFlushed);
+                    }
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    let ok = retry(
+                        "put metric data",
+                        Some(3),
+                        &cancel,
+                        |_, _| {},
+                        || metrics.publish(&batch),
+                    )
+                    .await
+                    .is_some();
+                    if ok {
+                        info!(
+                            event = "metrics_published",
+                            flush,
+                            packets = batch.inbound_packets,
+                            idle_seconds = batch.idle_seconds,
+                            "Metrics published."
+                        );
+                    }
+                    if flush {
+                        let _ = done.send(Completion::MetricsFlushed);
+                    }
+                });
+            }
+            Action::CompleteLifecycle => {
+                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+                    info!(
+                        event = "lifecycle_completed",
+                        dry_run = dry,
+                        "Would complete the lifecycle action."
+                    );
+                    self.report(Completion::LifecycleCompleted);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                let on_failure =
+                    stuck_after(&self.done, |error| Problem::LifecycleStuck { error });
+                self.tasks.spawn(async move {
+                    if retry(
+                        "complete lifecycle action",
+                        None,
+                        &cancel,
+                        on_failure,
+                        || cap.complete_lifecycle(),
+                    )
+                    .await
+                    .is_some()
+                    {
+                        info!(
+                            event = "lifecycle_completed",
+                            "Lifecycle action completed (CONTINUE)."
+                        );
+                        let _ = done.send(Completion::LifecycleCompleted);
+                    }
+                });
+            }
+            Action::PrepareForPool => {
+                let image = self.config.container.image.clone();
+                let (Some(containers), Some(image)) =
+                    (self.containers.clone().filter(|_| !dry), image)
+                else {
+                    info!(
+                        event = "prepared",
+                        dry_run = dry,
+                        "Would prepare the instance for the warm pool."
+                    );
+                    self.report(Completion::Prepared);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    info!(image = %image, "Preparing the instance for the warm pool.");
+                    // An image that cannot be pulled now is pulled at the next start instead;
+                    // the instance still goes into the pool (bounded attempts, 10 min each).
+                    match retry_within(
+                        "pull the game's image",
+                        PULL_TIMEOUT,
+                        Some(PULL_ATTEMPTS),
+                        &cancel,
+                        |_, _| {},
+                        || containers.prepare_image(&image),
+                    )
+                    .await
+                    {
+                        Some(pulled) => info!(
+                            event = "prepared",
+                            image = %image,
+                            pulled,
+                            "{}",
+                            if pulled {
+                                "Image pulled; the instance is ready for the warm pool."
+                            } else {
+                                "Image already present; the instance is ready for the warm pool."
+                            }
+                        ),
+                        None => warn!(
+                            event = "prepared",
+                            image = %image,
+                            pulled = false,
+                            "Could not pull the image; it will be pulled when the instance starts."
+                        ),
+                    }
+                    let _ = done.send(Completion::Prepared);
+                });
+            }
+            Action::CompleteLaunch => {
+                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+                    info!(
+                        event = "launch_completed",
+                        dry_run = dry,
+                        "Would complete the launching hook."
+                    );
+                    self.report(Completion::LaunchCompleted);
+                    return;
+                };
+                let (done, cancel) = (self.done.clone(), self.cancel.clone());
+                self.tasks.spawn(async move {
+                    if retry(
+                        "complete the launching hook",
+                        None,
+                        &cancel,
+                        |_, _| {},
+                        || cap.complete_launch(),
+                    )
+                    .await
+                    .is_some()
+                    {
+                        info!(
+                            event = "launch_completed",
+                            "Launching hook completed (CONTINUE)."
+                        );
+                        let _ = done.send(Completion::LaunchCompleted);
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Heartbeats during a slow save: often enough for any hook timeout of 30 s or more.
+pub fn heartbeat_every(stop_timeout: Duration) -> Duration {
+    (stop_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
