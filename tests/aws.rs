@@ -21,6 +21,7 @@ use container_manager_agent::aws::{AlertMessage, BuildOptions, RevertOutcome, bu
 use container_manager_agent::config::{self, Config};
 use container_manager_agent::container::{ContainerError, Containers, StopReport};
 use container_manager_agent::decide::{Alert, ContainerEvent, MetricsBatch};
+use container_manager_agent::notify::{Context, Message};
 use container_manager_agent::run::{self, Adapters, Host, RunError, RunOptions, Shutdown};
 
 use support_aws::{PUBLIC_IP, RECORD, Shim, World, eventually, unix_now};
@@ -162,6 +163,10 @@ impl Agent {
             capacity: cloud.capacity,
             metrics: cloud.metrics,
             alerts: cloud.alerts,
+            secrets: cloud.secrets,
+            http: None,
+            problems: vec![],
+            addresses: vec![],
             host: Arc::new(FakeHost),
         };
         let shutdown = Shutdown::default();
@@ -609,26 +614,31 @@ async fn alerts_arrive_through_sns() {
     let config = config(&world, false);
     let cloud = shim.adapters(&config).await;
     let alerts = cloud.alerts.unwrap();
-    let sent: Vec<AlertMessage> = vec![
-        run::alert_message(
-            &Alert::IdleShutdown {
-                idle_for: Duration::from_secs(420),
-                detail: "no packets".into(),
-            },
-            &config,
-        ),
-        run::alert_message(
-            &Alert::Crash {
-                exit_code: 137,
-                oom_killed: true,
-                crashes: 2,
-                container: "game".into(),
-                log_tail: vec!["line one".into(), "line two".into()],
-                scaling_in: true,
-            },
-            &config,
-        ),
-    ];
+    let cx = Context {
+        server: RECORD.into(),
+        addresses: vec![],
+    };
+    let sent: Vec<AlertMessage> = [
+        Alert::IdleStop {
+            idle_for: Duration::from_secs(420),
+            uptime: Duration::from_secs(3600),
+            saved: Some(true),
+        },
+        Alert::Crash {
+            exit_code: 137,
+            oom_killed: true,
+            crashes: 2,
+            container: "game".into(),
+            log_tail: vec!["line one".into(), "line two".into()],
+            scaling_in: true,
+        },
+    ]
+    .iter()
+    .map(|a| {
+        let (subject, body) = Message::new(a, &cx).sns();
+        AlertMessage { subject, body }
+    })
+    .collect();
     for a in &sent {
         alerts.send(a).await.unwrap();
     }
@@ -639,7 +649,12 @@ async fn alerts_arrive_through_sns() {
         assert_eq!(m["message"], a.body.as_str());
         assert_eq!(m["topic"], world.topic_arn.as_str());
     }
-    assert!(got[0]["subject"].as_str().unwrap().contains("idle"));
+    assert!(
+        got[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("nobody was playing")
+    );
     assert!(got[1]["message"].as_str().unwrap().contains("line two"));
 }
 
@@ -871,4 +886,38 @@ async fn binary_points_dns_using_only_the_standard_environment() {
     assert!(status.success(), "{status}");
     // An agent stop leaves the record alone.
     assert_eq!(shim.record(&world, "A").await.unwrap().1, vec![PUBLIC_IP]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_urls_are_read_from_ssm_securestring_parameters() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let url = "https://discord.com/api/webhooks/1/sEcReT";
+    shim.ctl(
+        "put_secure",
+        json!({"name": "/container-manager/test/discord", "value": url, "region": world.region}),
+    )
+    .await;
+    let text = format!(
+        "{}\n[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"/container-manager/test/discord\"\n",
+        config_text(&world, false, "1s")
+    );
+    let with_hook = config::parse("agent.toml", &text).unwrap();
+    let cloud = shim.adapters(&with_hook).await;
+    let secrets = cloud.secrets.expect("webhooks configured: an SSM client");
+    let got = secrets
+        .secret("/container-manager/test/discord")
+        .await
+        .unwrap();
+    assert_eq!(got.expose(), url);
+    assert!(!format!("{got:?}").contains("sEcReT"));
+    let err = secrets
+        .secret("/container-manager/test/missing")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ParameterNotFound"), "{err}");
+    // Without webhooks, no SSM client at all.
+    let plain = shim.adapters(&config(&world, false)).await;
+    assert!(plain.secrets.is_none());
 }

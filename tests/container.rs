@@ -14,7 +14,7 @@ use std::time::Duration;
 use container_manager_agent::config::{ContainerConfig, ContainerSelector};
 use container_manager_agent::container::{Containers, DockerContainers};
 use container_manager_agent::decide::{
-    Action, Alert, ContainerEvent, Core, Input, LifecycleState, Policy,
+    Action, Alert, ContainerEvent, Core, Input, LifecycleState, Policy, Readiness,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -481,6 +481,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         metrics_interval: None,
         launch_hook: false,
         prepare_image: false,
+        ready_when: Readiness::ContainerRuns,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {

@@ -237,6 +237,10 @@ fn adapters(w: &Shared) -> Adapters {
         capacity: Some(Arc::new(FakeCapacity(w.clone()))),
         metrics: Some(Arc::new(FakeMetrics(w.clone()))),
         alerts: Some(Arc::new(FakeAlerts(w.clone()))),
+        secrets: None,
+        http: None,
+        problems: vec![],
+        addresses: vec!["203.0.113.7".into()],
         host: Arc::new(FakeHost),
     }
 }
@@ -293,7 +297,10 @@ async fn idle_story() {
         scale_t <= Duration::from_secs(430),
         "scaled in late, at {scale_t:?}"
     );
-    let (alert, _) = position(&w, "alert: valheim.example.test: idle");
+    let (alert, _) = position(
+        &w,
+        "alert: valheim.example.test stopped: nobody was playing",
+    );
     let (stop, stop_t) = position(&w, "graceful stop begins");
     let (stopped, stopped_t) = position(&w, "graceful stop done");
     let (revert, _) = position(&w, "dns revert");
@@ -309,7 +316,8 @@ async fn idle_story() {
         "{:#?}",
         w.calls
     );
-    assert!(alert > scale);
+    // The idle stop is told after the save, with its outcome.
+    assert!(alert > stopped, "{:#?}", w.calls);
     // Heartbeats ran during the 20 s save (stop_timeout 60 s: one every 15 s).
     let beats = w
         .calls
@@ -336,7 +344,16 @@ async fn idle_story() {
             .all(|m| m.container_running || m.idle_seconds > 0.0)
     );
     assert_eq!(w.alerts.len(), 1, "{:?}", w.alerts);
-    assert!(w.alerts[0].body.contains("Nobody has played"));
+    assert!(
+        w.alerts[0].body.contains("Nobody played"),
+        "{}",
+        w.alerts[0].body
+    );
+    assert!(
+        w.alerts[0].body.contains("The world was saved"),
+        "{}",
+        w.alerts[0].body
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -272,9 +272,15 @@ fn d_sns_events() -> Vec<String> {
         .to_vec()
 }
 fn d_webhook_events() -> Vec<String> {
-    ["online", "idle_stop", "crash", "max_uptime", "needs_operator"]
-        .map(String::from)
-        .to_vec()
+    [
+        "online",
+        "idle_stop",
+        "crash",
+        "max_uptime",
+        "needs_operator",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn d_players_every() -> String {
     "5m".into()
@@ -1231,8 +1237,8 @@ impl RawWebhook {
                 ));
             }
         };
-        let url_parameter = ssm_parameter_name(&self.url_parameter)
-            .map_err(|m| cx.err(key("url_parameter"), m))?;
+        let url_parameter =
+            ssm_parameter_name(&self.url_parameter).map_err(|m| cx.err(key("url_parameter"), m))?;
         let events = events(cx, &key("events"), &self.events)?;
         Ok(WebhookConfig {
             kind,
@@ -1325,6 +1331,17 @@ ports = ["udp:2456-2458"]
         assert!(!s.stop_on_max_uptime);
         assert_eq!(s.auto_scaling_group, None);
         assert_eq!(s.lifecycle_hook, None);
+        assert_eq!(c.notify, NotifyConfig::default());
+        let with_topic = text.replace(
+            "sns_topic_arn = \"\"",
+            "sns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\"",
+        );
+        let alerts = parse("agent.toml", &with_topic).unwrap().alerts.unwrap();
+        let defaults: Vec<_> = d_sns_events()
+            .iter()
+            .filter_map(|n| EventKind::from_name(n))
+            .collect();
+        assert_eq!(alerts.events, defaults);
         let me = c.metrics.as_ref().unwrap();
         assert_eq!(me.namespace, "ContainerManager");
         assert_eq!(me.interval, Duration::from_secs(60));
@@ -1662,6 +1679,61 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
                 "(top level)",
                 "missing required key `container`",
             ),
+            (
+                with(
+                    "",
+                    "",
+                    "[alerts]\nsns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\"\nevents = [\"crash\", \"online!\"]",
+                ),
+                "alerts.events[1]",
+                "is not an event (expected one of online, players, idle_stop, crash, max_uptime, needs_operator)",
+            ),
+            (
+                with("", "", "[notify]\nplayers_every = \"1s\""),
+                "notify.players_every",
+                "out of range",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[[notify.webhook]]\nkind = \"teams\"\nurl_parameter = \"/cm/hook\"",
+                ),
+                "notify.webhook[0].kind",
+                "expected discord, slack or json",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[[notify.webhook]]\nkind = \"slack\"\nurl_parameter = \"/cm/hook\"\n[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"cm/hook\"",
+                ),
+                "notify.webhook[1].url_parameter",
+                "is not an SSM parameter name",
+            ),
+            (
+                with("", "", "[[notify.webhook]]\nkind = \"discord\""),
+                "notify.webhook[0]",
+                "missing required key `url_parameter`",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[[notify.webhook]]\nkind = \"json\"\nurl_parameter = \"/cm/hook\"\nevents = [\"idle\"]",
+                ),
+                "notify.webhook[0].events[0]",
+                "\"idle\" is not an event",
+            ),
+            (
+                with(
+                    "",
+                    "",
+                    "[[notify.webhook]]\nkind = \"json\"\nurl_parameter = \"/cm/hook\"\nurl = \"x\"",
+                ),
+                "notify.webhook[0].url",
+                "unknown key `url`",
+            ),
         ];
         for (text, key, needle) in cases {
             let e = err(&text);
@@ -1830,5 +1902,52 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
             let text = format!("{h}h{m}m{s}s");
             prop_assert_eq!(parse_duration(&text), Ok(Duration::from_secs(h * 3600 + m * 60 + s)));
         }
+    }
+
+    #[test]
+    fn notify_targets_parse_with_their_defaults() {
+        let c = parse(
+            "agent.toml",
+            &with(
+                "",
+                "",
+                "[alerts]\nsns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\"\n[notify]\nplayers_every = \"2m\"\n[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"/cm/discord\"\n[[notify.webhook]]\nkind = \"json\"\nurl_parameter = \"ha-hook\"\nevents = [\"players\", \"online\", \"players\"]",
+            ),
+        )
+        .unwrap();
+        use EventKind::*;
+        assert_eq!(
+            c.alerts.unwrap().events,
+            vec![IdleStop, Crash, MaxUptime, NeedsOperator]
+        );
+        assert_eq!(c.notify.players_every, Duration::from_secs(120));
+        let w = &c.notify.webhooks;
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].kind, WebhookKind::Discord);
+        assert_eq!(w[0].url_parameter, "/cm/discord");
+        assert_eq!(
+            w[0].events,
+            vec![Online, IdleStop, Crash, MaxUptime, NeedsOperator]
+        );
+        assert_eq!(w[1].kind, WebhookKind::Json);
+        assert_eq!(w[1].events, vec![Players, Online], "duplicates folded");
+        let none = parse("agent.toml", MINIMAL).unwrap();
+        assert_eq!(none.notify, NotifyConfig::default());
+    }
+
+    #[test]
+    fn a_url_in_place_of_the_parameter_name_is_refused_without_repeating_it() {
+        let secret = "https://discord.com/api/webhooks/123/sEcReTtOkEn";
+        let text = with(
+            "",
+            "",
+            &format!("[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"{secret}\""),
+        );
+        let e = err(&text);
+        assert_eq!(e.key, "notify.webhook[0].url_parameter");
+        let shown = e.to_string();
+        assert!(shown.contains("SSM SecureString parameter"), "{shown}");
+        assert!(!shown.contains("sEcReTtOkEn"), "{shown}");
+        assert!(!shown.contains("discord.com"), "{shown}");
     }
 }

@@ -700,7 +700,8 @@ impl Core {
     fn report_players(&mut self, online: u32, max: u32, out: &mut Output) {
         let previous = self.players_reported.replace(online);
         if self.online_sent && self.drain.is_none() && previous.is_some_and(|p| p != online) {
-            out.actions.push(Action::Alert(Alert::Players { online, max }));
+            out.actions
+                .push(Action::Alert(Alert::Players { online, max }));
         }
     }
 
@@ -967,7 +968,8 @@ impl Core {
             Completion::Prepared => self.complete_launch(out),
             Completion::LaunchCompleted => {}
             Completion::Stuck(problem) => {
-                out.actions.push(Action::Alert(Alert::NeedsOperator(problem)));
+                out.actions
+                    .push(Action::Alert(Alert::NeedsOperator(problem)));
             }
         }
     }

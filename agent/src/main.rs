@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use container_manager_agent::config::{self, Config, EXIT_CONFIG};
+use container_manager_agent::decide::Problem;
 use container_manager_agent::logging::{self, LogFormat};
 use container_manager_agent::run::{self, Adapters, LinuxHost, RunOptions, Shutdown};
-use container_manager_agent::decide::Problem;
 use container_manager_agent::{activity, aws, container, notify, unit};
 
 #[derive(Debug, Parser)]

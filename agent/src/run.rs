@@ -28,9 +28,9 @@ use crate::notify::{self, Sink};
 
 mod executor;
 
+pub use crate::retry::{CALL_TIMEOUT, backoff, retry, retry_within};
 use executor::Executor;
 pub use executor::{LIFECYCLE_STUCK_AFTER, heartbeat_every};
-pub use crate::retry::{CALL_TIMEOUT, backoff, retry, retry_within};
 
 /// How often IMDS is polled for the lifecycle state and Spot notices.
 pub const METADATA_POLL: Duration = Duration::from_secs(5);
@@ -356,7 +356,8 @@ pub async fn run(
     drop(exec);
     // What is queued still goes out, within what is left of the budget (at most 15 s).
     let left = deadline.map_or(NOTIFY_FLUSH, |d| {
-        d.saturating_duration_since(Instant::now()).min(NOTIFY_FLUSH)
+        d.saturating_duration_since(Instant::now())
+            .min(NOTIFY_FLUSH)
     });
     notifications.finish(left).await;
     while let Some(joined) = tasks.join_next().await {

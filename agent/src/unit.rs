@@ -53,7 +53,10 @@ mod tests {
         let exec: Vec<&str> = unit.lines().filter(|l| l.starts_with("Exec")).collect();
         assert_eq!(exec.len(), 2, "{exec:?}");
         for line in exec {
-            assert!(line.contains("=/usr/local/bin/container-manager-agent "), "{line}");
+            assert!(
+                line.contains("=/usr/local/bin/container-manager-agent "),
+                "{line}"
+            );
         }
         // The hardening is the packaged unit's.
         for key in [
@@ -74,7 +77,13 @@ mod tests {
             unit_for("bin/agent"),
             Err(UnitError::NotAbsolute("bin/agent".into()))
         );
-        for bad in ["/opt/my agent", "/opt/a$b", "/opt/a%n", "/opt/a\"b", "/opt/a;b"] {
+        for bad in [
+            "/opt/my agent",
+            "/opt/a$b",
+            "/opt/a%n",
+            "/opt/a\"b",
+            "/opt/a;b",
+        ] {
             let err = unit_for(bad).unwrap_err();
             assert_eq!(err, UnitError::Unsafe(bad.into()));
             assert!(err.to_string().contains("--binary"), "{err}");

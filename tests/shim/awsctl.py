@@ -21,6 +21,7 @@ _clients: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
 
 COMMANDS = {
+    "put_secure",
     "setup",
     "record",
     "upsert",
@@ -221,3 +222,10 @@ def messages(moto_url: str, queue_url: str, region: str = "us-east-1") -> list[d
             body = json.loads(m["Body"])
             out.append({"subject": body.get("Subject"), "message": body.get("Message"), "topic": body.get("TopicArn")})
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def put_secure(moto_url: str, name: str, value: str, region: str = "us-east-1") -> dict[str, Any]:
+    """A SecureString parameter (a webhook URL), as an operator creates it."""
+    ssm = _client(moto_url, "ssm", region)
+    out = ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    return {"version": out.get("Version")}

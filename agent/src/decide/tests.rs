@@ -149,11 +149,22 @@ fn quiet_for_idle_after_scales_in_once_with_one_alert() {
     // The group terminates the instance: the game saves, then the idle stop is told with the
     // save's outcome, once, before the lifecycle action is completed.
     r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    assert!(r.alerts().is_empty(), "not before the save: {:?}", r.alerts());
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    assert!(
+        r.alerts().is_empty(),
+        "not before the save: {:?}",
+        r.alerts()
+    );
+    let a = r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
     match a.as_slice() {
         [
-            Action::Alert(Alert::IdleStop { idle_for, uptime, saved: Some(true) }),
+            Action::Alert(Alert::IdleStop {
+                idle_for,
+                uptime,
+                saved: Some(true),
+            }),
             Action::PublishMetrics { flush: true, .. },
         ] => {
             assert_eq!(*idle_for, 60 * S);
@@ -175,9 +186,18 @@ fn an_unsaved_idle_stop_says_so() {
         r.sample(quiet());
     }
     r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(false) }));
+    let a = r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(false) }),
+    );
     assert!(
-        matches!(a.first(), Some(Action::Alert(Alert::IdleStop { saved: Some(false), .. }))),
+        matches!(
+            a.first(),
+            Some(Action::Alert(Alert::IdleStop {
+                saved: Some(false),
+                ..
+            }))
+        ),
         "{a:?}"
     );
 }
@@ -187,7 +207,10 @@ fn a_termination_nobody_asked_for_tells_no_idle_stop() {
     let mut r = Rig::new(policy());
     r.sample(quiet());
     r.at(S, Input::Lifecycle(LifecycleState::Terminating));
-    r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
     assert!(r.alerts().is_empty(), "{:?}", r.alerts());
 }
 
@@ -201,7 +224,10 @@ fn online_count(r: &Rig) -> usize {
 #[test]
 fn online_waits_for_the_record_and_the_first_probe_answer_and_comes_once() {
     let mut r = Rig::with_uptime(policy(), 20 * S);
-    assert_eq!(r.at(S, Input::Lifecycle(LifecycleState::InService)), vec![Action::UpdateDns]);
+    assert_eq!(
+        r.at(S, Input::Lifecycle(LifecycleState::InService)),
+        vec![Action::UpdateDns]
+    );
     // The game answers before DNS is in sync: not yet.
     assert!(r.sample(with_probe(quiet(), players(0))).is_empty());
     let a = r.at(S, Input::Done(Completion::DnsUpdated));
@@ -226,7 +252,10 @@ fn online_is_not_told_while_the_probe_fails_or_in_the_warm_pool() {
         ready_when: Readiness::ContainerRuns,
         ..pool_policy()
     });
-    r.at(S, Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending:Wait".into())));
+    r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending:Wait".into())),
+    );
     r.at(
         S,
         Input::Container(ContainerEvent::Running {
@@ -282,8 +311,12 @@ fn players_are_told_on_changes_after_online_only() {
 fn a_stuck_dns_update_or_scale_in_needs_an_operator() {
     let mut r = Rig::new(policy());
     for problem in [
-        Problem::DnsStuck { error: "AccessDenied".into() },
-        Problem::ScaleInStuck { error: "AccessDenied".into() },
+        Problem::DnsStuck {
+            error: "AccessDenied".into(),
+        },
+        Problem::ScaleInStuck {
+            error: "AccessDenied".into(),
+        },
     ] {
         let a = r.at(S, Input::Done(Completion::Stuck(problem.clone())));
         assert_eq!(a, vec![Action::Alert(Alert::NeedsOperator(problem))]);
@@ -554,7 +587,10 @@ fn termination_reverts_dns_while_the_game_saves_then_flushes_then_completes_then
         "nothing while the stop runs"
     );
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    let a = r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
     assert!(
         matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
         "{a:?}"
@@ -577,7 +613,10 @@ fn the_lifecycle_waits_for_the_save_even_when_dns_is_done_first() {
         r.at(S, Input::Tick).is_empty(),
         "no completion while the game saves"
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    let a = r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
     assert!(!a.contains(&Action::CompleteLifecycle), "{a:?}");
 }
 
@@ -596,8 +635,11 @@ fn spot_notice_stops_at_once_and_termination_completes_later() {
         ]
     );
     assert!(
-        r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }))
-            .is_empty()
+        r.at(
+            S,
+            Input::Done(Completion::GracefulStopDone { saved: Some(true) })
+        )
+        .is_empty()
     );
     assert!(r.at(S, Input::Done(Completion::DnsReverted)).is_empty());
     assert!(
@@ -661,7 +703,10 @@ fn system_shutdown_saves_and_reverts_without_lifecycle() {
             Action::RevertDns
         ]
     );
-    let a = r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) }));
+    let a = r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
     assert!(
         matches!(a.as_slice(), [Action::PublishMetrics { flush: true, .. }]),
         "{a:?}"
@@ -689,7 +734,10 @@ fn without_dns_metrics_or_hook_termination_is_stop_then_exit() {
         }]
     );
     assert_eq!(
-        r.at(S, Input::Done(Completion::GracefulStopDone { saved: Some(true) })),
+        r.at(
+            S,
+            Input::Done(Completion::GracefulStopDone { saved: Some(true) })
+        ),
         vec![Action::Exit]
     );
 }
@@ -808,7 +856,9 @@ fn lifecycle_stuck_alerts() {
     );
     assert!(matches!(
         a.as_slice(),
-        [Action::Alert(Alert::NeedsOperator(Problem::LifecycleStuck { .. }))]
+        [Action::Alert(Alert::NeedsOperator(
+            Problem::LifecycleStuck { .. }
+        ))]
     ));
 }
 

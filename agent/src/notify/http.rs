@@ -4,6 +4,8 @@
 //! The URL is a secret: it never appears in a returned error, which names only the failure.
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +15,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::aws::Secret;
 
@@ -49,13 +53,47 @@ impl fmt::Debug for Https {
 impl Https {
     /// A client that speaks HTTPS only, trusting the system's roots.
     pub fn new() -> Result<Self, String> {
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        Self::build(None)
+    }
+
+    /// The system's roots plus the CA certificates in a PEM file (a private CA).
+    pub fn with_ca_file(path: &Path) -> Result<Self, String> {
+        Self::build(Some(path))
+    }
+
+    fn build(extra: Option<&Path>) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(native.certs);
+        if let Some(path) = extra {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: not a CA certificate: {e}", path.display()))?;
+            }
+        } else if added == 0 {
+            return Err(format!(
+                "no trusted certificates found in the system's store ({})",
+                native
+                    .errors
+                    .first()
+                    .map_or_else(|| "it is empty".to_string(), ToString::to_string)
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(5)));
         http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| format!("cannot load the system's trusted certificates: {e}"))?
+            .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .wrap_connector(http);
@@ -89,7 +127,10 @@ impl HttpPost for Https {
             .get(hyper::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = match Limited::new(response.into_body(), MAX_REPLY).collect().await {
+        let body = match Limited::new(response.into_body(), MAX_REPLY)
+            .collect()
+            .await
+        {
             Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
             Err(_) => String::new(),
         };

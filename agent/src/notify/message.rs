@@ -184,7 +184,8 @@ impl Message {
                 };
                 m.text = format!("The game server {server} {what}.");
                 if *crashes > 1 {
-                    m.text.push_str(&format!(" That is {crashes} crashes in a row."));
+                    m.text
+                        .push_str(&format!(" That is {crashes} crashes in a row."));
                 }
                 m.text.push_str(if *scaling_in {
                     " The instance is shutting down to save money."
@@ -192,13 +193,16 @@ impl Message {
                     " The instance keeps running."
                 });
                 m.next = Some(if *scaling_in {
-                    format!("Look up {server} again to start it. If it keeps crashing, the operator should read the game's log.")
+                    format!(
+                        "Look up {server} again to start it. If it keeps crashing, the operator should read the game's log."
+                    )
                 } else {
                     "The operator should read the game's log.".into()
                 });
                 m.fields.push(("Exit code".into(), exit_code.to_string()));
                 if *crashes > 1 {
-                    m.fields.push(("Crashes in a row".into(), crashes.to_string()));
+                    m.fields
+                        .push(("Crashes in a row".into(), crashes.to_string()));
                 }
                 m.fields.push(("Container".into(), container.clone()));
                 m.log_tail.clone_from(log_tail);
@@ -447,4 +451,182 @@ fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx() -> Context {
+        Context {
+            server: "valheim.example.com".into(),
+            addresses: vec!["203.0.113.7".into()],
+        }
+    }
+
+    fn every_alert() -> Vec<Alert> {
+        let long_tail: Vec<String> = (0..1000)
+            .map(|i| format!("line {i} ``` @everyone <!channel> {}", "x".repeat(300)))
+            .collect();
+        vec![
+            Alert::Online {
+                uptime: Duration::from_secs(47),
+            },
+            Alert::Players { online: 3, max: 10 },
+            Alert::Players { online: 0, max: 10 },
+            Alert::IdleStop {
+                idle_for: Duration::from_secs(420),
+                uptime: Duration::from_secs(7260),
+                saved: Some(true),
+            },
+            Alert::IdleStop {
+                idle_for: Duration::from_secs(420),
+                uptime: Duration::from_secs(7260),
+                saved: Some(false),
+            },
+            Alert::IdleNoScaling {
+                idle_for: Duration::from_secs(420),
+                detail: "the game reports 0 players".into(),
+            },
+            Alert::Crash {
+                exit_code: 3,
+                oom_killed: false,
+                crashes: 2,
+                container: "game".into(),
+                log_tail: long_tail,
+                scaling_in: true,
+            },
+            Alert::MaxUptime {
+                uptime: Duration::from_secs(8 * 3600),
+                scaling_in: false,
+            },
+            Alert::NeedsOperator(Problem::NoMetadata),
+            Alert::NeedsOperator(Problem::LifecycleStuck {
+                error: "e".repeat(5000),
+            }),
+        ]
+    }
+
+    fn chars(v: &Value) -> usize {
+        v.as_str().map_or(0, |s| s.chars().count())
+    }
+
+    #[test]
+    fn discord_bodies_fit_discords_limits_and_mention_nobody() {
+        for alert in every_alert() {
+            let body = Message::new(&alert, &cx()).discord();
+            assert_eq!(body["allowed_mentions"]["parse"], json!([]));
+            let e = &body["embeds"][0];
+            let fields = e["fields"].as_array().unwrap();
+            assert!(chars(&e["title"]) <= 256 && chars(&e["title"]) > 0);
+            assert!(chars(&e["description"]) <= 4096);
+            assert!(fields.len() <= 25);
+            let mut total =
+                chars(&e["title"]) + chars(&e["description"]) + chars(&e["footer"]["text"]);
+            for f in fields {
+                assert!(
+                    chars(&f["name"]) <= 256 && chars(&f["value"]) <= 1024,
+                    "{f}"
+                );
+                total += chars(&f["name"]) + chars(&f["value"]);
+            }
+            assert!(total <= 6000, "{alert:?}: {total}");
+        }
+    }
+
+    #[test]
+    fn slack_bodies_fit_slacks_limits() {
+        for alert in every_alert() {
+            let body = Message::new(&alert, &cx()).slack();
+            assert!(chars(&body["text"]) > 0 && chars(&body["text"]) <= 3000);
+            let blocks = body["blocks"].as_array().unwrap();
+            assert!(blocks.len() <= 50);
+            assert_eq!(blocks[0]["type"], "header");
+            assert!(chars(&blocks[0]["text"]["text"]) <= 150);
+            for b in &blocks[1..] {
+                assert!(chars(&b["text"]["text"]) <= 3000, "{b}");
+                for f in b["fields"].as_array().into_iter().flatten() {
+                    assert!(chars(&f["text"]) <= 2000);
+                }
+            }
+            // Slack's control sequences cannot be injected through a log line.
+            assert!(!body.to_string().contains("<!channel>"));
+        }
+    }
+
+    #[test]
+    fn a_crash_log_tail_keeps_the_last_lines_in_a_block_they_cannot_close() {
+        let m = Message::new(&every_alert()[6], &cx());
+        let d = m.discord();
+        let tail = d["embeds"][0]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Last log lines")
+            .unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(tail.starts_with("```\n") && tail.ends_with("\n```"));
+        assert_eq!(tail.matches("```").count(), 2, "{tail}");
+        assert!(tail.contains("line 999 "), "the newest line is kept");
+        assert!(!tail.contains("line 0 "));
+    }
+
+    #[test]
+    fn each_event_says_what_happened_and_what_to_do() {
+        let texts: Vec<(EventKind, String, String)> = every_alert()
+            .iter()
+            .map(|a| {
+                let m = Message::new(a, &cx());
+                (
+                    m.kind,
+                    m.title.clone(),
+                    format!("{} {}", m.text, m.next.unwrap_or_default()),
+                )
+            })
+            .collect();
+        let (k, title, text) = &texts[0];
+        assert_eq!(*k, EventKind::Online);
+        assert_eq!(title, "valheim.example.com is up");
+        assert!(text.contains("47s"), "{text}");
+        assert!(texts[1].1.contains("3 players online"));
+        let (_, title, text) = &texts[3];
+        assert!(title.contains("stopped"), "{title}");
+        assert!(
+            text.contains("7m") && text.contains("world was saved"),
+            "{text}"
+        );
+        assert!(text.contains("Look up valheim.example.com again"), "{text}");
+        assert!(texts[4].2.contains("may not be saved"));
+        assert_eq!(texts[6].1, "valheim.example.com: game crashed (exit 3)");
+        assert!(texts[6].2.contains("2 crashes in a row"));
+        assert!(
+            texts[8]
+                .2
+                .contains("systemctl restart container-manager-agent")
+        );
+        let online = Message::new(&every_alert()[0], &cx()).json();
+        assert_eq!(online["event"], "online");
+        assert_eq!(online["data"]["addresses"], json!(["203.0.113.7"]));
+        assert_eq!(online["data"]["wake_seconds"], json!(47.0));
+        let stop = Message::new(&every_alert()[3], &cx()).json();
+        assert_eq!(
+            stop["data"],
+            json!({"idle_seconds": 420, "uptime_seconds": 7260, "saved": true})
+        );
+    }
+
+    #[test]
+    fn sns_subjects_stay_within_100_characters() {
+        let long = Context {
+            server: "x".repeat(200),
+            addresses: vec![],
+        };
+        for alert in every_alert() {
+            let (subject, body) = Message::new(&alert, &long).sns();
+            assert!(subject.chars().count() <= 100);
+            assert!(!body.is_empty());
+        }
+    }
 }

@@ -311,3 +311,176 @@ pub async fn deliver(sink: &dyn Sink, message: &Message, delivery: &Delivery) ->
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A sink that records what it got and answers from a script.
+    #[derive(Debug)]
+    struct Scripted {
+        label: &'static str,
+        answers: Mutex<Vec<Result<(), SendError>>>,
+        hang: bool,
+        got: Mutex<Vec<(Instant, String)>>,
+    }
+
+    impl Scripted {
+        fn new(label: &'static str, answers: Vec<Result<(), SendError>>) -> Arc<Self> {
+            Arc::new(Self {
+                label,
+                answers: Mutex::new(answers),
+                hang: false,
+                got: Mutex::new(vec![]),
+            })
+        }
+
+        fn titles(&self) -> Vec<String> {
+            self.got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(_, t)| t.clone())
+                .collect()
+        }
+    }
+
+    #[async_trait]
+    impl Sink for Scripted {
+        fn label(&self) -> String {
+            self.label.into()
+        }
+        fn wants(&self, _: EventKind) -> bool {
+            true
+        }
+        async fn send(&self, m: &Message) -> Result<(), SendError> {
+            self.got
+                .lock()
+                .unwrap()
+                .push((Instant::now(), m.title.clone()));
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            let mut a = self.answers.lock().unwrap();
+            if a.is_empty() { Ok(()) } else { a.remove(0) }
+        }
+    }
+
+    fn options() -> Options {
+        Options {
+            context: Context {
+                server: "mc".into(),
+                addresses: vec![],
+            },
+            players_every: Duration::from_secs(300),
+            delivery: Delivery::default(),
+            dry_run: false,
+        }
+    }
+
+    fn players(n: u32) -> Alert {
+        Alert::Players { online: n, max: 10 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn players_are_rate_limited_and_the_latest_count_wins() {
+        let sink = Scripted::new("s", vec![]);
+        let (n, running) = start(vec![sink.clone()], options());
+        n.notify(players(1));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        n.notify(players(2));
+        n.notify(players(3));
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert_eq!(sink.titles(), vec!["mc: 1 player online"]);
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        assert_eq!(
+            sink.titles(),
+            vec!["mc: 1 player online", "mc: 3 players online"]
+        );
+        let got = sink.got.lock().unwrap().clone();
+        assert!(got[1].0 - got[0].0 >= Duration::from_secs(300));
+        drop(got);
+        running.finish(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_is_honoured_and_attempts_are_bounded() {
+        let limited = Scripted::new(
+            "limited",
+            vec![Err(SendError::Retry {
+                reason: "HTTP 429".into(),
+                after: Some(Duration::from_secs(7)),
+            })],
+        );
+        let failing = Scripted::new(
+            "failing",
+            (0..10)
+                .map(|_| {
+                    Err(SendError::Retry {
+                        reason: "HTTP 500".into(),
+                        after: None,
+                    })
+                })
+                .collect(),
+        );
+        let (n, running) = start(vec![limited.clone(), failing.clone()], options());
+        n.notify(Alert::NeedsOperator(crate::decide::Problem::NoMetadata));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let l = limited.got.lock().unwrap().clone();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].0 - l[0].0, Duration::from_secs(7));
+        assert_eq!(
+            failing.got.lock().unwrap().len(),
+            4,
+            "4 attempts, then dropped"
+        );
+        running.finish(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_sink_delays_neither_the_caller_nor_the_other_sinks() {
+        let hanging = Arc::new(Scripted {
+            label: "hanging",
+            answers: Mutex::new(vec![]),
+            hang: true,
+            got: Mutex::new(vec![]),
+        });
+        let fine = Scripted::new("fine", vec![]);
+        let (n, running) = start(vec![hanging.clone(), fine.clone()], options());
+        let t0 = Instant::now();
+        for i in 0..100 {
+            n.notify(Alert::MaxUptime {
+                uptime: Duration::from_secs(3600 * (i + 1)),
+                scaling_in: false,
+            });
+        }
+        assert_eq!(Instant::now(), t0, "notify never waits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(fine.titles().len() >= 16, "{}", fine.titles().len());
+        // Each attempt to the hanging sink is bounded; its queue is bounded too.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(hanging.got.lock().unwrap().len() >= 2);
+        running.finish(Duration::from_secs(2)).await;
+        assert!(Instant::now() - t0 <= Duration::from_secs(63));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dry_run_sends_nothing() {
+        let sink = Scripted::new("s", vec![]);
+        let (n, running) = start(
+            vec![sink.clone()],
+            Options {
+                dry_run: true,
+                ..options()
+            },
+        );
+        n.notify(Alert::Online {
+            uptime: Duration::from_secs(5),
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        running.finish(Duration::from_secs(1)).await;
+        assert!(sink.titles().is_empty());
+    }
+}

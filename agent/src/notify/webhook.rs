@@ -92,8 +92,13 @@ fn check_url(url: &Secret) -> Result<(), String> {
     let parsed: Result<hyper::Uri, _> = u.parse();
     match parsed {
         Ok(uri) if uri.scheme_str() == Some("https") && uri.host().is_some() => Ok(()),
-        Ok(_) => Err("the SSM parameter does not hold an https:// URL (value not shown: it is a secret)".into()),
-        Err(_) => Err("the SSM parameter does not hold a valid URL (value not shown: it is a secret)".into()),
+        Ok(_) => Err(
+            "the SSM parameter does not hold an https:// URL (value not shown: it is a secret)"
+                .into(),
+        ),
+        Err(_) => Err(
+            "the SSM parameter does not hold a valid URL (value not shown: it is a secret)".into(),
+        ),
     }
 }
 
@@ -169,5 +174,65 @@ impl Sink for Webhook {
             }),
             _ => Err(SendError::Drop { reason: detail() }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_the_url_and_its_path() {
+        let url = Secret::new("https://hooks.example.com/services/T0/B0/sEcReT?x=1");
+        let text = "error for https://hooks.example.com/services/T0/B0/sEcReT?x=1 and /services/T0/B0/sEcReT?x=1";
+        let out = scrub(text, &url);
+        assert!(!out.contains("sEcReT"), "{out}");
+        assert!(
+            out.contains("[webhook URL]") && out.contains("[webhook path]"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn retry_after_from_discords_body_or_the_header() {
+        let reply = |body: &str, header: Option<&str>| Reply {
+            status: 429,
+            retry_after: header.map(str::to_string),
+            body: body.into(),
+        };
+        assert_eq!(
+            retry_after(&reply(
+                r#"{"message":"You are being rate limited.","retry_after":0.25,"global":false}"#,
+                None
+            )),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            retry_after(&reply("rate_limited", Some("3"))),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after(&reply("", Some("Wed, 21 Oct 2015 07:28:00 GMT"))),
+            None
+        );
+        assert_eq!(retry_after(&reply(r#"{"retry_after":-1}"#, None)), None);
+    }
+
+    #[test]
+    fn only_https_urls_are_used_and_the_value_is_never_repeated() {
+        assert!(check_url(&Secret::new("https://discord.com/api/webhooks/1/abc")).is_ok());
+        for bad in [
+            "http://example.com/hook/sEcReT",
+            "not a url sEcReT",
+            "ftp://x/sEcReT",
+            "/relative/sEcReT",
+        ] {
+            let e = check_url(&Secret::new(bad)).unwrap_err();
+            assert!(!e.contains("sEcReT"), "{e}");
+        }
+        assert_eq!(
+            format!("{:?}", Secret::new("https://x/sEcReT")),
+            "Secret([redacted])"
+        );
     }
 }

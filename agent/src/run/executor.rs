@@ -98,13 +98,9 @@ impl Executor {
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
                 let on_failure = stuck_after(&self.done, |error| Problem::ScaleInStuck { error });
                 self.tasks.spawn(async move {
-                    if retry(
-                        "set desired capacity 0",
-                        None,
-                        &cancel,
-                        on_failure,
-                        || cap.scale_to_zero(),
-                    )
+                    if retry("set desired capacity 0", None, &cancel, on_failure, || {
+                        cap.scale_to_zero()
+                    })
                     .await
                     .is_some()
                     {
@@ -277,8 +273,7 @@ impl Executor {
                     return;
                 };
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let on_failure =
-                    stuck_after(&self.done, |error| Problem::LifecycleStuck { error });
+                let on_failure = stuck_after(&self.done, |error| Problem::LifecycleStuck { error });
                 self.tasks.spawn(async move {
                     if retry(
                         "complete lifecycle action",
