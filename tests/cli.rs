@@ -222,7 +222,11 @@ fn print_unit_prints_the_packaged_unit_for_the_given_path() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), packaged);
 
     let out = Command::new(BIN)
-        .args(["print-unit", "--binary", "/usr/local/bin/container-manager-agent"])
+        .args([
+            "print-unit",
+            "--binary",
+            "/usr/local/bin/container-manager-agent",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -239,7 +243,10 @@ fn print_unit_prints_the_packaged_unit_for_the_given_path() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("--binary") && err.contains("absolute"), "{err}");
+    assert!(
+        err.contains("--binary") && err.contains("absolute"),
+        "{err}"
+    );
 
     let sysusers = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
