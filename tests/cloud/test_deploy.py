@@ -42,6 +42,11 @@ def create(aws, template, params, region, name="game"):
     return physical, outputs
 
 
+def assert_lifecycle(efs, fs_id):
+    policies = efs.describe_lifecycle_configuration(FileSystemId=fs_id)["LifecyclePolicies"]
+    assert policies == [{"TransitionToIA": "AFTER_30_DAYS"}, {"TransitionToPrimaryStorageClass": "AFTER_1_ACCESS"}]
+
+
 def with_overrides(path, **overrides):
     params = [p for p in example_parameters(path) if p["ParameterKey"] not in overrides]
     return params + [{"ParameterKey": k, "ParameterValue": v} for k, v in overrides.items()]
@@ -109,12 +114,13 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert ec2.describe_nat_gateways()["NatGateways"] == []
     assert ingress_rules(ec2, physical["InstanceSecurityGroup"]) == expected_ingress(values["GamePorts"])
 
-    # Compute: 0..1 group, starting at 0, in both subnets.
+    # Compute: 0..1 group, starting at 0, on demand, in the One Zone file systems' zone only.
     (group,) = asg.describe_auto_scaling_groups(
         AutoScalingGroupNames=[f"container-manager-{name}"])["AutoScalingGroups"]
     assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == (0, 1, 0)
-    assert set(group["VPCZoneIdentifier"].split(",")) == {s["SubnetId"] for s in subnets}
+    assert group["VPCZoneIdentifier"] == physical["PublicSubnetA"]
     assert group["LaunchTemplate"]["LaunchTemplateId"] == physical["LaunchTemplate"]
+    assert not group.get("MixedInstancesPolicy")  # moto shows {}
 
     data, script = user_data(ec2, physical["LaunchTemplate"])
     assert data["InstanceType"] == values["InstanceType"]
@@ -167,11 +173,19 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     (service,) = ecs.describe_services(cluster=physical["Cluster"], services=["game"])["services"]
     assert service["taskDefinition"] == physical["TaskDefinition"]  # moto drops DAEMON: see test_template
 
-    # Storage: one encrypted file system per path.
+    # Storage: one encrypted One Zone file system per path, in subnet A's zone, one mount target
+    # each; bursting throughput; unread files to Infrequent Access after 30 days.
     efs = aws("efs")
     systems = efs.describe_file_systems()["FileSystems"]
     assert len(systems) == (2 if values["ServerFilesPath"] else 1)
-    assert all(fs["Encrypted"] for fs in systems)
+    (subnet_a,) = [s for s in subnets if s["SubnetId"] == physical["PublicSubnetA"]]
+    for fs in systems:
+        assert fs["Encrypted"]
+        assert fs["AvailabilityZoneName"] == subnet_a["AvailabilityZone"]
+        assert fs["ThroughputMode"] == "bursting"
+        targets = efs.describe_mount_targets(FileSystemId=fs["FileSystemId"])["MountTargets"]
+        assert [t["SubnetId"] for t in targets] == [subnet_a["SubnetId"]]
+        assert_lifecycle(efs, fs["FileSystemId"])
 
     # Alerts, logs, wake-up chain (this stack is in us-east-1).
     assert outputs["AlertTopicArn"] in [t["TopicArn"] for t in aws("sns").list_topics()["Topics"]]
@@ -180,7 +194,7 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
     assert wake["Environment"]["Variables"] == {
         "RECORD_NAME": values["RecordName"], "AUTO_SCALING_GROUP": f"container-manager-{name}",
-        "SERVER_REGION": "us-east-1"}
+        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1"}
     assert aws("cloudwatch").list_dashboards()["DashboardEntries"][0]["DashboardName"] == f"container-manager-{name}"
     assert outputs["WakeStackCommand"].startswith("none")
 
@@ -212,6 +226,7 @@ def test_outside_us_east_1_the_main_stack_has_no_wake_chain(template, aws):
     assert command.startswith("aws cloudformation deploy --region us-east-1 ")
     assert "--template-file cloud/wake-us-east-1.yaml" in command
     assert "ServerRegion=eu-north-1" in command
+    assert command.endswith(" IPv6=false")
     assert aws("lambda", "eu-north-1").list_functions()["Functions"][0]["FunctionName"] == physical["HelperFunction"]
 
 
@@ -273,3 +288,87 @@ def test_warm_pool_setting_reaches_ecs_and_the_agent(template, aws, pool):
         assert "ECS_WARM_POOLS_CHECK" not in ecs_config
     # moto's CloudFormation has no warm pools: the resource is checked on the template.
     assert ("WarmPoolOfOne" in physical) is False
+
+
+def test_regional_file_systems_have_two_mount_targets_and_the_group_two_zones(template, aws):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    physical, _ = create(aws, template, with_overrides(path, FileSystemType="regional"), "us-east-1")
+    efs, asg = aws("efs"), aws("autoscaling")
+    systems = efs.describe_file_systems()["FileSystems"]
+    assert len(systems) == 2
+    both = {physical["PublicSubnetA"], physical["PublicSubnetB"]}
+    for fs in systems:
+        assert "AvailabilityZoneName" not in fs
+        targets = efs.describe_mount_targets(FileSystemId=fs["FileSystemId"])["MountTargets"]
+        assert {t["SubnetId"] for t in targets} == both
+        assert_lifecycle(efs, fs["FileSystemId"])
+    (group,) = asg.describe_auto_scaling_groups()["AutoScalingGroups"]
+    assert set(group["VPCZoneIdentifier"].split(",")) == both
+
+
+@pytest.mark.parametrize("ipv6", ["false", "true"])
+def test_ipv6_opens_the_game_ports_gives_an_address_and_wakes_on_aaaa(template, aws, ipv6):
+    (path,) = [p for p in EXAMPLES if p.stem == "minecraft"]
+    values = given(example_parameters(path))
+    physical, _ = create(aws, template, with_overrides(path, IPv6=ipv6), "us-east-1")
+    ec2 = aws("ec2")
+    v6_ingress = {k for k in physical if re.fullmatch(r"GamePort\dIngressV6", k)}
+    data, script = user_data(ec2, physical["LaunchTemplate"])
+    (eni,) = data["NetworkInterfaces"]
+    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
+    types = wake["Environment"]["Variables"]["RECORD_TYPES"]
+    if ipv6 == "true":
+        # One rule per game port. moto drops a SecurityGroupIngress's CidrIpv6 (it keeps the rule
+        # without a range): test_template.py checks that each opens ::/0.
+        assert v6_ingress == {f"GamePort{n}IngressV6" for n in range(1, len(values["GamePorts"].split(",")) + 1)}
+        assert "DefaultIpv6Route" in physical
+        assert eni["Ipv6AddressCount"] == 1
+        assert agent_toml(script)["dns"]["ipv6"] is True
+        assert types == "A AAAA"
+    else:
+        assert v6_ingress == set() and "DefaultIpv6Route" not in physical
+        assert "Ipv6AddressCount" not in eni
+        assert agent_toml(script)["dns"]["ipv6"] is False
+        assert types == "A"
+    # moto's CloudFormation skips AWS::EC2::VPCCidrBlock and AWS::EC2::SubnetCidrBlock, and drops
+    # the security group's IPv6 egress and the route's DestinationIpv6CidrBlock: the VPC's and the
+    # subnets' IPv6 blocks, the egress rule and the route are checked on the template
+    # (test_template.py).
+    assert "VpcIpv6Block" not in physical and "PublicSubnetAIpv6Block" not in physical
+
+
+def test_wake_stack_with_ipv6_wakes_on_aaaa_too(aws):
+    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
+        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "RecordName": "valheim.example.com", "IPv6": "true"}.items()]
+    physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
+    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
+    assert wake["Environment"]["Variables"]["RECORD_TYPES"] == "A AAAA"
+
+
+@pytest.mark.parametrize("capacity", ["on-demand", "spot"])
+def test_spot_uses_a_mixed_instances_policy_of_spot_only(template, aws, capacity):
+    (path,) = [p for p in EXAMPLES if p.stem == "palworld"]
+    values = given(example_parameters(path))
+    overrides = {"CapacityType": capacity}
+    if capacity == "spot":
+        overrides.update(InstanceType="t3a.large", SpotInstanceTypes="t3a.large,t3.large,m5a.large",
+                         StopTimeoutSeconds="90")
+    physical, _ = create(aws, template, with_overrides(path, **overrides), "us-east-1")
+    (group,) = aws("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    data, script = user_data(aws("ec2"), physical["LaunchTemplate"])
+    if capacity == "on-demand":
+        assert not group.get("MixedInstancesPolicy")  # moto shows {}
+        assert group["LaunchTemplate"]["LaunchTemplateId"] == physical["LaunchTemplate"]
+        assert data["InstanceType"] == values["InstanceType"]
+        return
+    assert "LaunchTemplate" not in group
+    policy = group["MixedInstancesPolicy"]
+    spec = policy["LaunchTemplate"]["LaunchTemplateSpecification"]
+    assert spec["LaunchTemplateId"] == physical["LaunchTemplate"]
+    # moto keeps the AWS::NoValue entries of a list as nulls; CloudFormation drops them.
+    assert [o["InstanceType"] for o in policy["LaunchTemplate"]["Overrides"] if o] == ["t3a.large", "t3.large", "m5a.large"]
+    distribution = policy["InstancesDistribution"]
+    assert (distribution["OnDemandBaseCapacity"], distribution["OnDemandPercentageAboveBaseCapacity"]) == (0, 0)
+    assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
+    assert agent_toml(script)["container"]["stop_timeout"] == "90s"

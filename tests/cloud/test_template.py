@@ -122,8 +122,9 @@ def test_only_the_data_file_system_is_backed_up(main_template):
 
 def test_security_group_opens_game_ports_and_ssh_only_from_the_parameter(main_template):
     ingress = resources(main_template, "AWS::EC2::SecurityGroupIngress")
-    assert set(ingress) == {"GamePort1Ingress", "GamePort2Ingress", "GamePort3Ingress",
-                            "GamePort4Ingress", "SshIngress"}
+    assert set(ingress) == {"GamePort1Ingress", "GamePort2Ingress", "GamePort3Ingress", "GamePort4Ingress",
+                            "GamePort1IngressV6", "GamePort2IngressV6", "GamePort3IngressV6",
+                            "GamePort4IngressV6", "SshIngress"}
     ssh = ingress["SshIngress"]
     assert ssh["Condition"] == "HasSsh"
     assert ssh["Properties"]["CidrIp"] == {"Ref": "SshCidr"}
@@ -198,9 +199,13 @@ def test_max_uptime_alarm_alerts_and_stops_only_when_asked(main_template):
 
 def test_subscription_filter_selects_a_queries_whatever_the_letter_case(main_template, wake_template):
     # Not the name itself: filter patterns are case-sensitive, and DNS 0x20 randomises the case.
+    # AAAA queries pass only with IPv6, as the function then wakes on them.
     for template in (main_template, wake_template):
         (flt,) = resources(template, "AWS::Logs::SubscriptionFilter").values()
-        assert flt["Properties"]["FilterPattern"] == '" A "'
+        assert flt["Properties"]["FilterPattern"] == {"Fn::If": ["HasIPv6", '?" A " ?" AAAA "', '" A "']}
+        variables = template["Resources"]["WakeFunction"]["Properties"]["Environment"]["Variables"]
+        assert variables["RECORD_TYPES"] == {"Fn::If": ["HasIPv6", "A AAAA", "A"]}
+        assert template["Conditions"]["HasIPv6"] == {"Fn::Equals": [{"Ref": "IPv6"}, "true"]}
 
 
 def test_both_templates_carry_the_same_wake_chain(main_template, wake_template):
@@ -273,3 +278,166 @@ def test_warm_pool_is_optional_stopped_and_of_one_with_a_launching_hook(main_tem
     assert condition == "HasWarmPool" and otherwise == {"Ref": "AWS::NoValue"}
     assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
     assert hook["DefaultResult"] == "CONTINUE"
+
+
+# --- issue 12: storage, IPv6, Spot, the hardened unit ------------------------------------------
+
+
+def test_file_systems_are_one_zone_by_default_with_ia_lifecycle_and_bursting(main_template):
+    params = main_template["Parameters"]["FileSystemType"]
+    assert params["Default"] == "one-zone" and params["AllowedValues"] == ["one-zone", "regional"]
+    resources_ = main_template["Resources"]
+    for fs in resources(main_template, "AWS::EFS::FileSystem").values():
+        props = fs["Properties"]
+        # The zone of PublicSubnetA (the same expression), where the group launches.
+        assert props["AvailabilityZoneName"] == {
+            "Fn::If": ["IsOneZone", resources_["PublicSubnetA"]["Properties"]["AvailabilityZone"], {"Ref": "AWS::NoValue"}]}
+        assert props["ThroughputMode"] == "bursting"
+        assert props["LifecyclePolicies"] == [{"TransitionToIA": "AFTER_30_DAYS"},
+                                             {"TransitionToPrimaryStorageClass": "AFTER_1_ACCESS"}]
+    targets = resources(main_template, "AWS::EFS::MountTarget")
+    assert {k: v.get("Condition") for k, v in targets.items()} == {
+        "DataMountTargetA": None, "DataMountTargetB": "IsRegional",
+        "ServerFilesMountTargetA": "HasServerFiles", "ServerFilesMountTargetB": "HasRegionalServerFiles"}
+    for k, v in targets.items():
+        assert v["Properties"]["SubnetId"] == {"Ref": "PublicSubnetA" if k.endswith("A") else "PublicSubnetB"}
+    group = resources_["AutoScalingGroup"]
+    assert group["Properties"]["VPCZoneIdentifier"] == {"Fn::If": [
+        "IsOneZone", [{"Ref": "PublicSubnetA"}], [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}]]}
+    assert "DataMountTargetB" not in group["DependsOn"]  # it may not exist
+    # AWS Backup still backs up the data file system (and keeps its copies apart from the zone).
+    (selection,) = resources(main_template, "AWS::Backup::BackupSelection").values()
+    assert "${DataFileSystem}" in json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+
+
+def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template):
+    r = main_template["Resources"]
+    assert main_template["Parameters"]["IPv6"]["Default"] == "false"
+    assert r["VpcIpv6Block"]["Condition"] == "HasIPv6"
+    assert r["VpcIpv6Block"]["Properties"] == {"VpcId": {"Ref": "Vpc"}, "AmazonProvidedIpv6CidrBlock": True}
+    for n, subnet in enumerate(("PublicSubnetA", "PublicSubnetB")):
+        block = r[f"{subnet}Ipv6Block"]
+        assert (block["Condition"], block["DependsOn"]) == ("HasIPv6", "VpcIpv6Block")
+        assert block["Properties"]["SubnetId"] == {"Ref": subnet}
+        assert block["Properties"]["Ipv6CidrBlock"] == {"Fn::Select": [n, {"Fn::Cidr": [
+            {"Fn::Select": [0, {"Fn::GetAtt": ["Vpc", "Ipv6CidrBlocks"]}]}, 2, 64]}]}
+    route = r["DefaultIpv6Route"]
+    assert route["Condition"] == "HasIPv6"
+    assert route["Properties"]["DestinationIpv6CidrBlock"] == "::/0"
+    assert route["Properties"]["GatewayId"] == {"Ref": "InternetGateway"}
+    egress = r["InstanceEgressV6"]
+    assert egress["Condition"] == "HasIPv6"
+    assert egress["Properties"]["CidrIpv6"] == "::/0" and egress["Properties"]["IpProtocol"] == "-1"
+    for n in range(1, 5):
+        v4, v6 = r[f"GamePort{n}Ingress"], r[f"GamePort{n}IngressV6"]
+        assert v6["Condition"] == ("HasIPv6" if n == 1 else f"HasIPv6Port{n}")
+        assert v6["Properties"].pop("CidrIpv6") == "::/0"
+        v4_props = dict(v4["Properties"])
+        assert v4_props.pop("CidrIp") == "0.0.0.0/0"
+        assert v6["Properties"].pop("Description") == v4_props.pop("Description") + " (IPv6)"
+        assert v6["Properties"] == v4_props  # the same protocol and ports
+    for n in range(2, 5):
+        assert main_template["Conditions"][f"HasIPv6Port{n}"] == {
+            "Fn::And": [{"Condition": "HasIPv6"}, {"Condition": f"HasPort{n}"}]}
+    (eni,) = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["NetworkInterfaces"]
+    assert eni["Ipv6AddressCount"] == {"Fn::If": ["HasIPv6", 1, {"Ref": "AWS::NoValue"}]}
+    variables = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][1]
+    assert variables["Ipv6"] == {"Fn::If": ["HasIPv6", "true", "false"]}
+    assert "IPv6=${IPv6}" in main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][2]["Fn::Sub"]
+
+
+def test_spot_is_a_mixed_instances_policy_of_spot_only(main_template):
+    params = main_template["Parameters"]
+    assert params["CapacityType"]["Default"] == "on-demand"
+    assert params["CapacityType"]["AllowedValues"] == ["on-demand", "spot"]
+    props = main_template["Resources"]["AutoScalingGroup"]["Properties"]
+    assert props["LaunchTemplate"]["Fn::If"][:2] == ["IsSpot", {"Ref": "AWS::NoValue"}]
+    condition, policy, otherwise = props["MixedInstancesPolicy"]["Fn::If"]
+    assert condition == "IsSpot" and otherwise == {"Ref": "AWS::NoValue"}
+    assert policy["LaunchTemplate"]["LaunchTemplateSpecification"] == props["LaunchTemplate"]["Fn::If"][2]
+    assert policy["InstancesDistribution"] == {
+        "OnDemandBaseCapacity": 0, "OnDemandPercentageAboveBaseCapacity": 0,
+        "SpotAllocationStrategy": "price-capacity-optimized"}
+    # The ECS agent's own Spot draining stays off: the agent saves the game in the notice.
+    user_data = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING" not in user_data["Fn::Base64"]["Fn::Sub"][0]
+
+
+def evaluate_rule(value, params):
+    """CloudFormation's rule functions, for the values a user gives."""
+    if isinstance(value, dict):
+        (k, v), = value.items()
+        if k == "Ref":
+            return params[v]
+        if k == "Fn::Equals":
+            return evaluate_rule(v[0], params) == evaluate_rule(v[1], params)
+        if k == "Fn::Not":
+            return not evaluate_rule(v[0], params)
+        if k == "Fn::Or":
+            return any(evaluate_rule(x, params) for x in v)
+        if k == "Fn::And":
+            return all(evaluate_rule(x, params) for x in v)
+        if k == "Fn::Contains":
+            return evaluate_rule(v[1], params) in evaluate_rule(v[0], params)
+        if k == "Fn::EachMemberEquals":
+            return all(x == evaluate_rule(v[1], params) for x in evaluate_rule(v[0], params))
+        raise AssertionError(f"not a rule function: {k}")
+    if isinstance(value, list):
+        return [evaluate_rule(x, params) for x in value]
+    return value
+
+
+def refusals(template, **given):
+    params = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    params.update(given)
+    for k, spec in template["Parameters"].items():
+        if spec["Type"] == "CommaDelimitedList":
+            params[k] = params[k].split(",")
+    out = []
+    for name, rule in template["Rules"].items():
+        if "RuleCondition" in rule and not evaluate_rule(rule["RuleCondition"], params):
+            continue
+        out += [a["AssertDescription"] for a in rule["Assertions"] if not evaluate_rule(a["Assert"], params)]
+    return out
+
+
+@pytest.mark.parametrize("given, refused", [
+    ({}, None),
+    ({"WarmPool": "stopped"}, None),
+    ({"CapacityType": "spot"}, "StopTimeoutSeconds must be 100 or less"),  # the default is 120
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "100"}, None),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "101"}, "StopTimeoutSeconds must be 100 or less"),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "90", "WarmPool": "stopped"}, "AWS does not allow a warm pool"),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "50", "PreStopCommand": "rcon-cli,save-all"}, None),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "51", "PreStopCommand": "rcon-cli,save-all"},
+     "StopTimeoutSeconds must be 50 or less"),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "60", "InstanceType": "t3a.large"}, "must list InstanceType"),
+    ({"CapacityType": "spot", "StopTimeoutSeconds": "60", "InstanceType": "t3a.large",
+      "SpotInstanceTypes": "t3a.large,t3.large"}, None),
+    ({"StopTimeoutSeconds": "120", "PreStopCommand": "rcon-cli,save-all"}, None),  # on demand: the hook waits
+])
+def test_rules_refuse_what_spot_cannot_do(main_template, given, refused):
+    out = refusals(main_template, **given)
+    if refused is None:
+        assert out == []
+    else:
+        assert len(out) == 1 and refused in out[0], out
+
+
+def test_the_spot_bounds_are_the_worst_case_of_the_notice():
+    # docs/cloud.md, "Spot: the worst case": 120 s notice; the agent polls IMDS every 5 s; the
+    # pre-stop command runs at most min(stop_timeout, 60 s), the stop at most stop_timeout; the
+    # DNS revert runs alongside; metrics and the lifecycle action need about 10 s after.
+    notice, poll, after = 120, 5, 10
+    assert poll + 100 + after <= notice < poll + 101 + after + 5
+    assert poll + min(50, 60) + 50 + after <= notice
+    assert poll + min(51, 60) + 51 + after > notice - 5
+
+
+def test_the_bare_binary_gets_the_packaged_hardened_unit(main_template):
+    script = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
+    assert "[Service]" not in script, "user-data writes no unit of its own"
+    assert re.search(r"container-manager-agent print-unit --binary /usr/local/bin/container-manager-agent \\\n"
+                     r"\s+> /etc/systemd/system/container-manager-agent.service\n", script)
+    assert "print-sysusers > /etc/sysusers.d/container-manager-agent.conf" in script
+    assert "systemd-sysusers /etc/sysusers.d/container-manager-agent.conf" in script

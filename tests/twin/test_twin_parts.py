@@ -25,6 +25,10 @@ LINE = "1.0 2026-11-29T01:02:03.456Z Z0123 valheim.example.test A NOERROR UDP TW
     ("NOERROR UDP", LINE, True),
     ("NOERROR TCP", LINE, False),
     ("?TCP ?UDP", LINE, True),
+    ('?" A " ?" AAAA "', LINE, True),  # the stack's filter with IPv6
+    ('?" A " ?" AAAA "', LINE.replace(" A ", " AAAA "), True),
+    ('?" A " ?" AAAA "', LINE.replace(" A ", " TXT "), False),
+    ('?" A " ?" AAAA "', LINE.replace(" A ", " aaaa "), False),
     ("?TCP ?NXDOMAIN", LINE, False),
     ("NOERROR -UDP", LINE, False),
     ("NOERROR -TCP", LINE, True),
