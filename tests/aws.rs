@@ -714,9 +714,10 @@ async fn outage_delays_but_never_loses_actions() {
     assert_eq!(game.stops().len(), 1);
     let messages = shim.messages(&world).await;
     assert!(
-        messages
-            .iter()
-            .any(|m| m["subject"].as_str().unwrap().contains("idle")),
+        messages.iter().any(|m| m["subject"]
+            .as_str()
+            .unwrap()
+            .contains("nobody was playing")),
         "the idle alert was lost: {messages:?}"
     );
 }

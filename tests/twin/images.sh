@@ -10,9 +10,13 @@ cd "$(dirname "$0")/../.."
 log() { printf '[twin-images] %s\n' "$*" >&2; }
 
 TARBALL=$(packaging/rootfs.sh)
+# The instances reach this machine's dockerd through its socket, mounted in. The agent runs as
+# its own user with SupplementaryGroups=docker (the packaged unit), so the AMI's docker group has
+# the socket's group id, as the ECS-optimized AMI's docker group owns its own socket.
+DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 # Bump RECIPE when the build steps below change; the files it copies are hashed.
-RECIPE=1
-key=$( (echo "$RECIPE"; cat tests/twin/ami/*) | sha256sum | cut -c1-12)-$(stat -c %s "$TARBALL")
+RECIPE=2
+key=$( (echo "$RECIPE"; echo "$DOCKER_GID"; cat tests/twin/ami/*) | sha256sum | cut -c1-12)-$(stat -c %s "$TARBALL")
 INSTANCE=cm-twin/instance:$key
 GAME=cm-twin/game:$(cat tests/twin/game.py | sha256sum | cut -c1-12)-$key
 
@@ -28,7 +32,7 @@ if ! docker image inspect "$INSTANCE" >/dev/null 2>&1; then
   tests/.venv/bin/pip download -q --only-binary=:all: --python-version 3.11 --platform manylinux2014_x86_64 \
     --platform manylinux_2_17_x86_64 --platform any -d "$wheels" awscli >&2
   cp tests/twin/ami/* "$wheels/"
-  docker run --name "$name" --network host -v "$wheels:/build:ro" "$base" /bin/bash -euc '
+  docker run --name "$name" --network host -v "$wheels:/build:ro" -e DOCKER_GID="$DOCKER_GID" "$base" /bin/bash -euc '
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends python3 python3-venv iproute2 procps >/dev/null
@@ -37,6 +41,7 @@ if ! docker image inspect "$INSTANCE" >/dev/null 2>&1; then
     /opt/aws-cli/bin/pip install -q --no-index --find-links /build awscli
     ln -sf /opt/aws-cli/bin/aws /usr/local/bin/aws
     mkdir -p /etc/ecs /var/lib/cloud/instance /usr/local/lib/cm-twin
+    if [ "$DOCKER_GID" != 0 ]; then groupadd --system --gid "$DOCKER_GID" docker; fi
     install -m 0755 /build/boot /usr/local/lib/cm-twin/boot
     install -m 0755 /build/run-user-data /usr/local/lib/cm-twin/run-user-data
     install -m 0644 /build/cloud-final.service /etc/systemd/system/cloud-final.service

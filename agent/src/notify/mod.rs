@@ -55,6 +55,10 @@ pub trait Sink: Send + Sync + fmt::Debug {
     fn label(&self) -> String;
     fn wants(&self, kind: EventKind) -> bool;
     async fn send(&self, message: &Message) -> Result<(), SendError>;
+    /// How hard this sink's messages are tried; the default is the notifier's.
+    fn delivery(&self, default: &Delivery) -> Delivery {
+        default.clone()
+    }
 }
 
 /// The SNS topic as a sink: a subject and a plain-text body, for e-mail and SMS.
@@ -80,6 +84,15 @@ impl Sink for SnsSink {
         self.events.contains(&kind)
     }
 
+    /// The operator's channel rides out an AWS outage: more attempts (about 2 minutes in all),
+    /// still bounded.
+    fn delivery(&self, default: &Delivery) -> Delivery {
+        Delivery {
+            attempts: default.attempts.max(8),
+            ..default.clone()
+        }
+    }
+
     async fn send(&self, message: &Message) -> Result<(), SendError> {
         let (subject, body) = message.sns();
         self.alerts
@@ -91,6 +104,9 @@ impl Sink for SnsSink {
             })
     }
 }
+
+/// The longest wait between two attempts (without a receiver's own `retry_after`).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How hard each message is tried.
 #[derive(Debug, Clone)]
@@ -196,7 +212,7 @@ async fn dispatch(
         .into_iter()
         .map(|sink| {
             let (tx, rx) = mpsc::channel(options.delivery.queue.max(1));
-            workers.spawn(worker(sink.clone(), rx, options.delivery.clone()));
+            workers.spawn(worker(sink.clone(), rx, sink.delivery(&options.delivery)));
             (sink, tx)
         })
         .collect();
@@ -303,7 +319,7 @@ pub async fn deliver(sink: &dyn Sink, message: &Message, delivery: &Delivery) ->
         };
         warn!(target = %target, alert = kind, attempt, error = %reason, retry_in_ms = millis(pause), "Notification failed; retrying.");
         sleep(pause).await;
-        wait = wait.saturating_mul(2);
+        wait = wait.saturating_mul(2).min(MAX_BACKOFF);
     }
     false
 }
