@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from twin import AGENT, RECORD, ZONE, Twin, sh  # noqa: E402
+from twin import AGENT, RECORD, ROOT, ZONE, Twin, sh  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
 
@@ -33,6 +33,30 @@ def game_log(tw: Twin, inst) -> str:
 
 def completions(tw: Twin, iid: str) -> list[dict]:
     return [a for a in tw.lifecycle_actions() if a["action"] == "CompleteLifecycleAction" and a["instance_id"] == iid]
+
+
+def assert_runs_under_the_hardened_unit(tw: Twin, inst) -> None:
+    """The user-data's bare-binary path installed the packaged unit (printed by the binary with
+    /usr/local/bin), and systemd runs the agent as it says: its own user, CAP_NET_RAW only."""
+    unit = "container-manager-agent.service"
+    installed = sh("docker", "exec", inst.container, "cat", f"/etc/systemd/system/{unit}").stdout
+    packaged = (ROOT / "packaging" / unit).read_text().replace(
+        "/usr/bin/container-manager-agent", "/usr/local/bin/container-manager-agent")
+    assert installed == packaged
+    show = sh("docker", "exec", inst.container, "systemctl", "show", unit, "-p",
+              "User,SupplementaryGroups,CapabilityBoundingSet,AmbientCapabilities,NoNewPrivileges,"
+              "ProtectSystem,Type,ActiveState,MainPID").stdout
+    props = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+    assert (props["User"], props["SupplementaryGroups"]) == ("container-manager", "docker"), props
+    assert (props["CapabilityBoundingSet"], props["AmbientCapabilities"]) == ("cap_net_raw", "cap_net_raw"), props
+    assert (props["NoNewPrivileges"], props["ProtectSystem"], props["Type"]) == ("yes", "strict", "notify"), props
+    assert props["ActiveState"] == "active", props
+    uid = sh("docker", "exec", inst.container, "id", "-u", "container-manager").stdout.strip()
+    status = sh("docker", "exec", inst.container, "cat", f"/proc/{props['MainPID']}/status").stdout
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    assert fields["Uid"].split() == [uid] * 4, fields["Uid"]
+    assert fields["CapEff"].strip() == "0000000000002000", fields["CapEff"]  # bit 13: CAP_NET_RAW
+    assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2"
 
 
 def test_story_1_wake_play_sleep_wake_again():
@@ -54,6 +78,7 @@ def test_story_1_wake_play_sleep_wake_again():
         assert any("user-data exited with status 0" in m for m in out), out
         dns = tw.wait_for("dns_updated", 5, source="agent")
         assert dns["ip"] == inst.ip and woken["t"] < dns["t"] <= resolved["t"]
+        assert_runs_under_the_hardened_unit(tw, inst)
         connected = tw.wait_for("connected", 30, source="player")
         assert connected["address"] == inst.ip
         tw.wait_for("left", 40, source="player")
