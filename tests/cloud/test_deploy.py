@@ -372,3 +372,25 @@ def test_spot_uses_a_mixed_instances_policy_of_spot_only(template, aws, capacity
     assert (distribution["OnDemandBaseCapacity"], distribution["OnDemandPercentageAboveBaseCapacity"]) == (0, 0)
     assert distribution["SpotAllocationStrategy"] == "price-capacity-optimized"
     assert agent_toml(script)["container"]["stop_timeout"] == "90s"
+
+
+@pytest.mark.parametrize("kind", ["none", "discord"])
+def test_a_webhook_reaches_the_agent_and_the_role_reads_only_its_parameter(template, aws, kind):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    overrides = {"WebhookKind": kind}
+    if kind != "none":
+        overrides.update(WebhookUrlParameter="/container-manager/valheim/discord", WebhookEvents="online,players,crash")
+    physical, _ = create(aws, template, with_overrides(path, **overrides), "us-east-1")
+    _, script = user_data(aws("ec2"), physical["LaunchTemplate"])
+    config = agent_toml(script)
+    if kind == "none":
+        assert "notify" not in config
+        assert "WebhookUrlPolicy" not in physical
+        return
+    assert config["notify"] == {"webhook": [{
+        "kind": "discord", "url_parameter": "/container-manager/valheim/discord",
+        "events": ["online", "players", "crash"]}]}
+    policy = policy_document(aws("iam").get_role_policy(RoleName=physical["InstanceRole"], PolicyName="webhook-url"))
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == "ssm:GetParameter"
+    assert statement["Resource"] == "arn:aws:ssm:us-east-1:123456789012:parameter/container-manager/valheim/discord"

@@ -441,3 +441,29 @@ def test_the_bare_binary_gets_the_packaged_hardened_unit(main_template):
                      r"\s+> /etc/systemd/system/container-manager-agent.service\n", script)
     assert "print-sysusers > /etc/sysusers.d/container-manager-agent.conf" in script
     assert "systemd-sysusers /etc/sysusers.d/container-manager-agent.conf" in script
+
+
+@pytest.mark.parametrize("given, refused", [
+    ({"WebhookKind": "none"}, None),
+    ({"WebhookKind": "slack"}, "needs WebhookUrlParameter"),
+    ({"WebhookKind": "slack", "WebhookUrlParameter": "/container-manager/valheim/slack"}, None),
+])
+def test_a_webhook_needs_its_parameter(main_template, given, refused):
+    out = refusals(main_template, **given)
+    if refused is None:
+        assert out == []
+    else:
+        assert len(out) == 1 and refused in out[0], out
+
+
+def test_the_webhook_parameter_is_a_name_never_a_url(main_template):
+    pattern = re.compile(main_template["Parameters"]["WebhookUrlParameter"]["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch("/container-manager/valheim/discord")
+    for bad in ["https://discord.com/api/webhooks/1/x", "container-manager/x", "/a b", '/a"b']:
+        assert not pattern.fullmatch(bad), bad
+    events = main_template["Parameters"]["WebhookEvents"]["Default"].split(",")
+    assert events == ["online", "idle_stop", "crash", "max_uptime", "needs_operator"]
+    # moto's CloudFormation applies the policy resource; the template names exactly one parameter.
+    policy = main_template["Resources"]["WebhookUrlPolicy"]
+    assert policy["Condition"] == "HasWebhook"
+    assert policy["Properties"]["Roles"] == [{"Ref": "InstanceRole"}]

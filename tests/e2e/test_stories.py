@@ -68,8 +68,12 @@ def test_story_1_idle():
         # DNS goes back while the game saves; the hook completes after both.
         stopped, reverted, completed = [agent.wait_for(n, 1) for n in ("graceful_stop_done", "dns_reverted", "lifecycle_completed")]
         assert max(ts(stopped), ts(reverted)) <= ts(completed)
+        # The idle stop is told after the save, with its outcome.
+        sent = agent.wait_for("alert_sent", 30, lambda e: e.get("alert") == "idle_stop")
+        assert ts(sent) >= ts(stopped)
         alerts = w.alerts()
-        assert len(alerts) == 1 and "idle" in alerts[0]["subject"], alerts
+        assert len(alerts) == 1 and "nobody was playing" in alerts[0]["subject"], alerts
+        assert "The world was saved" in alerts[0]["message"], alerts
         agent.wait_for("agent_stopped", 1)
 
 
@@ -180,8 +184,10 @@ def test_story_5_outage():
         assert w.order() == ["prestop", "sigterm-save"]
         assert w.record_value() == ["0.0.0.0"]
         assert any(a["action"] == "CompleteLifecycleAction" for a in w.shim.lifecycle_actions())
+        # The idle stop came due during the outage: SNS's bounded attempts outlast it.
+        agent.wait_for("alert_sent", 90, lambda e: e.get("alert") == "idle_stop")
         alerts = w.alerts()
-        assert len(alerts) == 1 and "idle" in alerts[0]["subject"], alerts
+        assert len(alerts) == 1 and "nobody was playing" in alerts[0]["subject"], alerts
 
 
 def test_story_6_bad_config():
