@@ -281,11 +281,14 @@ mismatch() {
 }
 check "installer, wrong checksum on a fresh root filesystem: fails loudly, no file changed" mismatch
 bare() {
+    # No unit file beside the installer: the binary prints its own, the packaged one.
+    rm -f "$C/tmp/cm/$UNIT"
     in_root "$C" bash /tmp/cm/install-agent.sh --url "$URL/container-manager-agent" --sha256 "$bin_sha" \
         --config /tmp/cm/agent.toml || return 1
     local u=$C/etc/systemd/system/$UNIT
     [[ -x $C/usr/local/bin/container-manager-agent && -f $u ]] || return 1
     [[ $(unit_exec "$u" ExecStart) == /usr/local/bin/container-manager-agent ]] || return 1
+    diff <(sed 's#/usr/bin/container-manager-agent#/usr/local/bin/container-manager-agent#g' "packaging/$UNIT") "$u" || return 1
     chroot "$C" systemd-analyze verify "/etc/systemd/system/$UNIT" || return 1
     in_root "$C" getent passwd container-manager && [[ $(in_root "$C" systemctl is-enabled $UNIT) == enabled ]] || return 1
     local snap
@@ -294,7 +297,7 @@ bare() {
         --config /tmp/cm/agent.toml || return 1
     diff <(echo "$snap") <(snapshot "$C")
 }
-check "installer, bare binary: /usr/local/bin, unit rewritten and verified, user, enabled; second run changes nothing" bare
+check "installer, bare binary: /usr/local/bin, the packaged unit printed by the binary and verified, user, enabled; second run changes nothing" bare
 
 # --- The unit under a real systemd ------------------------------------------------------------------
 # The same root filesystem as a Docker container that boots systemd, with no network at all: the

@@ -4,9 +4,11 @@
 #   install-agent.sh --url URL --sha256 HEX [--config FILE|-] [--unit FILE] [--no-start]
 #
 # URL names an .rpm (installed with dnf, yum or rpm), a .deb (apt-get or dpkg) or anything else,
-# taken as the bare x86_64 binary: it goes to /usr/local/bin, with the unit from --unit (default:
-# container-manager-agent.service beside this script, as in the source tree) and the service
-# user made with useradd. The file's SHA-256 must match HEX, or nothing is installed.
+# taken as the bare x86_64 binary: it goes to /usr/local/bin, with the packaged hardened unit and
+# the service user made with useradd. The unit is the one the binary prints (`print-unit --binary
+# /usr/local/bin/container-manager-agent`), or the file given with --unit, or for a binary too old
+# to print it container-manager-agent.service beside this script (a file's /usr/bin paths become
+# /usr/local/bin). The file's SHA-256 must match HEX, or nothing is installed.
 #
 # The config (a file, or - for standard input) is validated with the new binary's check-config
 # before it replaces /etc/container-manager/agent.toml; without --config the config already
@@ -26,7 +28,7 @@ readonly SERVICE_USER=container-manager
 url=${CM_AGENT_URL:-}
 sha256=${CM_AGENT_SHA256:-}
 config_src=${CM_AGENT_CONFIG:-}
-unit_src=${CM_AGENT_UNIT:-$(dirname "$(readlink -f "$0")")/$UNIT}
+unit_src=${CM_AGENT_UNIT:-}
 no_start=${CM_AGENT_NO_START:-0}
 
 log() { printf 'install-agent: %s\n' "$*" >&2; }
@@ -128,17 +130,30 @@ case $kind in
         ;;
     bin)
         bin=/usr/local/bin/container-manager-agent
-        [[ -r $unit_src ]] || die "a bare binary needs the unit file: pass --unit (looked for $unit_src)"
+        [[ -z $unit_src || -r $unit_src ]] || die "cannot read the unit file $unit_src (--unit)"
         head -c 4 "$file" | grep -q $'^\x7fELF' || die "$url is neither .rpm, .deb nor an ELF binary"
         chmod 0755 "$file"
+        # The same hardened unit as the packages, printed by the binary being installed, so the
+        # unit always matches the binary. A binary from before print-unit falls back to the unit
+        # beside this script (as in the source tree).
+        beside=$(dirname "$(readlink -f "$0")")/$UNIT
+        if [[ -z $unit_src ]] && ! { "$file" print-unit --binary "$bin" >"$work/$UNIT" 2>"$work/print-unit.err" &&
+            grep -q '^\[Service\]' "$work/$UNIT"; }; then
+            [[ -r $beside ]] || die "$url cannot print its unit ($(cat "$work/print-unit.err")), and there is no $beside: pass --unit"
+            log "the binary cannot print its unit; using $beside"
+            unit_src=$beside
+        fi
+        if [[ -n $unit_src ]]; then
+            # The packaged unit names /usr/bin; this install lives in /usr/local/bin.
+            sed -e 's#/usr/bin/container-manager-agent#/usr/local/bin/container-manager-agent#g' \
+                "$unit_src" >"$work/$UNIT"
+        fi
+        # The unit is ready before anything is installed: a unit that cannot be had changes nothing.
         if ! cmp -s "$file" "$bin"; then
             log "installing $bin"
             install -D -m 0755 "$file" "$bin.new" && mv -f "$bin.new" "$bin"
             changed=1
         fi
-        # The packaged unit names /usr/bin; this install lives in /usr/local/bin.
-        sed -e 's#/usr/bin/container-manager-agent#/usr/local/bin/container-manager-agent#g' \
-            "$unit_src" >"$work/$UNIT"
         if ! cmp -s "$work/$UNIT" "/etc/systemd/system/$UNIT"; then
             log "installing /etc/systemd/system/$UNIT"
             install -D -m 0644 "$work/$UNIT" "/etc/systemd/system/$UNIT"
