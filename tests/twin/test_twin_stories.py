@@ -7,6 +7,7 @@ performance targets: `make bench` measures the times.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -59,6 +60,23 @@ def assert_runs_under_the_hardened_unit(tw: Twin, inst) -> None:
     assert fields["NoNewPrivs"].strip() == "1" and fields["Seccomp"].strip() == "2"
 
 
+def assert_the_players_were_told(tw: Twin, inst, stop: dict) -> None:
+    """The stack's webhook (WebhookKind discord, the URL in SSM) reached the players' channel:
+    `online` with the address, then `idle_stop` after the save; the URL never in the journal."""
+    posts = [p for p in tw.package.posts if p["client"] == inst.ip]
+    assert [p["status"] for p in posts] == [204, 204], posts
+    embeds = [p["body"]["embeds"][0] for p in posts]
+    assert [e["footer"]["text"] for e in embeds] == ["container-manager · online", "container-manager · idle_stop"]
+    assert embeds[0]["title"] == f"{RECORD} is up"
+    assert any(f["name"] == "Address" and f["value"] == inst.ip for f in embeds[0]["fields"]), embeds[0]
+    assert embeds[1]["title"] == f"{RECORD} stopped: nobody was playing"
+    assert "The world was saved" in embeds[1]["description"], embeds[1]
+    assert posts[1]["t"] >= stop["t"], "told after the save"
+    journal = json.dumps(tw.journal(inst.iid, "container-manager-agent.service"))
+    assert tw.package.hook_token not in journal
+    assert "alert_sent" in journal
+
+
 def test_story_1_wake_play_sleep_wake_again():
     with Twin() as tw:
         assert tw.desired() == 0 and tw.active() == []
@@ -96,6 +114,7 @@ def test_story_1_wake_play_sleep_wake_again():
         # No pre-stop command in the example: the game saves on SIGTERM and exits 0 by itself.
         stop = tw.wait_for("graceful_stop_done", 1, source="agent")
         assert stop["exited_on_its_own"] == "true" and stop["exit_code"] == "0", stop
+        assert_the_players_were_told(tw, inst, stop)
 
         # A second lookup wakes a new instance, with a new address, and the save is there.
         tw.player("--play-seconds", "3", "--rate", "10")

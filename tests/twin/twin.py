@@ -26,6 +26,7 @@ import http.server
 import itertools
 import json
 import os
+import secrets
 import shutil
 import ssl
 import subprocess
@@ -62,6 +63,7 @@ ZONE = "example.test"
 SERVER = "valheim"
 RECORD = f"{SERVER}.{ZONE}"
 PACKAGE_PORT = 8443
+WEBHOOK_PARAMETER = "/container-manager/twin/discord-webhook"
 CONTAINER_PREFIX = "cmtw-"
 
 
@@ -130,7 +132,8 @@ class Shim(world.Shim):
 
 class PackageServer:
     """Serves the agent over HTTPS with a certificate from the twin's own CA, as a release page
-    would. GET /container-manager-agent is the binary; any other path is a 404."""
+    would. GET /container-manager-agent is the binary; any other path is a 404. It is also the
+    players' chat: POST /hook/<token> records a webhook notification (Discord's 204)."""
 
     def __init__(self, workdir: Path, binary: Path) -> None:
         from cryptography import x509
@@ -165,6 +168,8 @@ class PackageServer:
         self.binary = binary
         self.sha256 = hashlib.sha256(binary.read_bytes()).hexdigest()
         self.downloads: list[dict] = []
+        self.posts: list[dict] = []
+        self.hook_token = secrets.token_urlsafe(24)
         served = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -182,6 +187,20 @@ class PackageServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(min(length, 1 << 20))
+                ok = self.path == f"/hook/{served.hook_token}"
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None
+                served.posts.append({"t": time.time(), "path": self.path, "client": self.client_address[0],
+                                     "status": 204 if ok else 404, "body": parsed})
+                self.send_response(204 if ok else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -192,6 +211,7 @@ class PackageServer:
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"https://{TWIN_IP}:{PACKAGE_PORT}/container-manager-agent"
+        self.hook_url = f"https://{TWIN_IP}:{PACKAGE_PORT}/hook/{self.hook_token}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -282,8 +302,12 @@ class Twin:
             "AgentPackageUrl": self.package.url if package_path is None else f"https://{TWIN_IP}:{PACKAGE_PORT}{package_path}",
             "AgentPackageSha256": package_sha256 or self.package.sha256,
             "IdleMinutes": "1", "BootGraceMinutes": "0", "StopTimeoutSeconds": "10", "SampleIntervalSeconds": "1",
+            # The players' Discord: the URL in SSM as a user puts it there, the receiver above.
+            "WebhookKind": "discord", "WebhookUrlParameter": WEBHOOK_PARAMETER,
         })
         params.update(overrides or {})
+        self.client("ssm", direct=True).put_parameter(
+            Name=WEBHOOK_PARAMETER, Value=self.package.hook_url, Type="SecureString")
         for k in [k for k in params if k.startswith("Secret")]:
             if "=" in params[k]:
                 self.client("ssm", direct=True).put_parameter(
