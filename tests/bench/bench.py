@@ -12,7 +12,8 @@ Sections:
    idle_after expiry -> scale-in call;
 4. wake to playable in the cloud twin (tests/twin), medians over BENCH_WAKES wakes, step by
    step, next to a paper column of published figures for real AWS (docs/aws-sources.md);
-5. a cost model for 20 hours of play a month.
+5. a cost model for 20 hours of play a month, for each mode of the stack, derived from the
+   resources the template creates for that mode's parameters (`bench.py cost` prints it alone).
 """
 
 from __future__ import annotations
@@ -163,23 +164,6 @@ def reaction_section() -> list[str]:
     ]
 
 
-# --- 4. cost -------------------------------------------------------------------------------
-
-# Stated prices (us-east-1 on-demand, Linux; check the current price list before relying on them).
-PRICES = {"t3a.medium": 0.0376, "t3a.large": 0.0752, "m6a.xlarge": 0.1728}
-HOURS_PLAYED = 20.0
-SESSIONS = 10                 # 10 evenings of 2 hours
-OVERHEAD_H = (3 + 7) / 60     # per session: ~3 min boot + idle_after (7 min default) before scale-in
-PUBLIC_IPV4_H = 0.005
-ROOT_GB, GP3_GB_MONTH = 30, 0.08
-EFS_GB, EFS_GB_MONTH = 5, 0.30
-BACKUP_GB, BACKUP_GB_MONTH = 2, 0.05
-ZONE_MONTH = 0.50
-ALARMS, ALARM_MONTH = 2, 0.10
-METRICS, METRIC_MONTH = 5, 0.30
-HOURS_MONTH = 730
-
-
 # --- 4. wake to playable in the twin ---------------------------------------------------------
 
 # Published figures for the same steps on real AWS, each with its source in docs/aws-sources.md
@@ -249,53 +233,172 @@ def twin_section() -> list[str]:
     return rows
 
 
+# --- 5. cost ----------------------------------------------------------------------------------
+
+# Prices, us-east-1, as stated on 2026-11-29 (sources in docs/cloud.md, "What it costs"; check the
+# current price lists before relying on them). Spot prices move; SPOT_SHARE is an assumption.
+PRICES_DATE = "2026-11-29"
+PRICES = {"t3a.medium": 0.0376, "t3a.large": 0.0752, "m6a.xlarge": 0.1728}  # on demand, Linux, $/h
+SPOT_SHARE = 0.35             # a Spot hour as a share of the on-demand hour (assumed; see docs/cloud.md)
+PUBLIC_IPV4_H = 0.005         # $/h per public IPv4 address; IPv6 addresses cost nothing
+GP3_GB_MONTH = 0.08
+EFS_GB_MONTH = {("regional", "standard"): 0.30, ("regional", "ia"): 0.016,
+                ("one-zone", "standard"): 0.16, ("one-zone", "ia"): 0.0133}
+BACKUP_GB_MONTH = 0.05        # AWS Backup, EFS warm storage
+ZONE_MONTH = 0.50             # the hosted zone the user brings
+ALARM_METRIC_MONTH = 0.10     # per metric in a standard-resolution alarm
+METRIC_MONTH = 0.30           # per custom metric
+HOURS_MONTH = 730
+
+# The workload: 20 hours of play a month in 10 evenings of 2 hours.
+HOURS_PLAYED = 20.0
+SESSIONS = 10
+BOOT_MIN, WARM_BOOT_MIN, IDLE_MIN = 3, 1, 7   # a cold boot, a start from the pool, idle_after (default)
+PREP_MIN = 5                  # a warm pool's preparation boot after each session (AWS's sample: 260 s)
+WORLD_GB = 1.0                # loaded and saved in place every session: stays in Standard
+COLD_GB = 4.0                 # older saves and the game's own backups, not read for 30 days
+BACKUP_GB = 2.0               # the daily backups' stored (incremental) size
+METRICS = 5                   # custom metrics the agent publishes while it runs
+TARGET = 2.00                 # issue 12: on demand, t3a.medium, the defaults
+
+
+def stack_resources(params: dict[str, str]) -> dict:
+    """What the stack creates for these parameters, read from cloud/container-manager.yaml with
+    its conditions resolved: the figures the cost model multiplies."""
+    sys.path.insert(0, str(ROOT / "tests" / "twin"))
+    import stack
+
+    template = stack.load_template(stack.TEMPLATE)
+    # A user's required parameters (the Palworld example's), then the mode's.
+    params = {**stack.example("palworld"), **params}
+    resolve = stack.Resolver(template, params, {}, "", "bench")
+    res = {k: v for k, v in template["Resources"].items() if "Condition" not in v or resolve.condition(v["Condition"])}
+
+    def present(value: object) -> bool:
+        """Whether a property is set once its Fn::If are decided (without evaluating it)."""
+        while isinstance(value, dict) and "Fn::If" in value:
+            cond, yes, no = value["Fn::If"]
+            value = yes if resolve.condition(cond) else no
+        return value is not None and value != {"Ref": "AWS::NoValue"}
+
+    data = res["LaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    (eni,) = data["NetworkInterfaces"]
+    (root,) = data["BlockDeviceMappings"]
+    systems = [v for v in res.values() if v["Type"] == "AWS::EFS::FileSystem"]
+    group = res["AutoScalingGroup"]["Properties"]
+    alarm_metrics = sum(len(v["Properties"].get("Metrics", [])) - 1 if "Metrics" in v["Properties"] else 1
+                        for v in res.values() if v["Type"] == "AWS::CloudWatch::Alarm")
+    return {
+        "instance_type": resolve(data["InstanceType"]),
+        "spot": present(group.get("MixedInstancesPolicy")),
+        "warm_pool": any(v["Type"] == "AWS::AutoScaling::WarmPool" for v in res.values()),
+        "public_ipv4": resolve(eni["AssociatePublicIpAddress"]) is True,
+        "ipv6_addresses": resolve(eni["Ipv6AddressCount"]) if present(eni.get("Ipv6AddressCount")) else 0,
+        "root_gb": int(resolve(root["Ebs"]["VolumeSize"])),
+        "file_systems": len(systems),
+        "one_zone": all(present(fs["Properties"].get("AvailabilityZoneName")) for fs in systems),
+        "ia_lifecycle": all(any("TransitionToIA" in p for p in fs["Properties"].get("LifecyclePolicies", []))
+                            for fs in systems),
+        "backed_up": any(v["Type"] == "AWS::Backup::BackupSelection" for v in res.values()),
+        "alarm_metrics": alarm_metrics,
+    }
+
+
+def monthly_cost(params: dict[str, str], price_h: float | None = None) -> dict[str, float]:
+    """The monthly bill of the stack with these parameters, item by item (see cost_section)."""
+    r = stack_resources(params)
+    hour = price_h if price_h is not None else PRICES[r["instance_type"]]
+    hour *= SPOT_SHARE if r["spot"] else 1.0
+    boot = WARM_BOOT_MIN if r["warm_pool"] else BOOT_MIN
+    running = HOURS_PLAYED + SESSIONS * (boot + IDLE_MIN + (PREP_MIN if r["warm_pool"] else 0)) / 60
+    kind = "one-zone" if r["one_zone"] else "regional"
+    cold_class = "ia" if r["ia_lifecycle"] else "standard"
+    root_hours = HOURS_MONTH if r["warm_pool"] else running
+    return {
+        "running_h": running,
+        "instance": running * hour,
+        "ipv4": running * PUBLIC_IPV4_H if r["public_ipv4"] else 0.0,
+        "root": r["root_gb"] * GP3_GB_MONTH * root_hours / HOURS_MONTH,
+        "efs": WORLD_GB * EFS_GB_MONTH[(kind, "standard")] + COLD_GB * EFS_GB_MONTH[(kind, cold_class)],
+        "backup": BACKUP_GB * BACKUP_GB_MONTH if r["backed_up"] else 0.0,
+        "zone": ZONE_MONTH,
+        "alarms": r["alarm_metrics"] * ALARM_METRIC_MONTH,
+        "metrics": METRICS * METRIC_MONTH * running / HOURS_MONTH,
+    }
+
+
+def total(c: dict[str, float]) -> float:
+    return sum(v for k, v in c.items() if k != "running_h")
+
+
+MODES = [  # label, parameters (the rest are the template's defaults)
+    ("on-demand, One Zone, IPv4 (the defaults)", {}),
+    ("on-demand, One Zone, IPv6 (dual stack)", {"IPv6": "true"}),
+    ("on-demand, regional", {"FileSystemType": "regional"}),
+    ("on-demand, One Zone, warm pool", {"WarmPool": "stopped"}),
+    ("on-demand, regional, warm pool", {"FileSystemType": "regional", "WarmPool": "stopped"}),
+    ("Spot, One Zone", {"CapacityType": "spot", "StopTimeoutSeconds": "100"}),
+    ("Spot, One Zone, IPv6", {"CapacityType": "spot", "StopTimeoutSeconds": "100", "IPv6": "true"}),
+    ("Spot, regional", {"CapacityType": "spot", "StopTimeoutSeconds": "100", "FileSystemType": "regional"}),
+]
+BEFORE = 3.34  # the previous model's figure: regional EFS, 5 GB all in Standard
+
+
 def cost_section() -> list[str]:
-    running = HOURS_PLAYED + SESSIONS * OVERHEAD_H
+    base = {"ServerFilesPath": "", "InstanceType": "t3a.medium"}
+    d = monthly_cost(base)
+    alarms = stack_resources(base)["alarm_metrics"]
     rows = [
-        f"Formula: monthly = (played {HOURS_PLAYED:.0f} h + {SESSIONS} sessions x {OVERHEAD_H * 60:.0f} min boot/idle) x (instance $/h + public IPv4 ${PUBLIC_IPV4_H}/h + root gp3 {ROOT_GB} GB x ${GP3_GB_MONTH}/GB-month / {HOURS_MONTH} h)",
-        f"  + EFS {EFS_GB} GB x ${EFS_GB_MONTH} + backup {BACKUP_GB} GB x ${BACKUP_GB_MONTH} + hosted zone ${ZONE_MONTH} + {ALARMS} alarms x ${ALARM_MONTH} + {METRICS} metrics x ${METRIC_MONTH} x {running:.1f}/{HOURS_MONTH} h (prorated)",
+        f"Prices: us-east-1, stated on {PRICES_DATE} (docs/cloud.md, \"What it costs\"); Spot at {SPOT_SHARE:.0%} of the on-demand price (assumed).",
+        f"Workload: {HOURS_PLAYED:.0f} h of play in {SESSIONS} sessions; each adds a boot ({BOOT_MIN} min, {WARM_BOOT_MIN} min from a warm pool) and idle_after ({IDLE_MIN} min),",
+        f"a warm pool also a {PREP_MIN}-min preparation boot. Save data {WORLD_GB + COLD_GB:.0f} GB: the world, {WORLD_GB:.0f} GB, loaded and saved in place every session (stays in Standard);",
+        f"{COLD_GB:.0f} GB of older saves nobody reads (in Infrequent Access after 30 days). Backups {BACKUP_GB:.0f} GB. No server-files file system.",
         "",
-        "| instance type | $/h (stated) | running h/month | $/month | $/year | old design's goal |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Formula, with the counts read from cloud/container-manager.yaml for each mode's parameters (`stack_resources()`):",
+        "  running h = played h + sessions x (boot + idle [+ preparation]) / 60",
+        "  monthly = running h x instance $/h (x Spot share) + running h x public IPv4 $/h + root GB x gp3 x (running h, or 730 h with a warm pool) / 730",
+        "          + world GB x EFS Standard + other GB x EFS IA (One Zone or regional prices) + backup GB x $/GB + hosted zone",
+        f"          + alarm metrics ({alarms}) x ${ALARM_METRIC_MONTH:.2f} + {METRICS} custom metrics x ${METRIC_MONTH:.2f} x running h / 730",
+        "",
+        "| mode (t3a.medium) | running h | instance | IPv4 | root | EFS | backup | zone | alarms + metrics | $/month | $/year |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, given in MODES:
+        c = monthly_cost({**base, **given})
+        t = total(c)
+        note = ""
+        if not given:
+            verdict = "meets it" if t <= TARGET else f"misses it by ${t - TARGET:.2f}"
+            note = f" (target ${TARGET:.2f}: {verdict}; before: ${BEFORE:.2f})"
+        rows.append(f"| {label} | {c['running_h']:.1f} | {c['instance']:.2f} | {c['ipv4']:.2f} | {c['root']:.2f} | "
+                    f"{c['efs']:.2f} | {c['backup']:.2f} | {c['zone']:.2f} | {c['alarms'] + c['metrics']:.2f} | "
+                    f"**{t:.2f}**{note} | {t * 12:.2f} |")
+    rows += ["", "Spot with a warm pool: refused by the template (AWS does not allow the pair).", "",
+             f"Each further GB of save data adds ${EFS_GB_MONTH[('one-zone', 'standard')]:.2f} a month in One Zone Standard "
+             f"(${EFS_GB_MONTH[('regional', 'standard')]:.2f} regional) while it is read every month, "
+             f"${EFS_GB_MONTH[('one-zone', 'ia')]:.4f} (${EFS_GB_MONTH[('regional', 'ia')]:.3f}) once nobody has read it for "
+             f"30 days, plus up to ${BACKUP_GB_MONTH:.2f} for its backup.", ""]
+    free = d["alarms"] + d["metrics"]
+    rows += [
+        f"CloudWatch's always-free tier (10 alarm metrics and 10 custom metrics a month) covers the alarms and "
+        f"metrics (${free:.2f}) in an account that has no others: the defaults then cost ${total(d) - free:.2f}.",
+        "",
+        "| instance type (the defaults otherwise) | on-demand $/h | $/month on demand | $/month Spot | old design's goal |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for itype, price in PRICES.items():
-        per_hour = price + PUBLIC_IPV4_H + ROOT_GB * GP3_GB_MONTH / HOURS_MONTH
-        fixed = EFS_GB * EFS_GB_MONTH + BACKUP_GB * BACKUP_GB_MONTH + ZONE_MONTH + ALARMS * ALARM_MONTH + METRICS * METRIC_MONTH * running / HOURS_MONTH
-        month = running * per_hour + fixed
-        rows.append(f"| {itype} | {price:.4f} | {running:.1f} | {month:.2f} | {month * 12:.2f} | < 120.00 |")
-    rows += ["", *warm_pool_cost_rows()]
+        od = total(monthly_cost({**base, "InstanceType": itype}))
+        spot = total(monthly_cost({**base, "InstanceType": itype, "CapacityType": "spot", "StopTimeoutSeconds": "100",
+                                   "SpotInstanceTypes": itype}))
+        rows.append(f"| {itype} | {price:.4f} | {od:.2f} | {spot:.2f} | < 120.00 a year |")
     return rows
 
 
-# A warm pool (WarmPool = stopped): the stopped instance keeps its root volume all month, and
-# each session ends with a preparation boot of the next pool instance (AWS's sample took 260 s
-# to launch into the pool, docs/warm-pool-sources.md §6); a wake is ~1 min of boot, not ~3.
-PREP_H = 5 / 60
-WARM_OVERHEAD_H = (1 + 7) / 60
-
-
-def warm_pool_cost_rows() -> list[str]:
-    itype, price = "t3a.medium", PRICES["t3a.medium"]
-    fixed = EFS_GB * EFS_GB_MONTH + BACKUP_GB * BACKUP_GB_MONTH + ZONE_MONTH + ALARMS * ALARM_MONTH
-    out = [
-        f"By mode, {itype} (WarmPool parameter): with a pool the root volume is billed all month "
-        f"({ROOT_GB} GB x ${GP3_GB_MONTH}) and every session adds a {PREP_H * 60:.0f}-min preparation boot "
-        f"of the next pool instance; a wake costs {WARM_OVERHEAD_H * 60 - 7:.0f} min of boot instead of {OVERHEAD_H * 60 - 7:.0f}.",
-        "",
-        "| mode | running h/month | root volume $/month | $/month |",
-        "| --- | --- | --- | --- |",
-    ]
-    for mode, running, root in (
-        ("none (default)", HOURS_PLAYED + SESSIONS * OVERHEAD_H, None),
-        ("stopped", HOURS_PLAYED + SESSIONS * (WARM_OVERHEAD_H + PREP_H), ROOT_GB * GP3_GB_MONTH),
-    ):
-        root_month = root if root is not None else ROOT_GB * GP3_GB_MONTH * running / HOURS_MONTH
-        month = running * (price + PUBLIC_IPV4_H) + root_month + fixed + METRICS * METRIC_MONTH * running / HOURS_MONTH
-        out.append(f"| {mode} | {running:.1f} | {root_month:.2f} | {month:.2f} |")
-    return out
-
-
 def main() -> int:
+    if sys.argv[1:] == ["cost"]:
+        # The cost model alone: no build, no measurement (it reads only the template).
+        print("\n".join(cost_section()))
+        return 0
     if not RELEASE.exists():
         print(f"bench: build the release binary first ({RELEASE})", file=sys.stderr)
         return 1
