@@ -30,7 +30,7 @@ mod executor;
 
 pub use crate::retry::{CALL_TIMEOUT, backoff, retry, retry_within};
 use executor::Executor;
-pub use executor::{LIFECYCLE_STUCK_AFTER, heartbeat_every};
+pub use executor::{LIFECYCLE_STUCK_AFTER, STUCK_AFTER, heartbeat_every};
 
 /// How often IMDS is polled for the lifecycle state and Spot notices.
 pub const METADATA_POLL: Duration = Duration::from_secs(5);

@@ -53,7 +53,7 @@ def test_story_1_idle():
         assert 6.0 <= gap <= 6.0 + 1.5, f"scale-in {gap:.2f}s after the last active sample"
 
         # The world was saved: pre-stop first, then SIGTERM, a clean exit, the marker.
-        assert w.order() == ["prestop", "sigterm-save"]
+        assert w.order() == ["prestop", "sigterm-save"], "\n".join(agent.stderr_text[-40:])
         assert (w.data / "save-marker").read_text().strip() == "world"
         assert w.game is not None and w.game.exit_code() == 0
         stop = agent.wait_for("graceful_stop_done", 1)

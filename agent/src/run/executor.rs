@@ -21,6 +21,9 @@ use crate::retry::{CALL_TIMEOUT, retry, retry_within};
 /// After this many failed attempts of CompleteLifecycleAction an alert goes out (it is still
 /// retried).
 pub const LIFECYCLE_STUCK_AFTER: u32 = 3;
+/// After this many failed attempts of a DNS update or a scale-in (about a minute of failures,
+/// with the backoff) an operator is told; a short outage of the AWS APIs stays quiet.
+pub const STUCK_AFTER: u32 = 8;
 /// A pull of the game's image while preparing for the warm pool: bound per attempt, attempts.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 const PULL_ATTEMPTS: u32 = 3;
@@ -40,15 +43,16 @@ pub(super) struct Executor {
     pub(super) tasks: JoinSet<()>,
 }
 
-/// Reports a must-happen call that keeps failing, once, at its [`LIFECYCLE_STUCK_AFTER`]th
-/// failure (it is still retried).
+/// Reports a must-happen call that keeps failing, once, at its `after`th failure (it is still
+/// retried).
 fn stuck_after(
     done: &mpsc::UnboundedSender<Completion>,
+    after: u32,
     problem: fn(String) -> Problem,
 ) -> impl FnMut(u32, &str) + use<> {
     let done = done.clone();
     move |attempt: u32, reason: &str| {
-        if attempt == LIFECYCLE_STUCK_AFTER {
+        if attempt == after {
             let _ = done.send(Completion::Stuck(problem(reason.to_string())));
         }
     }
@@ -78,7 +82,8 @@ impl Executor {
                     self.report(Completion::DnsUpdated);
                     return;
                 }
-                let on_failure = stuck_after(&self.done, |error| Problem::DnsStuck { error });
+                let on_failure =
+                    stuck_after(&self.done, STUCK_AFTER, |error| Problem::DnsStuck { error });
                 self.tasks.spawn(async move {
                     if let Some(ip) = retry("route53 upsert", None, &cancel, on_failure, || dns.point_here()).await {
                         info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
@@ -96,7 +101,9 @@ impl Executor {
                     return;
                 }
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let on_failure = stuck_after(&self.done, |error| Problem::ScaleInStuck { error });
+                let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| {
+                    Problem::ScaleInStuck { error }
+                });
                 self.tasks.spawn(async move {
                     if retry("set desired capacity 0", None, &cancel, on_failure, || {
                         cap.scale_to_zero()
@@ -273,7 +280,9 @@ impl Executor {
                     return;
                 };
                 let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let on_failure = stuck_after(&self.done, |error| Problem::LifecycleStuck { error });
+                let on_failure = stuck_after(&self.done, LIFECYCLE_STUCK_AFTER, |error| {
+                    Problem::LifecycleStuck { error }
+                });
                 self.tasks.spawn(async move {
                     if retry(
                         "complete lifecycle action",
