@@ -82,8 +82,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("term", True))
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("term", True))
 
-    game = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    game.bind(("0.0.0.0", GAME_PORT))
+    # Dual stack, as a game server binds: IPv4 players arrive as ::ffff:a.b.c.d, IPv6 players as
+    # themselves (the stack's IPv6 mode). IPv4 only where the kernel has no IPv6.
+    try:
+        game = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        game.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        game.bind(("::", GAME_PORT))
+    except OSError:
+        game = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        game.bind(("0.0.0.0", GAME_PORT))
     query = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     query.bind(("0.0.0.0", QUERY_PORT))
     seen: dict[str, float] = {}
@@ -104,10 +111,11 @@ def main() -> int:
             except OSError:
                 continue
             if sock is game:
-                if peer[0] not in seen:
+                who = peer[0].removeprefix("::ffff:")
+                if who not in seen:
                     world["players_seen"] = world.get("players_seen", 0) + 1
-                    say(f"player {peer[0]} joined")
-                seen[peer[0]] = now
+                    say(f"player {who} joined")
+                seen[who] = now
                 sock.sendto(b"welcome " + data[:64], peer)
             elif data.startswith(A2S_INFO):
                 if data[len(A2S_INFO):] != CHALLENGE:

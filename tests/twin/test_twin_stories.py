@@ -243,3 +243,35 @@ def test_story_6_a_wrong_sha256_installs_nothing():
                 "/etc/systemd/system/container-manager-agent.service", check=False)
         assert ls.returncode != 0 and "No such file" in ls.stderr
         assert tw.record_values() == ["0.0.0.0"]
+
+
+def test_story_7_ipv6_an_aaaa_lookup_wakes_and_the_player_plays_over_ipv6():
+    # No webhook here: story 1 covers the notifications, this one the IPv6 path.
+    with Twin(overrides={"IPv6": "true", "WebhookKind": "none"}) as tw:
+        assert tw.record_values("AAAA") is None, "no AAAA record while the server sleeps"
+        # An IPv6-only client: it asks for AAAA only, and plays over IPv6.
+        tw.player("--qtype", "AAAA", "--play-seconds", "5", "--rate", "10")
+        first = tw.wait_for("lookup", 10, source="player")
+        assert first["qtype"] == "AAAA" and first["answer"] == []
+        logged = tw.wait_for("query_logged", 5, pred=lambda e: f" {RECORD} AAAA " in e["line"])
+        assert logged["line"].startswith("1.0 ")
+        tw.wait_for("wake_invoked", 15, pred=lambda e: e["result"] == "woken")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        inst = only_instance(tw)
+        assert inst.ip6 and resolved["address"] == inst.ip6
+        # The agent keeps the AAAA record in step with the A record.
+        assert tw.record_values("AAAA") == [inst.ip6] and tw.record_values() == [inst.ip]
+        connected = tw.wait_for("connected", 30, source="player")
+        assert connected["address"] == inst.ip6
+        # Its packets over IPv6 count as activity.
+        tw.wait_for("sample", 20, source="agent", after=connected["t"],
+                    pred=lambda e: int(e.get("packets", 0) or 0) > 0)
+        tw.wait_for("left", 40, source="player")
+        scale = tw.wait_for("scale_in_requested", 150, source="agent")
+        assert scale["reason"] == "idle"
+        tw.wait_instances(0, 150)
+        assert tw.record_values() == ["0.0.0.0"]
+        # The agent deletes its AAAA record on the way down (no AAAA placeholder): an AAAA lookup
+        # then gets no address, and the A record's placeholder answers the A lookup.
+        assert tw.record_values("AAAA") is None
+        assert tw.desired() == 0

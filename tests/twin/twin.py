@@ -58,6 +58,10 @@ BRIDGE = "cmtw0"
 NET = "198.51.100"
 TWIN_IP = f"{NET}.1"
 PLAYER_IP = f"{NET}.200"
+# With the stack's IPv6 mode: the documentation prefix (RFC 3849) on the same bridge, one /64.
+NET6 = "2001:db8::"
+TWIN_IP6 = f"{NET6}1"
+PLAYER_IP6 = f"{NET6}200"
 PLAYER_NS = "cmtw-player"
 ZONE = "example.test"
 SERVER = "valheim"
@@ -100,8 +104,16 @@ class Network:
         sh("ip", "netns", "add", PLAYER_NS)
         self.attach_netns(PLAYER_NS, "cmtwp", PLAYER_IP)
 
-    def attach_netns(self, netns: str, prefix: str, address: str) -> None:
-        """A veth pair: one end on the bridge, the other as eth0 in `netns` (a name or a pid)."""
+    def enable_ipv6(self) -> None:
+        """The stack's IPv6 mode: the twin's and the player's IPv6 addresses on the same link."""
+        sh("ip", "-6", "addr", "add", f"{TWIN_IP6}/64", "dev", BRIDGE, "nodad")
+        ns = ["ip", "netns", "exec", PLAYER_NS]
+        sh(*ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0")
+        sh(*ns, "ip", "-6", "addr", "add", f"{PLAYER_IP6}/64", "dev", "eth0", "nodad")
+
+    def attach_netns(self, netns: str, prefix: str, address: str, address6: str | None = None) -> None:
+        """A veth pair: one end on the bridge, the other as eth0 in `netns` (a name or a pid),
+        with an IPv4 address and, for the stack's IPv6 mode, an IPv6 one."""
         host, peer = f"{prefix}0", f"{prefix}1"
         sh("ip", "link", "del", host, check=False)
         sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
@@ -114,6 +126,9 @@ class Network:
         sh(*ns, "ip", "link", "set", "eth0", "up")
         sh(*ns, "ip", "link", "set", "lo", "up")
         sh(*ns, "ip", "route", "add", "default", "via", TWIN_IP)
+        if address6:
+            sh(*ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0")
+            sh(*ns, "ip", "-6", "addr", "add", f"{address6}/64", "dev", "eth0", "nodad")
 
     def close(self) -> None:
         sh("ip", "netns", "del", PLAYER_NS, check=False)
@@ -241,6 +256,8 @@ class Instance:
     entries: list[dict] = field(default_factory=list)
     # Warm pools: how often it was started (more than once: out of the pool).
     starts: int = 0
+    # The stack's IPv6 mode: the instance's IPv6 address ("" without it).
+    ip6: str = ""
 
 
 def journal_fields(entry: dict) -> dict:
@@ -314,6 +331,9 @@ class Twin:
                     Name=params[k].split("=", 1)[1], Value="twin-secret-password", Type="SecureString")
         self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params)
         self.params = params
+        self.ipv6 = params.get("IPv6") == "true"
+        if self.ipv6:
+            self.net.enable_ipv6()
         self.task = stack.task_definition(self.shim.moto, self.deployed)
         if self.task["networkMode"] != "host":
             raise RuntimeError(f"the twin runs host-networked tasks only, not {self.task['networkMode']!r}")
@@ -477,6 +497,7 @@ class Twin:
         inst = Instance(iid=iid, index=next(self.next_index), ip="", container=f"{CONTAINER_PREFIX}{iid}",
                         journal=self.dir / "instances" / iid / "journal")
         inst.ip = f"{NET}.{inst.index}"
+        inst.ip6 = f"{NET6}{inst.index}" if self.ipv6 else ""
         self.instances[iid] = inst
         return inst
 
@@ -531,6 +552,7 @@ class Twin:
             # A stopped instance gets a new public address at every start.
             inst.index = next(self.next_index)
             inst.ip = f"{NET}.{inst.index}"
+            inst.ip6 = f"{NET6}{inst.index}" if self.ipv6 else ""
         self.record("instance_launching", source="asg", instance=inst.iid, ip=inst.ip, warm=from_pool,
                     into_pool=into_pool)
         try:
@@ -558,12 +580,12 @@ class Twin:
         inst.starts += 1
         self.shim.post("/_shim/imds", {
             "source": inst.ip, "instance-id": inst.iid, "region": "us-east-1", "availability-zone": "us-east-1a",
-            "public-ipv4": inst.ip, "target-lifecycle-state": target, "role": self.role})
+            "public-ipv4": inst.ip, "ipv6": inst.ip6 or None, "target-lifecycle-state": target, "role": self.role})
         if inst.starts > 1:
             # The same root volume: the agent, the images and the user-data's traces stay.
             sh("docker", "start", inst.container)
             pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
-            self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
+            self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip, inst.ip6 or None)
             self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=True)
             return
         ec2 = self.client("ec2", direct=True)
@@ -595,7 +617,7 @@ class Twin:
         sh("docker", "start", inst.container)
         self.record("boot_step", source="asg", instance=inst.iid, step="started")
         pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
-        self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip)
+        self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip, inst.ip6 or None)
         self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=False)
 
     def _ecs_daemon(self, inst: Instance) -> None:
