@@ -330,11 +330,11 @@ def test_ipv6_opens_the_game_ports_gives_an_address_and_wakes_on_aaaa(template, 
         assert "Ipv6AddressCount" not in eni
         assert agent_toml(script)["dns"]["ipv6"] is False
         assert types == "A"
-    # moto's CloudFormation skips AWS::EC2::VPCCidrBlock and AWS::EC2::SubnetCidrBlock, and drops
-    # the security group's IPv6 egress and the route's DestinationIpv6CidrBlock: the VPC's and the
-    # subnets' IPv6 blocks, the egress rule and the route are checked on the template
-    # (test_template.py).
-    assert "VpcIpv6Block" not in physical and "PublicSubnetAIpv6Block" not in physical
+    # moto's CloudFormation skips AWS::EC2::VPCCidrBlock, AWS::EC2::SubnetCidrBlock and
+    # AWS::EC2::SecurityGroupEgress (the IPv6 egress), and drops the route's
+    # DestinationIpv6CidrBlock: the VPC's and the subnets' IPv6 blocks, the egress rule and the
+    # route are checked on the template (test_template.py).
+    assert not {"VpcIpv6Block", "PublicSubnetAIpv6Block", "InstanceEgressV6"} & set(physical)
 
 
 def test_wake_stack_with_ipv6_wakes_on_aaaa_too(aws):
