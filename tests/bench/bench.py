@@ -235,8 +235,8 @@ def twin_section() -> list[str]:
 
 # --- 5. cost ----------------------------------------------------------------------------------
 
-# Prices, us-east-1, as stated on 2026-11-29 (sources in docs/cloud.md, "What it costs"; check the
-# current price lists before relying on them). Spot prices move; SPOT_SHARE is an assumption.
+# Prices, us-east-1, as stated on 2026-11-29 (sources in docs/aws-sources.md §7, the reasoning in
+# docs/cloud.md, "Which mode to pick"; check the current price lists before relying on them). Spot prices move; SPOT_SHARE is an assumption.
 PRICES_DATE = "2026-11-29"
 PRICES = {"t3a.medium": 0.0376, "t3a.large": 0.0752, "m6a.xlarge": 0.1728}  # on demand, Linux, $/h
 SPOT_SHARE = 0.35             # a Spot hour as a share of the on-demand hour (assumed; see docs/cloud.md)
@@ -349,7 +349,7 @@ def cost_section() -> list[str]:
     d = monthly_cost(base)
     alarms = stack_resources(base)["alarm_metrics"]
     rows = [
-        f"Prices: us-east-1, stated on {PRICES_DATE} (docs/cloud.md, \"What it costs\"); Spot at {SPOT_SHARE:.0%} of the on-demand price (assumed).",
+        f"Prices: us-east-1, stated on {PRICES_DATE} (docs/cloud.md, \"Which mode to pick\"); Spot at {SPOT_SHARE:.0%} of the on-demand price (assumed).",
         f"Workload: {HOURS_PLAYED:.0f} h of play in {SESSIONS} sessions; each adds a boot ({BOOT_MIN} min, {WARM_BOOT_MIN} min from a warm pool) and idle_after ({IDLE_MIN} min),",
         f"a warm pool also a {PREP_MIN}-min preparation boot. Save data {WORLD_GB + COLD_GB:.0f} GB: the world, {WORLD_GB:.0f} GB, loaded and saved in place every session (stays in Standard);",
         f"{COLD_GB:.0f} GB of older saves nobody reads (in Infrequent Access after 30 days). Backups {BACKUP_GB:.0f} GB. No server-files file system.",
