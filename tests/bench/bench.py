@@ -236,7 +236,8 @@ def twin_section() -> list[str]:
 # --- 5. cost ----------------------------------------------------------------------------------
 
 # Prices, us-east-1, as stated on 2026-11-29 (sources in docs/aws-sources.md §7, the reasoning in
-# docs/cloud.md, "Which mode to pick"; check the current price lists before relying on them). Spot prices move; SPOT_SHARE is an assumption.
+# docs/cloud.md, "Which mode to pick"; check the current price lists before relying on them).
+# Spot prices move; SPOT_SHARE is an assumption.
 PRICES_DATE = "2026-11-29"
 PRICES = {"t3a.medium": 0.0376, "t3a.large": 0.0752, "m6a.xlarge": 0.1728}  # on demand, Linux, $/h
 SPOT_SHARE = 0.35             # a Spot hour as a share of the on-demand hour (assumed; see docs/cloud.md)
