@@ -204,6 +204,13 @@ class Resolver:
 def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "valheim") -> Deployed:
     """Creates the stack in moto, then does what moto's CloudFormation leaves out."""
     template = load_template(TEMPLATE)
+    # moto gives a CommaDelimitedList parameter left at its default to Fn::Join as one string
+    # (so Join goes over its characters); CloudFormation gives the list. Passing each such
+    # default explicitly makes moto split it, as it does for given values.
+    params = dict(params)
+    for name, spec in template.get("Parameters", {}).items():
+        if spec.get("Type") == "CommaDelimitedList" and name not in params and "Default" in spec:
+            params[name] = str(spec["Default"])
     cf = _client(moto_url, "cloudformation")
     cf.create_stack(StackName=stack, TemplateBody=deployable(template), Capabilities=["CAPABILITY_IAM"],
                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
