@@ -453,6 +453,9 @@ async fn a_hanging_receiver_delays_no_scale_in_and_no_lifecycle_completion() {
     let dns = at(&w, t0, "dns upsert");
     let scale = at(&w, t0, "set desired 0");
     let complete = at(&w, t0, "complete lifecycle");
+    eprintln!(
+        "HANGING RECEIVER dns {dns:.2?}, scale-in {scale:.2?}, lifecycle {complete:.2?}, agent ended {took:.2?}"
+    );
     // The game is quiet from the start: idle after IDLE_AFTER, seen at the next sample. The
     // online notification went to a receiver that never answers (each attempt waits 10 s), and
     // the scale-in still lands within one sample interval of that, as without webhooks.
