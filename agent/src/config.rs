@@ -564,6 +564,18 @@ pub struct WebhookConfig {
     pub events: Vec<EventKind>,
 }
 
+impl Config {
+    /// Whether anything configured calls AWS (and so needs the instance's identity):
+    /// `[dns]`, `[scaling]`, `[metrics]`, `[alerts]` or a webhook (its URL is in SSM).
+    pub fn uses_aws(&self) -> bool {
+        self.dns.is_some()
+            || self.scaling.is_some()
+            || self.metrics.is_some()
+            || self.alerts.is_some()
+            || !self.notify.webhooks.is_empty()
+    }
+}
+
 /// Parses a duration written like `90s`, `7m`, `8h`, `1h30m`, `500ms` or `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let expected = || {
@@ -1373,6 +1385,16 @@ ports = ["udp:2456-2458"]
         assert!(c.activity.probe.is_none());
         assert!(
             c.dns.is_none() && c.scaling.is_none() && c.metrics.is_none() && c.alerts.is_none()
+        );
+        assert!(!c.uses_aws());
+        let hook = with(
+            "",
+            "",
+            "[[notify.webhook]]\nkind = \"json\"\nurl_parameter = \"/cm/hook\"",
+        );
+        assert!(
+            parse("agent.toml", &hook).unwrap().uses_aws(),
+            "the URL is in SSM"
         );
     }
 

@@ -207,12 +207,7 @@ async fn build_adapters(config: &Config) -> Adapters {
         }
     };
     let cloud = aws::build(config).await;
-    let needs_identity = config.dns.is_some()
-        || config.scaling.is_some()
-        || config.metrics.is_some()
-        || config.alerts.is_some()
-        || !config.notify.webhooks.is_empty();
-    if needs_identity && cloud.identity.is_none() {
+    if config.uses_aws() && cloud.identity.is_none() {
         problems.push(Problem::NoMetadata);
     }
     let http = if config.notify.webhooks.is_empty() {

@@ -227,12 +227,7 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
     };
     let metadata = Arc::new(imds::Imds::new(imds_client.clone()));
     let webhooks = !config.notify.webhooks.is_empty();
-    if config.dns.is_none()
-        && config.scaling.is_none()
-        && config.metrics.is_none()
-        && config.alerts.is_none()
-        && !webhooks
-    {
+    if !config.uses_aws() {
         // Nothing to do in the cloud: do not wait for the instance's identity. The lifecycle
         // poller still reads IMDS, so a termination is still handled where IMDS answers.
         info!("No [dns], [scaling], [metrics] or [alerts] configured; no AWS calls.");
@@ -347,8 +342,13 @@ async fn read_identity(metadata: &dyn InstanceMetadata, budget: Duration) -> Opt
 async fn sdk_config_without_identity(options: &BuildOptions) -> SdkConfig {
     let region = RegionProviderChain::first_try(EnvironmentVariableRegionProvider::new())
         .or_else(ProfileFileRegionProvider::new());
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(region)
+    bounded_loader(options).region(region).load().await
+}
+
+/// The SDK's loader with what every config here shares: bounded timeouts, few SDK retries,
+/// and the endpoint of [`BuildOptions`] if one is set.
+fn bounded_loader(options: &BuildOptions) -> aws_config::ConfigLoader {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -357,10 +357,10 @@ async fn sdk_config_without_identity(options: &BuildOptions) -> SdkConfig {
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
-    if let Some(url) = &options.endpoint_url {
-        loader = loader.endpoint_url(url);
+    match &options.endpoint_url {
+        Some(url) => loader.endpoint_url(url),
+        None => loader,
     }
-    loader.load().await
 }
 
 /// The shared SDK config: region from the environment or the profile, else the instance's
@@ -384,19 +384,9 @@ async fn sdk_config(
         .imds_client(imds_client)
         .build()
         .await;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+    bounded_loader(options)
         .region(region_now)
         .credentials_provider(credentials)
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
-    if let Some(url) = &options.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
+        .load()
+        .await
 }
