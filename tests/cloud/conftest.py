@@ -3,11 +3,11 @@
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOUD = ROOT / "cloud"
@@ -17,31 +17,8 @@ EXAMPLES = sorted((CLOUD / "examples").glob("*.json"))
 VENV_BIN = ROOT / "tests" / ".venv" / "bin"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML: `!Ref x` becomes {"Ref": x}, `!Sub s` {"Fn::Sub": s}..."""
-
-
-def _tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-
-
-def load_template(path):
-    return yaml.load(Path(path).read_text(), Loader=_CfnLoader)
+sys.path.insert(0, str(ROOT / "tests" / "shim"))
+from cfntemplate import deployable, load_template  # noqa: E402,F401 - the shim reads templates the same way
 
 
 @pytest.fixture(scope="session")
@@ -115,26 +92,3 @@ def load_function(code, name, env):
     exec(compile(code, f"<{name}>", "exec"), module.__dict__)
     return module
 
-
-def deployable(template):
-    """The template without its custom resources, which moto would run in Docker.
-
-    tests/cloud/test_helper.py runs their code against moto directly instead.
-    """
-    import copy
-
-    body = copy.deepcopy(template)
-    custom = [k for k, v in body["Resources"].items() if v["Type"].startswith("Custom::")]
-    for logical_id in custom:
-        del body["Resources"][logical_id]
-    for resource in body["Resources"].values():
-        depends = resource.get("DependsOn")
-        if isinstance(depends, str):
-            depends = [depends]
-        if depends:
-            depends = [d for d in depends if d not in custom]
-            if depends:
-                resource["DependsOn"] = depends
-            else:
-                del resource["DependsOn"]
-    return json.dumps(body)

@@ -15,6 +15,10 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
     follows a DELETE of the same record in one batch. Real Route53 validates the batch as a
     whole: the shim rejects a mismatched DELETE (or a CREATE of an existing record) with
     InvalidChangeBatch, and hands moto such a DELETE+CREATE as the equivalent DELETE+UPSERT.
+  - CloudFormation `CreateChangeSet`, `CreateStack` and `UpdateStack`: a `TemplateURL` is read
+    from moto's S3 (moto would take the endpoint's host for the bucket), and the template goes to
+    moto as a body without its custom resources, which moto would run as Lambda functions in
+    Docker (the cloud twin runs their code itself).
 - the IMDS front (use it as AWS_EC2_METADATA_SERVICE_ENDPOINT): IMDSv2 with values the test
   sets (moto's own IMDS omits the token TTL header and has fixed values);
 - the control port: `/_shim/...`, which never goes down.
@@ -76,6 +80,7 @@ import cbor2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import awsctl  # noqa: E402
+import cfntemplate  # noqa: E402
 
 HOST = "127.0.0.1"  # main() may change it (--host), before any front starts
 HOP_BY_HOP = {
@@ -295,6 +300,8 @@ class AwsHandler(Handler):
                 self.lifecycle(op, body)
             elif op == "ChangeResourceRecordSets" and not self.route53_guard(body):
                 return
+            elif op in ("CreateChangeSet", "CreateStack", "UpdateStack") and "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
+                self.forward(self.cfn_template(body))
             elif op == "DescribeWarmPool":
                 status, rheaders, rbody = self.to_moto(self.command, self.path, body)
                 if status == 200:
@@ -329,6 +336,23 @@ class AwsHandler(Handler):
                 return "GetChange"
             return "Route53:" + self.command
         return f"{self.command} {path}"
+
+    def cfn_template(self, body: bytes) -> bytes:
+        """A template as CloudFormation reads it: from TemplateURL (moto takes the endpoint's
+        host for a bucket name, and the AWS CLI names the template by the S3 endpoint it was
+        given), and without the custom resources, which moto would run as Lambda functions in
+        Docker; the cloud twin runs their code itself (tests/twin/stack.py)."""
+        form = urllib.parse.parse_qs(body.decode(), keep_blank_values=True)
+        if "TemplateURL" in form:
+            bucket, _, key = urllib.parse.urlparse(form.pop("TemplateURL")[0]).path.lstrip("/").partition("/")
+            s3 = awsctl._client(STATE.moto_url, "s3")  # noqa: SLF001 - the shim's own helper module
+            text = s3.get_object(Bucket=bucket, Key=urllib.parse.unquote(key))["Body"].read()
+        elif "TemplateBody" in form:
+            text = form["TemplateBody"][0].encode()
+        else:
+            return body
+        form["TemplateBody"] = [cfntemplate.deployable(cfntemplate.parse(text.decode()))]
+        return urllib.parse.urlencode(form, doseq=True).encode()
 
     def forward(self, body: bytes, path: str | None = None, headers: dict[str, str] | None = None) -> None:
         status, rheaders, rbody = self.to_moto(self.command, path or self.path, body, headers)

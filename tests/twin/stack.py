@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 import types
@@ -38,7 +39,6 @@ assert _spec is not None and _spec.loader is not None
 _cloud = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_cloud)
 load_template = _cloud.load_template
-deployable = _cloud.deployable
 
 
 def example(name: str) -> dict[str, str]:
@@ -74,6 +74,10 @@ class Deployed:
     # The group's warm pool (AWS::AutoScaling::WarmPool, which moto's CloudFormation lacks):
     # its resolved properties, or None.
     warm_pool: dict[str, Any] | None = None
+    # The buckets' policies (AWS::S3::BucketPolicy, which moto's CloudFormation skips), resolved.
+    bucket_policies: dict[str, dict] = field(default_factory=dict)
+    # The run of cloud/deploy.sh that made it.
+    deploy_run: "DeployRun | None" = None
 
     def function_code(self, logical_id: str) -> str:
         return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
@@ -144,6 +148,8 @@ class Resolver:
             (group,) = [g for g in _client(self.moto_url, "logs").describe_log_groups(logGroupNamePrefix=phys)["logGroups"]
                         if g["logGroupName"] == phys]
             return group["arn"]
+        if kind == "AWS::S3::Bucket" and attr == "Arn":
+            return f"arn:aws:s3:::{phys}"
         if kind == "AWS::Lambda::Function" and attr == "Arn":
             return _client(self.moto_url, "lambda").get_function(FunctionName=phys)["Configuration"]["FunctionArn"]
         raise StackError(f"cannot resolve GetAtt {logical}.{attr}")
@@ -201,8 +207,47 @@ class Resolver:
         return value
 
 
-def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "valheim") -> Deployed:
-    """Creates the stack in moto, then does what moto's CloudFormation leaves out."""
+DEPLOY = ROOT / "cloud" / "deploy.sh"
+VENV_BIN = ROOT / "tests" / ".venv" / "bin"
+
+
+def aws_cli_env(aws_url: str) -> dict[str, str]:
+    """The environment a user's AWS CLI has, pointed at the emulator with the standard variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}", "AWS_ENDPOINT_URL": aws_url,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+    return env
+
+
+@dataclass
+class DeployRun:
+    """One run of cloud/deploy.sh: its exit code, output and wall time."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_deploy(aws_url: str, command: str, params: dict[str, str], workdir: Path, *args: str,
+               stack: str | None = None, timeout: float = 600) -> DeployRun:
+    """Runs the user's deploy command (make deploy calls the same script) against the emulator,
+    with the parameters written to a file in the examples' format."""
+    path = workdir / "params.json"
+    path.write_text(json.dumps([{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()], indent=1))
+    extra = ["--stack", stack] if stack else []
+    start = time.time()
+    r = subprocess.run(["bash", str(DEPLOY), command, str(path), *extra, *args], env=aws_cli_env(aws_url),
+                       capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
+
+
+def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, package: Path | None = None,
+           stack: str = "valheim") -> Deployed:
+    """Deploys the stack into the emulator with the user's deploy command (cloud/deploy.sh), then
+    does what moto's CloudFormation leaves out. With `package`, the deploy command puts that
+    file into the stack's artifact bucket; without it, `params` name AgentPackageUrl."""
     template = load_template(TEMPLATE)
     # moto gives a CommaDelimitedList parameter left at its default to Fn::Join as one string
     # (so Join goes over its characters); CloudFormation gives the list. Passing each such
@@ -211,16 +256,17 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
     for name, spec in template.get("Parameters", {}).items():
         if spec.get("Type") == "CommaDelimitedList" and name not in params and "Default" in spec:
             params[name] = str(spec["Default"])
+    run = run_deploy(aws_url, "deploy", params, workdir, *(["--package", str(package)] if package else []),
+                     stack=stack)
+    if run.returncode != 0:
+        raise StackError(f"cloud/deploy.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
     cf = _client(moto_url, "cloudformation")
-    cf.create_stack(StackName=stack, TemplateBody=deployable(template), Capabilities=["CAPABILITY_IAM"],
-                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()])
-    for _ in range(240):
-        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        if not desc["StackStatus"].endswith("IN_PROGRESS"):
-            break
-        time.sleep(0.25)
-    if desc["StackStatus"] != "CREATE_COMPLETE":
+    desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+    if desc["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise StackError(f"stack {stack}: {desc['StackStatus']}: {desc.get('StackStatusReason')}")
+    # What the deploy command set: the package's key (or URL) and sha256.
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])}
+    params.update({k: given[k] for k in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256") if k in given})
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
                 for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
@@ -265,11 +311,16 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
     hooks = [h for h in (resolve(x) for x in resources[asg_logical]["Properties"].get("LifecycleHookSpecificationList", []))
              if h is not None]
     autoscaling = _client(moto_url, "autoscaling")
-    for h in hooks:
-        autoscaling.put_lifecycle_hook(
-            AutoScalingGroupName=group, LifecycleHookName=h["LifecycleHookName"],
-            LifecycleTransition=h["LifecycleTransition"], HeartbeatTimeout=int(h.get("HeartbeatTimeout", 3600)),
-            DefaultResult=h.get("DefaultResult", "ABANDON"))
+    _put_hooks(autoscaling, group, hooks)
+
+    # The bucket policies, which moto's CloudFormation skips. They stay with the twin, which
+    # evaluates them for the instances' reads (s3gateway.py): in moto, the TLS-only statement
+    # would refuse every call, since the emulator is reached over plain HTTP.
+    bucket_policies = {}
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::S3::BucketPolicy" and ("Condition" not in res or resolve.condition(res["Condition"])):
+            p = res["Properties"]
+            bucket_policies[resolve(p["Bucket"])] = resolve(p["PolicyDocument"])
 
     # The subscription filters (moto's CloudFormation skips them, and moto's Logs would hand
     # every event to Lambda in Docker whatever the pattern): the twin delivers them itself.
@@ -300,7 +351,21 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], stack: str = "va
     cluster_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Cluster")
     return Deployed(name=stack, params=dict(params), template=template, physical=physical, outputs=outputs,
                     group=group, cluster=physical[cluster_logical], hooks=hooks, subscriptions=subscriptions,
-                    custom_resources=custom, warm_pool=warm_pool)
+                    custom_resources=custom, warm_pool=warm_pool, deploy_run=run,
+                    bucket_policies=bucket_policies)
+
+
+def _put_hooks(autoscaling: Any, group: str, hooks: list[dict[str, Any]]) -> None:
+    for h in hooks:
+        autoscaling.put_lifecycle_hook(
+            AutoScalingGroupName=group, LifecycleHookName=h["LifecycleHookName"],
+            LifecycleTransition=h["LifecycleTransition"], HeartbeatTimeout=int(h.get("HeartbeatTimeout", 3600)),
+            DefaultResult=h.get("DefaultResult", "ABANDON"))
+
+
+def put_hooks(moto_url: str, deployed: Deployed) -> None:
+    """The group's lifecycle hooks again (after a stack update, which moto applies without them)."""
+    _put_hooks(_client(moto_url, "autoscaling"), deployed.group, deployed.hooks)
 
 
 def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ import boto3
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import nameserver  # noqa: E402
+import s3gateway  # noqa: E402
 import stack  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent / "e2e"))
@@ -67,6 +69,8 @@ ZONE = "example.test"
 SERVER = "valheim"
 RECORD = f"{SERVER}.{ZONE}"
 PACKAGE_PORT = 8443
+# S3's regional endpoint: the artifact bucket is <name>.S3_HOST (AWS::S3::Bucket RegionalDomainName).
+S3_HOST = "s3.us-east-1.amazonaws.com"
 WEBHOOK_PARAMETER = "/container-manager/twin/discord-webhook"
 CONTAINER_PREFIX = "cmtw-"
 
@@ -173,7 +177,9 @@ class PackageServer:
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TWIN_IP)]))
                 .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(TWIN_IP))]), critical=False)
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(TWIN_IP)),
+                                                            x509.DNSName(f"*.{S3_HOST}"), x509.DNSName(S3_HOST)]),
+                               critical=False)
                 .sign(ca_key, hashes.SHA256()))
         self.ca_pem = ca.public_bytes(serialization.Encoding.PEM)
         certfile, keyfile = workdir / "server.pem", workdir / "server.key"
@@ -189,6 +195,10 @@ class PackageServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
+                host = (self.headers.get("Host") or "").split(":")[0]
+                if host.endswith(f".{S3_HOST}"):
+                    self.s3_get(host[: -len(S3_HOST) - 1])
+                    return
                 ok = self.path.split("?")[0] == "/container-manager-agent"
                 served.downloads.append({"t": time.time(), "path": self.path, "client": self.client_address[0],
                                          "status": 200 if ok else 404})
@@ -198,6 +208,21 @@ class PackageServer:
                 data = served.binary.read_bytes()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def s3_get(self, bucket: str) -> None:
+                """The artifact bucket through the VPC's gateway endpoint (s3gateway.py)."""
+                key = urllib.parse.unquote(self.path.split("?")[0].lstrip("/"))
+                if served.s3 is None:
+                    status, data, why = 403, b"AccessDenied", "no route to S3 from this VPC"
+                else:
+                    status, data, why = served.s3.get(bucket, key)
+                served.downloads.append({"t": time.time(), "path": self.path, "client": self.client_address[0],
+                                         "status": status, "bucket": bucket, "key": key, "why": why})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream" if status == 200 else "application/xml")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -221,16 +246,23 @@ class PackageServer:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(certfile, keyfile)
-        self.server = http.server.ThreadingHTTPServer((TWIN_IP, PACKAGE_PORT), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # The release page on PACKAGE_PORT, and S3's regional endpoint on 443 (the instance
+        # resolves its bucket's name to the twin: Twin._boot).
+        self.s3: s3gateway.Gateway | None = None
+        self.servers = []
+        for port in (PACKAGE_PORT, 443):
+            server = http.server.ThreadingHTTPServer((TWIN_IP, port), Handler)
+            server.daemon_threads = True
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            self.servers.append(server)
         self.url = f"https://{TWIN_IP}:{PACKAGE_PORT}/container-manager-agent"
         self.hook_url = f"https://{TWIN_IP}:{PACKAGE_PORT}/hook/{self.hook_token}"
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +314,8 @@ class Twin:
 
     def __init__(self, overrides: dict[str, str] | None = None, example: str = "valheim",
                  on_event: Callable[[dict], None] | None = None,
-                 package_path: str | None = None, package_sha256: str | None = None) -> None:
+                 package_path: str | None = None, package_sha256: str | None = None,
+                 package: Path | None = None) -> None:
         if not AGENT.exists():
             raise RuntimeError(f"build the agent first: {AGENT} is missing")
         self.on_event = on_event
@@ -295,13 +328,18 @@ class Twin:
         self.instance_image, self.game_image = images()
         self.dir = Path(tempfile.mkdtemp(prefix="cm-twin-", dir="/var/tmp"))
         try:
-            self._setup(overrides, example, package_path, package_sha256)
+            self._setup(overrides, example, package_path, package_sha256, package)
         except BaseException:
             self.close()
             raise
 
     def _setup(self, overrides: dict[str, str] | None, example: str, package_path: str | None,
-               package_sha256: str | None) -> None:
+               package_sha256: str | None, package: Path | None) -> None:
+        """Deploys as a user does, with cloud/deploy.sh: by default the agent goes into the
+        stack's artifact bucket (`package`, or the built binary; the twin's "AMI" is Debian, so
+        the bare binary rather than the .rpm). With `package_path` or `package_sha256` the
+        parameters name AgentPackageUrl on the twin's release page instead, as for a user who
+        hosts the package."""
         self.efs = self.dir / "efs"
         self._cleanup_containers()
         self.net = Network()
@@ -316,12 +354,15 @@ class Twin:
         params = stack.example(example)
         params.update({
             "HostedZoneId": self.zone_id, "RecordName": RECORD, "ContainerImage": self.game_image,
-            "AgentPackageUrl": self.package.url if package_path is None else f"https://{TWIN_IP}:{PACKAGE_PORT}{package_path}",
-            "AgentPackageSha256": package_sha256 or self.package.sha256,
             "IdleMinutes": "1", "BootGraceMinutes": "0", "StopTimeoutSeconds": "10", "SampleIntervalSeconds": "1",
             # The players' Discord: the URL in SSM as a user puts it there, the receiver above.
             "WebhookKind": "discord", "WebhookUrlParameter": WEBHOOK_PARAMETER,
         })
+        hosted = package_path is not None or package_sha256 is not None
+        if hosted:
+            params.update({
+                "AgentPackageUrl": self.package.url if package_path is None else f"https://{TWIN_IP}:{PACKAGE_PORT}{package_path}",
+                "AgentPackageSha256": package_sha256 or self.package.sha256})
         params.update(overrides or {})
         self.client("ssm", direct=True).put_parameter(
             Name=WEBHOOK_PARAMETER, Value=self.package.hook_url, Type="SecureString")
@@ -329,8 +370,13 @@ class Twin:
             if "=" in params[k]:
                 self.client("ssm", direct=True).put_parameter(
                     Name=params[k].split("=", 1)[1], Value="twin-secret-password", Type="SecureString")
-        self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params)
-        self.params = params
+        self.deploy_dir = self.dir / "deploy"
+        self.deploy_dir.mkdir()
+        self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params, self.deploy_dir,
+                                     package=None if hosted else (package or AGENT))
+        self.params = self.deployed.params
+        self.package.s3 = s3gateway.Gateway(self.shim.moto, self.deployed.physical["Vpc"],
+                                            self.deployed.physical["PublicRouteTable"], self.deployed.bucket_policies)
         self.ipv6 = params.get("IPv6") == "true"
         if self.ipv6:
             self.net.enable_ipv6()
@@ -353,6 +399,26 @@ class Twin:
         self.next_index = itertools.count(10)
         self._start(self._watch_group, "launcher")
         self._start(self._watch_journals, "journals")
+
+    # --- the user's deploy command, again ---------------------------------------------------------
+
+    def redeploy(self, package: Path) -> stack.DeployRun:
+        """`make deploy` again with the same parameter file and a changed agent: the stack is
+        updated, the new package goes into the bucket, and the old one leaves it."""
+        params = {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
+        run = stack.run_deploy(self.shim.aws, "deploy", params, self.deploy_dir, "--package", str(package))
+        if run.returncode != 0:
+            raise stack.StackError(f"cloud/deploy.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in self.client("cloudformation", direct=True)
+                 .describe_stacks(StackName=self.deployed.name)["Stacks"][0]["Parameters"]}
+        self.params.update({k: v for k, v in given.items() if k.startswith("AgentPackage")})
+        stack.put_hooks(self.shim.moto, self.deployed)  # moto's update drops them again
+        return run
+
+    def destroy(self) -> stack.DeployRun:
+        """`make destroy` with the same parameter file."""
+        params = {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
+        return stack.run_deploy(self.shim.aws, "destroy", params, self.deploy_dir)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -604,8 +670,12 @@ class Twin:
             f'"AWS_EC2_METADATA_SERVICE_ENDPOINT={self.shim.imds}/"\n')
         (files / "ca-certificates.crt").write_bytes(self.ca_bundle)
         (files / "user-data").write_bytes(user_data)
+        # The VPC's resolver answers the bucket's regional name, and its gateway endpoint carries
+        # the request: here both lead to the twin's S3 front (s3gateway.py).
+        bucket = self.deployed.physical.get("ArtifactBucket")
+        hosts = ["--add-host", f"{bucket}.{S3_HOST}:{TWIN_IP}"] if bucket else []
         sh("docker", "create", "--name", inst.container, "--hostname", "ip-" + inst.ip.replace(".", "-"),
-           "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+           *hosts, "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
            "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",

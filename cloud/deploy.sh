@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# The one deploy command (make deploy / make destroy call it). From a fresh clone, with AWS
+# credentials:
+#
+#   cloud/deploy.sh deploy  PARAMS.json [--region R] [--stack NAME] [--package FILE] [--kind rpm|bin]
+#   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
+#
+# deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
+# --kind bin the bare binary; --package FILE takes one that is already built, a release asset for
+# one), creates the stack with its private artifact bucket first when it does not exist, puts the
+# package into that bucket under agent/<sha256>/, and deploys cloud/container-manager.yaml with
+# AgentPackageKey and AgentPackageSha256 set to it; outside us-east-1 it also deploys the wake-up
+# chain (cloud/wake-us-east-1.yaml) in us-east-1. A parameter file that sets AgentPackageUrl
+# (a package you host yourself) is deployed as it is, with no build and no upload. Running it
+# again updates the stack and the package: a changed package reaches the next boot, and the
+# bucket keeps only the package in use.
+#
+# destroy deletes the wake-up chain, empties the artifact bucket and deletes the stack. The world
+# (the data file system) and the backup vault are kept, and it prints their ids.
+#
+# Needs the AWS CLI (v1 or v2), python3 and sha256sum; building needs cargo (make rpm). The AWS
+# CLI's standard variables apply (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+# Exit codes: 0 done; 1 an AWS call or the build failed; 2 usage or a bad parameter file.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TEMPLATE=$ROOT/cloud/container-manager.yaml
+BOOTSTRAP=$ROOT/cloud/artifact-bucket.yaml
+WAKE_TEMPLATE=$ROOT/cloud/wake-us-east-1.yaml
+
+log() { printf 'deploy: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit "${2:-1}"; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
+
+(($# >= 2)) || usage
+command=$1 params=$2
+shift 2
+region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
+stack="" package=${CM_AGENT_PACKAGE:-} kind=${CM_AGENT_KIND:-rpm}
+while (($#)); do
+    case $1 in
+        --region) region=${2:?--region needs a value}; shift 2 ;;
+        --stack) stack=${2:?--stack needs a value}; shift 2 ;;
+        --package) package=${2:?--package needs a value}; shift 2 ;;
+        --kind) kind=${2:?--kind needs a value}; shift 2 ;;
+        -h|--help) usage ;;
+        *) log "unknown argument: $1"; usage ;;
+    esac
+done
+case $command in deploy | destroy) ;; *) log "unknown command: $command"; usage ;; esac
+case $kind in rpm | bin) ;; *) die "--kind must be rpm or bin (got '$kind')" 2 ;; esac
+for tool in aws python3 sha256sum; do
+    command -v "$tool" >/dev/null || die "$tool is required"
+done
+[[ -f $params ]] || die "$params: no such parameter file (copy one of cloud/examples/*.json)" 2
+
+# The parameter file, in the create-stack format the examples use, checked before any AWS call:
+# one Key=Value line each, and the few values this script needs.
+parsed=$(python3 - "$params" <<'EOF'
+import json, re, sys
+path = sys.argv[1]
+def bad(msg):
+    print(f"{path}: {msg}", file=sys.stderr)
+    sys.exit(2)
+try:
+    items = json.load(open(path))
+except (OSError, ValueError) as e:
+    bad(f"not valid JSON ({e}); expected a list of {{\"ParameterKey\": ..., \"ParameterValue\": ...}}")
+if not isinstance(items, list):
+    bad("expected a JSON list of {\"ParameterKey\": ..., \"ParameterValue\": ...}")
+seen = {}
+for i, item in enumerate(items):
+    if not isinstance(item, dict) or not isinstance(item.get("ParameterKey"), str) \
+            or not isinstance(item.get("ParameterValue"), str):
+        bad(f"[{i}]: expected {{\"ParameterKey\": \"Name\", \"ParameterValue\": \"text\"}}")
+    key, value = item["ParameterKey"], item["ParameterValue"]
+    if key in seen:
+        bad(f"{key}: given twice")
+    if "\n" in value:
+        bad(f"{key}: a value must be one line")
+    seen[key] = value
+for key in ("ServerName", "HostedZoneId", "RecordName"):
+    if not seen.get(key):
+        bad(f"{key}: missing (expected, for example, "
+            + {"ServerName": "valheim", "HostedZoneId": "the id of your hosted zone, Z...",
+               "RecordName": "valheim.example.com"}[key] + ")")
+if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen["ServerName"]):
+    bad(f"ServerName: {seen['ServerName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("AgentPackageSha256", "")):
+    bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
+for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256"):
+    print(f"{key}={seen.get(key, '')}")
+print("--")
+for key, value in seen.items():
+    if key not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256"):
+        print(f"{key}={value}")
+EOF
+) || exit 2
+declare -A p
+overrides=()
+in_overrides=0
+while IFS= read -r line; do
+    if [[ $line == -- ]]; then in_overrides=1; continue; fi
+    if ((in_overrides)); then overrides+=("$line"); else p[${line%%=*}]=${line#*=}; fi
+done <<<"$parsed"
+server=${p[ServerName]}
+stack=${stack:-$server}
+wake_stack=container-manager-$server-wake
+
+[[ -n $region ]] || region=$(aws configure get region 2>/dev/null || true)
+[[ -n $region ]] || die "no region: pass --region, or set AWS_REGION (or a region in your AWS CLI profile)" 2
+export AWS_REGION=$region AWS_DEFAULT_REGION=$region
+aws sts get-caller-identity --output text --query Account >/dev/null 2>&1 \
+    || die "no working AWS credentials for region $region (aws sts get-caller-identity fails: run 'aws configure' or set AWS_PROFILE)"
+
+stack_status() { # the stack's status, or NONE
+    aws cloudformation describe-stacks --region "$1" --stack-name "$2" --query 'Stacks[0].StackStatus' \
+        --output text 2>/dev/null || echo NONE
+}
+stack_resource() { # the physical id of one of the stack's resources, or nothing
+    local id
+    id=$(aws cloudformation describe-stack-resource --stack-name "$stack" --logical-resource-id "$1" \
+        --query StackResourceDetail.PhysicalResourceId --output text 2>/dev/null) || return 0
+    [[ $id == None ]] || echo "$id"
+}
+# Polls every 2 s (the CLI's waiters poll every 30 s), bounded to 60 minutes.
+wait_stack() {
+    local want=$1 status i
+    for ((i = 0; i < 1800; i++)); do
+        status=$(stack_status "$region" "$stack")
+        case $status in
+            *_IN_PROGRESS) sleep 2 ;;
+            "$want") return 0 ;;
+            NONE) [[ $want == DELETE_COMPLETE ]] && return 0; die "stack $stack is gone" ;;
+            *) die "stack $stack: $status (see: aws cloudformation describe-stack-events --stack-name $stack)" ;;
+        esac
+    done
+    die "stack $stack: still $status after 60 minutes"
+}
+
+if [[ $command == destroy ]]; then
+    status=$(stack_status "$region" "$stack")
+    [[ $status != NONE ]] || die "no stack $stack in $region: nothing to destroy" 2
+    data=$(stack_resource DataFileSystem)
+    vault=$(stack_resource BackupVault)
+    if [[ $region != us-east-1 && $(stack_status us-east-1 "$wake_stack") != NONE ]]; then
+        log "deleting the wake-up chain $wake_stack in us-east-1"
+        aws cloudformation delete-stack --region us-east-1 --stack-name "$wake_stack"
+        aws cloudformation wait stack-delete-complete --region us-east-1 --stack-name "$wake_stack"
+    fi
+    bucket=$(stack_resource ArtifactBucket)
+    if [[ -n $bucket ]]; then
+        log "emptying the artifact bucket $bucket (packages and templates only)"
+        aws s3 rm "s3://$bucket" --recursive --only-show-errors || die "cannot empty s3://$bucket"
+    fi
+    log "deleting the stack $stack"
+    aws cloudformation delete-stack --stack-name "$stack"
+    wait_stack DELETE_COMPLETE
+    echo "Deleted the stack $stack in $region."
+    echo "Kept, on purpose: the world's file system ${data:-(none)} and the backup vault ${vault:-(none)} with its recovery points."
+    echo "A new stack does not reuse them by itself. When you no longer want the world:"
+    echo "  aws efs delete-file-system --region $region --file-system-id ${data:-<id>}   (after deleting its mount targets, if any)"
+    exit 0
+fi
+
+# --- deploy ---------------------------------------------------------------------------------
+aws route53 get-hosted-zone --id "${p[HostedZoneId]}" >/dev/null 2>&1 \
+    || die "$params: HostedZoneId: no hosted zone ${p[HostedZoneId]} in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
+
+if [[ -n ${p[AgentPackageUrl]} ]]; then
+    log "the parameter file sets AgentPackageUrl: deploying that package, nothing is built or uploaded"
+    package_params=("AgentPackageUrl=${p[AgentPackageUrl]}" "AgentPackageKey=" "AgentPackageSha256=${p[AgentPackageSha256]}")
+    key=""
+else
+    if [[ -z $package ]]; then
+        export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/container-manager/target}
+        if [[ $kind == rpm ]]; then
+            log "building the agent's .rpm (make rpm)"
+            rm -f "$ROOT"/dist/container-manager-agent-*.rpm
+            make -C "$ROOT" --no-print-directory rpm >&2 || die "the build failed (make rpm)"
+            package=$(ls -t "$ROOT"/dist/container-manager-agent-*.rpm | head -n 1)
+        else
+            log "building the agent (cargo build --release)"
+            (cd "$ROOT" && cargo build --release -p container-manager-agent >&2) || die "the build failed"
+            package=$CARGO_TARGET_DIR/release/container-manager-agent
+        fi
+    fi
+    [[ -f $package ]] || die "--package: $package is not a file" 2
+    sha=$(sha256sum "$package" | cut -d' ' -f1)
+    name=$(basename "$package")
+    [[ $name == *.rpm ]] || name=container-manager-agent
+    key=agent/$sha/$name
+    package_params=("AgentPackageKey=$key" "AgentPackageSha256=$sha" "AgentPackageUrl=")
+fi
+
+upload() { # the package into the bucket, unless it is there already
+    [[ -n $key ]] || return 0
+    if aws s3api head-object --bucket "$1" --key "$key" >/dev/null 2>&1; then
+        log "the package is in place: s3://$1/$key"
+    else
+        log "uploading the package to s3://$1/$key"
+        aws s3 cp "$package" "s3://$1/$key" --only-show-errors || die "cannot upload to s3://$1/$key"
+    fi
+}
+
+status=$(stack_status "$region" "$stack")
+case $status in
+    NONE)
+        # The template is larger than CloudFormation takes inline, so it must come from a
+        # bucket: the stack is created with its artifact bucket alone, then updated.
+        log "creating the stack $stack with its artifact bucket (cloud/artifact-bucket.yaml)"
+        aws cloudformation deploy --stack-name "$stack" --template-file "$BOOTSTRAP" \
+            --parameter-overrides "ServerName=$server" --no-fail-on-empty-changeset >&2 \
+            || die "cannot create the stack $stack"
+        ;;
+    ROLLBACK_COMPLETE | ROLLBACK_FAILED | DELETE_FAILED)
+        die "stack $stack is $status, which CloudFormation cannot update: run '$0 destroy $params' and deploy again" ;;
+    *_IN_PROGRESS) die "stack $stack is busy ($status): try again when it has finished" ;;
+esac
+bucket=$(stack_resource ArtifactBucket)
+[[ -n $bucket ]] || die "stack $stack has no ArtifactBucket: was it made by an older version? Deploy it with the AgentPackageUrl parameter, or destroy and deploy again"
+# Before the stack update, so that no boot with the new launch template misses its package.
+upload "$bucket"
+
+log "deploying cloud/container-manager.yaml as $stack in $region"
+aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
+    --s3-bucket "$bucket" --s3-prefix templates --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+    --parameter-overrides "${overrides[@]}" "${package_params[@]}" >&2 \
+    || die "the deploy of $stack failed (see: aws cloudformation describe-stack-events --stack-name $stack)"
+
+if [[ $region != us-east-1 ]]; then
+    log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"
+    aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
+        --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
+        --parameter-overrides "ServerName=$server" "ServerRegion=$region" "HostedZoneId=${p[HostedZoneId]}" \
+        "RecordName=${p[RecordName]}" "IPv6=${p[IPv6]:-false}" >&2 \
+        || die "the deploy of $wake_stack in us-east-1 failed"
+fi
+
+# The bucket keeps only the package in use, and no template (CloudFormation has read it).
+if [[ -n $key ]]; then
+    for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix agent/ --query 'Contents[].Key' --output text); do
+        [[ $old == None || $old == "$key" ]] && continue
+        aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old package s3://$bucket/$old"
+    done
+fi
+aws s3 rm "s3://$bucket/templates" --recursive --only-show-errors || true
+
+echo "Deployed $stack in $region: ${p[RecordName]} sleeps until somebody looks it up."
+if [[ -n $key ]]; then
+    echo "Agent package: s3://$bucket/$key (sha256 $sha)"
+else
+    echo "Agent package: ${p[AgentPackageUrl]} (sha256 ${p[AgentPackageSha256]})"
+fi
