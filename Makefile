@@ -4,13 +4,15 @@
 #   make test    installs what is missing, then lint + every test
 #   make bench   benchmark report
 #   make deb / make rpm / make package-check
+#   make deploy PARAMS=cloud/examples/valheim.json [REGION=eu-north-1]   to real AWS (docs/cloud.md)
+#   make destroy PARAMS=...                                               keeps the world's data
 #
 # CARGO_TARGET_DIR is kept outside the clone so a fresh clone reuses compiled dependencies.
 export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 
-.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check clean
+.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy clean
 
 setup:
 	tests/harness/setup.sh
@@ -33,7 +35,7 @@ test-python: setup
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
 	cargo build -p container-manager-agent
-	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
+	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_deploy.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
@@ -70,6 +72,16 @@ rpm:
 # Builds both packages and checks them, the unit, the installer and the AMI template (root).
 package-check: setup
 	packaging/check.sh
+
+# The one deploy command: builds the .rpm, deploys the stack (and the wake-up chain outside
+# us-east-1), puts the package into the stack's private bucket. Your AWS CLI's credentials.
+deploy:
+	@test -n "$(PARAMS)" || { echo "usage: make deploy PARAMS=cloud/examples/valheim.json [REGION=...]" >&2; exit 2; }
+	cloud/deploy.sh deploy $(PARAMS) $(if $(REGION),--region $(REGION))
+
+destroy:
+	@test -n "$(PARAMS)" || { echo "usage: make destroy PARAMS=cloud/examples/valheim.json [REGION=...]" >&2; exit 2; }
+	cloud/deploy.sh destroy $(PARAMS) $(if $(REGION),--region $(REGION))
 
 clean:
 	cargo clean

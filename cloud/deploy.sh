@@ -119,8 +119,8 @@ stack_status() { # the stack's status, or NONE
 }
 stack_resource() { # the physical id of one of the stack's resources, or nothing
     local id
-    id=$(aws cloudformation describe-stack-resource --stack-name "$stack" --logical-resource-id "$1" \
-        --query StackResourceDetail.PhysicalResourceId --output text 2>/dev/null) || return 0
+    id=$(aws cloudformation list-stack-resources --stack-name "$stack" --output text \
+        --query "StackResourceSummaries[?LogicalResourceId=='$1'].PhysicalResourceId" 2>/dev/null) || return 0
     [[ $id == None ]] || echo "$id"
 }
 # Polls every 2 s (the CLI's waiters poll every 30 s), bounded to 60 minutes.
@@ -201,6 +201,9 @@ upload() { # the package into the bucket, unless it is there already
         log "uploading the package to s3://$1/$key"
         aws s3 cp "$package" "s3://$1/$key" --only-show-errors || die "cannot upload to s3://$1/$key"
     fi
+    # Beside it, the installer the AMI recipe runs (cloud/ami-recipe.yaml).
+    aws s3 cp "$ROOT/packaging/install-agent.sh" "s3://$1/${key%/*}/install-agent.sh" --only-show-errors \
+        || die "cannot upload to s3://$1/${key%/*}/install-agent.sh"
 }
 
 status=$(stack_status "$region" "$stack")
@@ -237,10 +240,10 @@ if [[ $region != us-east-1 ]]; then
         || die "the deploy of $wake_stack in us-east-1 failed"
 fi
 
-# The bucket keeps only the package in use, and no template (CloudFormation has read it).
+# The bucket keeps only the package in use (and its installer), and no template (CloudFormation has read it).
 if [[ -n $key ]]; then
     for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix agent/ --query 'Contents[].Key' --output text); do
-        [[ $old == None || $old == "$key" ]] && continue
+        [[ $old == None || $old == "${key%/*}/"* ]] && continue
         aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old package s3://$bucket/$old"
     done
 fi

@@ -3,7 +3,7 @@
 #
 #   install-agent.sh --url URL --sha256 HEX [--config FILE|-] [--unit FILE] [--no-start]
 #
-# URL names an .rpm (installed with dnf, yum or rpm), a .deb (apt-get or dpkg) or anything else,
+# URL (https://, http:// or file://) names an .rpm (installed with dnf, yum or rpm), a .deb (apt-get or dpkg) or anything else,
 # taken as the bare x86_64 binary: it goes to /usr/local/bin, with the packaged hardened unit and
 # the service user made with useradd. The unit is the one the binary prints (`print-unit --binary
 # /usr/local/bin/container-manager-agent`), or the file given with --unit, or for a binary too old
@@ -12,7 +12,9 @@
 #
 # The config (a file, or - for standard input) is validated with the new binary's check-config
 # before it replaces /etc/container-manager/agent.toml; without --config the config already
-# there is validated. Then the unit is enabled and, unless --no-start, (re)started: restarted
+# there is validated (with --no-start there may be none yet: an image build). The installed
+# package's sha256 goes to /var/lib/container-manager/package.sha256. Then the unit is enabled
+# and, unless --no-start, (re)started: restarted
 # only when the package or the config changed. A second run with the same inputs changes
 # nothing. Every option has an environment twin: CM_AGENT_URL, CM_AGENT_SHA256,
 # CM_AGENT_CONFIG, CM_AGENT_UNIT, CM_AGENT_NO_START=1.
@@ -76,9 +78,14 @@ case ${path,,} in
     *) kind=bin ;;
 esac
 file=$work/agent.$kind
-log "downloading $url"
-curl --fail --silent --show-error --location --proto '=https,http' --retry 5 --retry-delay 2 \
-    --connect-timeout 20 -o "$file" -- "$url" || die "download failed: $url"
+if [[ $url == file://* ]]; then
+    # A file already on this machine (the AMI recipe's S3Download put it there).
+    cp -- "${url#file://}" "$file" || die "cannot read ${url#file://}"
+else
+    log "downloading $url"
+    curl --fail --silent --show-error --location --proto '=https,http' --retry 5 --retry-delay 2 \
+        --connect-timeout 20 -o "$file" -- "$url" || die "download failed: $url"
+fi
 actual=$(sha256sum "$file" | cut -d' ' -f1)
 if [[ $actual != "$sha256" ]]; then
     die "checksum mismatch for $url: expected $sha256, got $actual; nothing was installed"
@@ -170,6 +177,10 @@ case $kind in
         ;;
 esac
 [[ -x $bin ]] || die "$bin is missing after the install"
+# Which package is installed: the stack's user data skips its download when this matches
+# AgentPackageSha256 (a baked image, cloud/ami-recipe.yaml).
+install -d -m 0755 /var/lib/container-manager
+echo "$sha256" >/var/lib/container-manager/package.sha256
 
 # --- Config: validated by the installed binary before it is put in place. -----------------------
 if [[ -f $work/agent.toml ]]; then
@@ -182,6 +193,10 @@ if [[ -f $work/agent.toml ]]; then
         install -m 0644 "$work/agent.toml" "$CONFIG.new" && mv -f "$CONFIG.new" "$CONFIG"
         changed=1
     fi
+elif [[ ! -f $CONFIG ]] && ((no_start)); then
+    # An image build: the instance's user data writes the config, and until then the unit's
+    # ConditionPathExists= skips the agent.
+    log "no config yet (--no-start): $UNIT stays skipped until $CONFIG is written"
 else
     [[ -f $CONFIG ]] || die "no config: pass --config FILE (or - for standard input)" 78
     "$bin" check-config --config "$CONFIG" >&2 || die "$CONFIG is invalid" 78

@@ -31,9 +31,18 @@ def wake_template():
     return load_template(WAKE_TEMPLATE)
 
 
+# What cloud/deploy.sh adds to an example: the package it uploaded to the artifact bucket.
+PACKAGE_SHA256 = "ab" * 32
+PACKAGE_KEY = f"agent/{PACKAGE_SHA256}/container-manager-agent-0.1.0-1.x86_64.rpm"
+
+
 def example_parameters(path):
-    """The example file as create-stack takes it (and `deploy --parameter-overrides file://`)."""
-    return json.loads(Path(path).read_text())
+    """The example file as the deploy command hands it to CloudFormation: the file, plus the
+    package's key and sha256 that cloud/deploy.sh sets."""
+    return json.loads(Path(path).read_text()) + [
+        {"ParameterKey": "AgentPackageKey", "ParameterValue": PACKAGE_KEY},
+        {"ParameterKey": "AgentPackageSha256", "ParameterValue": PACKAGE_SHA256},
+    ]
 
 
 def _free_port():

@@ -104,7 +104,8 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     params = example_parameters(path)
     values = given(params)
     name = values["ServerName"]
-    physical, outputs = create(aws, template, params, "us-east-1")
+    region = "us-east-1"
+    physical, outputs = create(aws, template, params, region)
     ec2, asg = aws("ec2"), aws("autoscaling")
 
     # Network: public subnets, no NAT gateway, only the game's ports open.
@@ -128,7 +129,14 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert f"ECS_CLUSTER=container-manager-{name}\n" in script
     assert f'echo "{values["AgentPackageSha256"]}  $file" | sha256sum --check --strict' in script
-    assert f"url='{values['AgentPackageUrl']}'" in script
+    # The package from the stack's bucket, by its regional name, through the gateway endpoint.
+    bucket = physical["ArtifactBucket"]
+    assert f"url='https://{bucket}.s3.{region}.amazonaws.com/{values['AgentPackageKey']}'" in script
+    (endpoint,) = ec2.describe_vpc_endpoints(VpcEndpointIds=[physical["S3Endpoint"]])["VpcEndpoints"]
+    assert (endpoint["VpcEndpointType"], endpoint["ServiceName"]) == ("Gateway", f"com.amazonaws.{region}.s3")
+    assert endpoint["VpcId"] == vpc_id and endpoint["RouteTableIds"] == [physical["PublicRouteTable"]]
+    # moto keeps neither the bucket's public access block nor its policy: test_template.py
+    # asserts them on the template.
     assert "systemctl enable --now container-manager-agent.service" in script
     config = agent_toml(script)
     tables = {"container": config["container"], "activity": {k: v for k, v in config["activity"].items() if k != "probe"},

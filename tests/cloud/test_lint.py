@@ -7,7 +7,7 @@ import pytest
 
 from conftest import MAIN_TEMPLATE, VENV_BIN, WAKE_TEMPLATE, load_template
 
-TEMPLATES = [MAIN_TEMPLATE, WAKE_TEMPLATE]
+TEMPLATES = [MAIN_TEMPLATE, WAKE_TEMPLATE, MAIN_TEMPLATE.parent / "artifact-bucket.yaml"]
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)

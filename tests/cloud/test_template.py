@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import EXAMPLES, example_parameters, function_code
+from conftest import EXAMPLES, PACKAGE_KEY, example_parameters, function_code, load_template
 
 AGENT_ACTIONS_ON_GROUP = {
     "autoscaling:SetDesiredCapacity",
@@ -389,6 +389,7 @@ def evaluate_rule(value, params):
 
 def refusals(template, **given):
     params = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    params["AgentPackageKey"] = PACKAGE_KEY  # as cloud/deploy.sh sets it
     params.update(given)
     for k, spec in template["Parameters"].items():
         if spec["Type"] == "CommaDelimitedList":
@@ -467,3 +468,45 @@ def test_the_webhook_parameter_is_a_name_never_a_url(main_template):
     policy = main_template["Resources"]["WebhookUrlPolicy"]
     assert policy["Condition"] == "HasWebhook"
     assert policy["Properties"]["Roles"] == [{"Ref": "InstanceRole"}]
+
+
+@pytest.mark.parametrize("given, refused", [
+    ({}, None),
+    ({"AgentPackageKey": "", "AgentPackageUrl": "https://example.com/agent.rpm"}, None),
+    ({"AgentPackageKey": "", "AgentPackageUrl": ""}, "Set exactly one of AgentPackageKey"),
+    ({"AgentPackageUrl": "https://example.com/agent.rpm"}, "Set exactly one of AgentPackageKey"),
+])
+def test_the_agent_comes_from_the_bucket_or_a_url_never_both(main_template, given, refused):
+    out = refusals(main_template, **given)
+    assert (refused is None and out == []) or (refused is not None and any(refused in r for r in out)), out
+
+
+def test_the_artifact_bucket_is_private_encrypted_and_read_only_through_the_vpc_endpoint(main_template):
+    res = main_template["Resources"]
+    props = res["ArtifactBucket"]["Properties"]
+    assert props["PublicAccessBlockConfiguration"] == {
+        k: True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")}
+    (enc,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert enc["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert props["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    endpoint = res["S3Endpoint"]["Properties"]
+    assert endpoint["VpcEndpointType"] == "Gateway" and endpoint["RouteTableIds"] == [{"Ref": "PublicRouteTable"}]
+    assert "PolicyDocument" not in endpoint, "ECR layers and the OS repositories use the same endpoint"
+    allow, deny = res["ArtifactBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    # The only grant: GetObject on agent/*, only through this stack's endpoint.
+    assert (allow["Effect"], allow["Principal"], allow["Action"]) == ("Allow", "*", "s3:GetObject")
+    assert allow["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/agent/*"}
+    assert allow["Condition"] == {"StringEquals": {"aws:SourceVpce": {"Ref": "S3Endpoint"}}}
+    assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "s3:*", {"Bool": {"aws:SecureTransport": "false"}})
+    # No secret in the outputs: the bucket's name only.
+    outputs = main_template["Outputs"]
+    assert outputs["ArtifactBucketName"]["Value"] == {"Ref": "ArtifactBucket"}
+
+
+def test_the_first_step_of_a_deploy_makes_the_same_bucket(main_template):
+    """cloud/deploy.sh creates a new stack from cloud/artifact-bucket.yaml, then updates it to the
+    main template; the bucket must be the same resource in both, so the update keeps it."""
+    from conftest import CLOUD
+    bootstrap = load_template(CLOUD / "artifact-bucket.yaml")
+    assert bootstrap["Resources"] == {"ArtifactBucket": main_template["Resources"]["ArtifactBucket"]}
+    assert bootstrap["Parameters"]["ServerName"]["AllowedPattern"] == main_template["Parameters"]["ServerName"]["AllowedPattern"]

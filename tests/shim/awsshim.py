@@ -19,6 +19,11 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
     from moto's S3 (moto would take the endpoint's host for the bucket), and the template goes to
     moto as a body without its custom resources, which moto would run as Lambda functions in
     Docker (the cloud twin runs their code itself).
+  - a stack update: moto drops a modified resource whose model cannot update (a log group);
+    the shim keeps it as it was, and an SSM-typed parameter kept with UsePreviousValue, which moto
+    would look up again by its resolved value (`keep_resources_moto_cannot_update`).
+  - CloudFormation `DeleteStack`: moto removes the stack, then answers DependencyViolation for
+    its VPC; once the stack is gone, the shim answers the success CloudFormation would.
 - the IMDS front (use it as AWS_EC2_METADATA_SERVICE_ENDPOINT): IMDSv2 with values the test
   sets (moto's own IMDS omits the token TTL header and has fixed values);
 - the control port: `/_shim/...`, which never goes down.
@@ -302,6 +307,8 @@ class AwsHandler(Handler):
                 return
             elif op in ("CreateChangeSet", "CreateStack", "UpdateStack") and "x-www-form-urlencoded" in self.headers.get("Content-Type", ""):
                 self.forward(self.cfn_template(body))
+            elif op == "DeleteStack":
+                self.delete_stack(body)
             elif op == "DescribeWarmPool":
                 status, rheaders, rbody = self.to_moto(self.command, self.path, body)
                 if status == 200:
@@ -336,6 +343,25 @@ class AwsHandler(Handler):
                 return "GetChange"
             return "Route53:" + self.command
         return f"{self.command} {path}"
+
+    def delete_stack(self, body: bytes) -> None:
+        """moto deletes the stack's resources, then fails on the VPC with DependencyViolation
+        although the stack is gone (FACTS.md); CloudFormation deletes the VPC last and succeeds.
+        Such an answer becomes the success it is; any other error passes through."""
+        status, rheaders, rbody = self.to_moto(self.command, self.path, body)
+        if status != 200 and b"DependencyViolation" in rbody:
+            name = urllib.parse.parse_qs(body.decode()).get("StackName", [""])[0]
+            cf = awsctl._client(STATE.moto_url, "cloudformation")  # noqa: SLF001
+            try:
+                gone = cf.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "DELETE_COMPLETE"
+            except Exception:  # noqa: BLE001 - a ValidationError: no such stack any more
+                gone = True
+            if gone:
+                ns = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
+                rbody = (f'<DeleteStackResponse xmlns="{ns}"><ResponseMetadata><RequestId>{uuid.uuid4()}'
+                         "</RequestId></ResponseMetadata></DeleteStackResponse>").encode()
+                status, rheaders = 200, {"Content-Type": "text/xml"}
+        self.reply(status, rbody, rheaders)
 
     def cfn_template(self, body: bytes) -> bytes:
         """A template as CloudFormation reads it: from TemplateURL (moto takes the endpoint's
@@ -813,6 +839,39 @@ class ControlHandler(Handler):
             self.reply_json(404, {"error": f"unknown {self.command} {path}"})
 
 
+def keep_resources_moto_cannot_update() -> None:
+    """A stack update in moto replaces each modified resource whose model has no update
+    (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
+    update ("references undefined resource"). CloudFormation updates such a resource in place;
+    here it is kept as it was, so that an update of the stack (cloud/deploy.sh run again) goes
+    through. Its changed properties are not applied: the twin's stories change none of them."""
+    from moto.cloudformation import parsing
+
+    original = parsing.parse_and_update_resource
+
+    def update(logical_id: str, resource_json: dict[str, Any], resources_map: Any, account_id: str,
+               region_name: str) -> Any:
+        new = original(logical_id, resource_json, resources_map, account_id, region_name)
+        if new is None and logical_id in resources_map._parsed_resources:  # noqa: SLF001
+            return resources_map._parsed_resources[logical_id]  # noqa: SLF001
+        return new
+
+    parsing.parse_and_update_resource = update
+
+    # An update that keeps an SSM-typed parameter (UsePreviousValue, as `aws cloudformation
+    # deploy` sends for every parameter it is not given) hands moto the value it stored, the
+    # resolved AMI id, which moto then looks up as a parameter name and fails on.
+    parse_ssm = parsing.ResourceMap.parse_ssm_parameter
+
+    def parse_ssm_parameter(self: Any, value: str, value_type: str) -> Any:
+        try:
+            return parse_ssm(self, value, value_type)
+        except AttributeError:
+            return value
+
+    parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter  # type: ignore[method-assign]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--aws-port", type=int, default=0)
@@ -825,6 +884,7 @@ def main() -> None:
 
     from moto.server import ThreadedMotoServer
 
+    keep_resources_moto_cannot_update()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()

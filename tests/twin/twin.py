@@ -290,6 +290,8 @@ class Instance:
     starts: int = 0
     # The stack's IPv6 mode: the instance's IPv6 address ("" without it).
     ip6: str = ""
+    # The "AMI" it booted (a docker image).
+    image: str = ""
 
 
 def journal_fields(entry: dict) -> dict:
@@ -326,6 +328,7 @@ class Twin:
         self.instances: dict[str, Instance] = {}
         self.players: list[subprocess.Popen] = []
         self.instance_image, self.game_image = images()
+        self.amis: dict[str, str] = {}  # baked AMI id -> its docker image (bake.py)
         self.dir = Path(tempfile.mkdtemp(prefix="cm-twin-", dir="/var/tmp"))
         try:
             self._setup(overrides, example, package_path, package_sha256, package)
@@ -402,10 +405,12 @@ class Twin:
 
     # --- the user's deploy command, again ---------------------------------------------------------
 
-    def redeploy(self, package: Path) -> stack.DeployRun:
-        """`make deploy` again with the same parameter file and a changed agent: the stack is
-        updated, the new package goes into the bucket, and the old one leaves it."""
+    def redeploy(self, package: Path = AGENT, **overrides: str) -> stack.DeployRun:
+        """`make deploy` again with the same parameter file (plus `overrides`) and a package:
+        the stack is updated, a new package goes into the bucket, and the old one leaves it."""
         params = {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
+        params.update(overrides)
+        self.params.update(overrides)
         run = stack.run_deploy(self.shim.aws, "deploy", params, self.deploy_dir, "--package", str(package))
         if run.returncode != 0:
             raise stack.StackError(f"cloud/deploy.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
@@ -414,6 +419,10 @@ class Twin:
         self.params.update({k: v for k, v in given.items() if k.startswith("AgentPackage")})
         stack.put_hooks(self.shim.moto, self.deployed)  # moto's update drops them again
         return run
+
+    def redeploy_image(self, baked: Any) -> stack.DeployRun:
+        """The stack on a baked image (bake.py): ImageId set to the recipe's SSM parameter."""
+        return self.redeploy(ImageId=baked.parameter)
 
     def destroy(self) -> stack.DeployRun:
         """`make destroy` with the same parameter file."""
@@ -659,6 +668,8 @@ class Twin:
         version = ec2.describe_launch_template_versions(
             LaunchTemplateId=lt["LaunchTemplateId"], Versions=[str(lt.get("Version", "$Latest"))])["LaunchTemplateVersions"][0]
         user_data = base64.b64decode(version["LaunchTemplateData"]["UserData"])
+        # The launch template's AMI: a baked one (bake.py), or the twin's stock "ECS AMI".
+        inst.image = self.amis.get(version["LaunchTemplateData"].get("ImageId", ""), self.instance_image)
         inst.journal.mkdir(parents=True, exist_ok=True)
         files = self.dir / "instances" / inst.iid / "files"
         (files / "etc/systemd/system.conf.d").mkdir(parents=True, exist_ok=True)
@@ -679,7 +690,7 @@ class Twin:
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
            "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
-           "--label", "cm-twin=instance", "-e", "container=docker", self.instance_image)
+           "--label", "cm-twin=instance", "-e", "container=docker", inst.image)
         self.record("boot_step", source="asg", instance=inst.iid, step="created")
         sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
         sh("docker", "cp", str(files / "ca-certificates.crt"), f"{inst.container}:/etc/ssl/certs/ca-certificates.crt")

@@ -1,0 +1,145 @@
+"""The deploy command's stories (issue 19): the twin deploys as a user does, with cloud/deploy.sh
+(what `make deploy` and `make destroy` run), pointed at the emulator with the AWS CLI's standard
+variables; the instance takes the agent from the stack's artifact bucket through the VPC's S3
+gateway endpoint, with the stack's bucket policy (tests/twin/s3gateway.py). Nothing is hosted by
+hand: the twin's release page serves only the AgentPackageUrl stories (5 and 6)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bake  # noqa: E402
+from twin import AGENT, Twin, sh  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
+
+BOOT = 180
+
+
+def bucket_keys(tw: Twin) -> list[str]:
+    s3 = tw.client("s3", direct=True)
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=tw.deployed.physical["ArtifactBucket"]).get("Contents", []))
+
+
+def user_data_log(tw: Twin, iid: str) -> str:
+    return "\n".join(e["message"] for e in tw.journal(iid, "cloud-final.service"))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_deploy_from_a_fresh_checkout_wakes_plays_and_sleeps_with_nothing_hosted_by_hand():
+    with Twin() as tw:
+        run = tw.deployed.deploy_run
+        assert run is not None and run.returncode == 0, run
+        print(f"deploy command: {run.seconds:.1f} s")
+        key = tw.params["AgentPackageKey"]
+        assert tw.params["AgentPackageUrl"] == "" and key == f"agent/{sha256(AGENT)}/container-manager-agent"
+        assert tw.params["AgentPackageSha256"] == sha256(AGENT)
+        assert bucket_keys(tw) == [key.rsplit("/", 1)[0] + "/install-agent.sh", key], "the package, its installer, no template"
+        assert f"Deployed valheim in us-east-1" in run.stdout
+        tw.player("--play-seconds", "5", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (inst,) = tw.active()
+        assert resolved["address"] == inst.ip
+        # The one download: from the bucket, through the stack's endpoint, allowed by its policy.
+        (got,) = [d for d in tw.package.downloads if d["client"] == inst.ip]
+        assert (got["status"], got["key"]) == (200, key), got
+        assert got["why"] == f"allowed through {tw.package.s3.endpoint}" and tw.package.s3.endpoint.startswith("vpce-")
+        log = user_data_log(tw, inst.iid)
+        assert f"sha256 check passed: https://{tw.deployed.physical['ArtifactBucket']}.s3.us-east-1.amazonaws.com/{key}" in log, log
+        installed = sh("docker", "exec", inst.container, "sha256sum", "/usr/local/bin/container-manager-agent").stdout
+        assert installed.split()[0] == sha256(AGENT)
+        tw.wait_for("connected", 30, source="player")
+        tw.wait_for("left", 40, source="player")
+        assert tw.wait_for("scale_in_requested", 150, source="agent")["reason"] == "idle"
+        tw.wait_instances(0, 150)
+        assert tw.desired() == 0 and tw.record_values() == ["0.0.0.0"]
+
+
+def test_redeploy_with_a_changed_agent_boots_the_new_version():
+    with Twin() as tw:
+        old_key = tw.params["AgentPackageKey"]
+        changed = tw.dir / "container-manager-agent"
+        shutil.copyfile(AGENT, changed)
+        with changed.open("ab") as f:  # the same program, another build: another sha256
+            f.write(b"\0container-manager twin: a changed build\n")
+        changed.chmod(0o755)
+        run = tw.redeploy(changed)
+        print(f"redeploy: {run.seconds:.1f} s")
+        new_key = f"agent/{sha256(changed)}/container-manager-agent"
+        assert tw.params["AgentPackageKey"] == new_key != old_key
+        assert bucket_keys(tw) == [new_key.rsplit("/", 1)[0] + "/install-agent.sh", new_key], "the old package is gone"
+        assert f"removed the old package s3://{tw.deployed.physical['ArtifactBucket']}/{old_key}" in run.stderr
+        tw.player("--lookups-only", "1")
+        tw.wait_for("dns_updated", BOOT, source="agent")
+        (inst,) = tw.active()
+        installed = sh("docker", "exec", inst.container, "sha256sum", "/usr/local/bin/container-manager-agent").stdout
+        assert installed.split()[0] == sha256(changed), "the next boot runs the new package"
+        assert f"is package {sha256(changed)}" in user_data_log(tw, inst.iid)
+        # A third run with nothing changed changes nothing.
+        again = tw.redeploy(changed)
+        assert again.returncode == 0 and "the package is in place" in again.stderr
+        assert tw.params["AgentPackageKey"] == new_key
+
+
+def test_a_package_missing_from_the_bucket_fails_loudly_and_the_heartbeat_alarm_sees_it():
+    with Twin() as tw:
+        key = tw.params["AgentPackageKey"]
+        tw.client("s3", direct=True).delete_object(Bucket=tw.deployed.physical["ArtifactBucket"], Key=key)
+        tw.player("--lookups-only", "1")
+        tw.wait_for("instance_started", 60, source="asg")
+        (inst,) = tw.active()
+        failed = tw.wait_for("user_data_output", 120, source="instance",
+                             pred=lambda e: "user-data exited with status" in e["message"])
+        assert "status 1" in failed["message"]
+        log = user_data_log(tw, inst.iid)
+        assert "The requested URL returned error: 403" in log, log
+        assert f"cannot download the agent from https://{tw.deployed.physical['ArtifactBucket']}.s3.us-east-1.amazonaws.com/{key}" in log
+        assert "the package is missing there or the request did not come through the VPC endpoint: run cloud/deploy.sh again" in log
+        assert "the agent is not installed" in log
+        (got,) = [d for d in tw.package.downloads if d["client"] == inst.ip][:1]
+        assert got["status"] == 403 and "no such key" in got["why"], got
+        heartbeats = [m for m in tw.metrics() if m["name"] == "AgentHeartbeat"]
+        assert len(heartbeats) == 1 and all(p["max"] == 0 for p in heartbeats[0]["datapoints"]), heartbeats
+        assert tw.record_values() == ["0.0.0.0"]
+
+
+def test_destroy_leaves_the_world_data_in_place():
+    with Twin() as tw:
+        fs = tw.deployed.physical["DataFileSystem"]
+        save = tw.save_file()
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text('{"sessions": 3}\n')  # a world, as the game leaves it on the file system
+        run = tw.destroy()
+        assert run.returncode == 0, run.stderr
+        assert f"Kept, on purpose: the world's file system {fs}" in run.stdout, run.stdout
+        cf = tw.client("cloudformation", direct=True)
+        assert "valheim" not in [s["StackName"] for s in cf.list_stacks()["StackSummaries"]
+                                 if s["StackStatus"] != "DELETE_COMPLETE"]
+        (kept,) = tw.client("efs", direct=True).describe_file_systems(FileSystemId=fs)["FileSystems"]
+        assert kept["LifeCycleState"] == "available"
+        assert save.read_text() == '{"sessions": 3}\n'
+        buckets = [b["Name"] for b in tw.client("s3", direct=True).list_buckets()["Buckets"]]
+        assert tw.deployed.physical["ArtifactBucket"] not in buckets, "the artifact bucket goes with the stack"
+
+
+def test_a_baked_image_boots_with_no_download():
+    with Twin() as tw:
+        image = bake.bake(tw)
+        tw.redeploy_image(image)
+        tw.player("--lookups-only", "1")
+        tw.wait_for("dns_updated", BOOT, source="agent")
+        (inst,) = tw.active()
+        assert inst.image == image.docker_image
+        log = user_data_log(tw, inst.iid)
+        assert (f"sha256 check passed: the agent baked into this image is package {tw.params['AgentPackageSha256']}; "
+                "nothing to download") in log, log
+        assert [d for d in tw.package.downloads if d["client"] == inst.ip] == [], "no download at boot"
