@@ -363,6 +363,21 @@ def _put_hooks(autoscaling: Any, group: str, hooks: list[dict[str, Any]]) -> Non
             DefaultResult=h.get("DefaultResult", "ABANDON"))
 
 
+def follow_launch_template(moto_url: str, deployed: Deployed) -> None:
+    """After a stack update: the group's launch template version is the template's
+    `!GetAtt LaunchTemplate.LatestVersionNumber`, so CloudFormation moves the group to the new
+    version; moto makes the version but leaves the group on the old one."""
+    ec2, autoscaling = _client(moto_url, "ec2"), _client(moto_url, "autoscaling")
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[deployed.group])["AutoScalingGroups"][0]
+    lt = group.get("LaunchTemplate")
+    if not lt:
+        return  # Spot: a mixed instances policy, which the twin's stories do not update
+    latest = ec2.describe_launch_templates(LaunchTemplateIds=[lt["LaunchTemplateId"]])["LaunchTemplates"][0]
+    autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=deployed.group,
+        LaunchTemplate={"LaunchTemplateId": lt["LaunchTemplateId"], "Version": str(latest["LatestVersionNumber"])})
+
+
 def put_hooks(moto_url: str, deployed: Deployed) -> None:
     """The group's lifecycle hooks again (after a stack update, which moto applies without them)."""
     _put_hooks(_client(moto_url, "autoscaling"), deployed.group, deployed.hooks)

@@ -418,6 +418,7 @@ class Twin:
                  .describe_stacks(StackName=self.deployed.name)["Stacks"][0]["Parameters"]}
         self.params.update({k: v for k, v in given.items() if k.startswith("AgentPackage")})
         stack.put_hooks(self.shim.moto, self.deployed)  # moto's update drops them again
+        stack.follow_launch_template(self.shim.moto, self.deployed)
         return run
 
     def redeploy_image(self, baked: Any) -> stack.DeployRun:
