@@ -88,22 +88,16 @@ if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen["ServerName"]):
     bad(f"ServerName: {seen['ServerName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
 if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("AgentPackageSha256", "")):
     bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
+import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256"):
-    print(f"{key}={seen.get(key, '')}")
-print("--")
-for key, value in seen.items():
-    if key not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256"):
-        print(f"{key}={value}")
+    print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
+print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
+                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256")) + ")")
 EOF
 ) || exit 2
-declare -A p
-overrides=()
-in_overrides=0
-while IFS= read -r line; do
-    if [[ $line == -- ]]; then in_overrides=1; continue; fi
-    if ((in_overrides)); then overrides+=("$line"); else p[${line%%=*}]=${line#*=}; fi
-done <<<"$parsed"
-server=${p[ServerName]}
+# Plain variables and an indexed array: macOS's bash 3.2 has no associative arrays.
+eval "$parsed"
+server=$p_ServerName
 stack=${stack:-$server}
 wake_stack=container-manager-$server-wake
 
@@ -164,12 +158,12 @@ if [[ $command == destroy ]]; then
 fi
 
 # --- deploy ---------------------------------------------------------------------------------
-aws route53 get-hosted-zone --id "${p[HostedZoneId]}" >/dev/null 2>&1 \
-    || die "$params: HostedZoneId: no hosted zone ${p[HostedZoneId]} in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
+aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
+    || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
 
-if [[ -n ${p[AgentPackageUrl]} ]]; then
+if [[ -n $p_AgentPackageUrl ]]; then
     log "the parameter file sets AgentPackageUrl: deploying that package, nothing is built or uploaded"
-    package_params=("AgentPackageUrl=${p[AgentPackageUrl]}" "AgentPackageKey=" "AgentPackageSha256=${p[AgentPackageSha256]}")
+    package_params=("AgentPackageUrl=$p_AgentPackageUrl" "AgentPackageKey=" "AgentPackageSha256=$p_AgentPackageSha256")
     key=""
 else
     if [[ -z $package ]]; then
@@ -235,8 +229,8 @@ if [[ $region != us-east-1 ]]; then
     log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"
     aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
         --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-        --parameter-overrides "ServerName=$server" "ServerRegion=$region" "HostedZoneId=${p[HostedZoneId]}" \
-        "RecordName=${p[RecordName]}" "IPv6=${p[IPv6]:-false}" >&2 \
+        --parameter-overrides "ServerName=$server" "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId" \
+        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" >&2 \
         || die "the deploy of $wake_stack in us-east-1 failed"
 fi
 
@@ -249,9 +243,9 @@ if [[ -n $key ]]; then
 fi
 aws s3 rm "s3://$bucket/templates" --recursive --only-show-errors || true
 
-echo "Deployed $stack in $region: ${p[RecordName]} sleeps until somebody looks it up."
+echo "Deployed $stack in $region: $p_RecordName sleeps until somebody looks it up."
 if [[ -n $key ]]; then
     echo "Agent package: s3://$bucket/$key (sha256 $sha)"
 else
-    echo "Agent package: ${p[AgentPackageUrl]} (sha256 ${p[AgentPackageSha256]})"
+    echo "Agent package: $p_AgentPackageUrl (sha256 $p_AgentPackageSha256)"
 fi

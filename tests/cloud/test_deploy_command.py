@@ -1,0 +1,135 @@
+"""cloud/deploy.sh (make deploy / make destroy) against the emulator, behind the test shim (which
+reads a TemplateURL from moto's S3 and leaves the custom resources out, tests/shim/awsshim.py):
+what it refuses before any AWS call, and the two-region deploy and destroy. The whole loop on an
+instance is in tests/twin/test_twin_deploy.py."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+from conftest import EXAMPLES, ROOT, VENV_BIN
+
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import world  # noqa: E402
+
+DEPLOY = ROOT / "cloud" / "deploy.sh"
+
+
+def run(args, env_extra=None, cwd=ROOT):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"PATH": f"{VENV_BIN}:{env['PATH']}", "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing"})
+    env.update(env_extra or {})
+    return subprocess.run(["bash", str(DEPLOY), *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def write_params(tmp_path, overrides=None, drop=()):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    items = [i for i in json.loads(path.read_text()) if i["ParameterKey"] not in drop]
+    for k, v in (overrides or {}).items():
+        items = [i for i in items if i["ParameterKey"] != k] + [{"ParameterKey": k, "ParameterValue": v}]
+    out = tmp_path / "my-valheim.json"
+    out.write_text(json.dumps(items))
+    return out
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("not json", "my-valheim.json: not valid JSON"),
+    ('{"ServerName": "valheim"}', "my-valheim.json: expected a JSON list"),
+    ('[{"ParameterKey": "ServerName"}]', 'my-valheim.json: [0]: expected {"ParameterKey": "Name", "ParameterValue": "text"}'),
+    (None, "my-valheim.json: HostedZoneId: missing"),
+])
+def test_deploy_refuses_a_bad_parameter_file_naming_the_file_and_the_key(tmp_path, content, expected):
+    if content is None:
+        path = write_params(tmp_path, drop=("HostedZoneId",))
+    else:
+        path = tmp_path / "my-valheim.json"
+        path.write_text(content)
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and expected in r.stderr, r.stderr
+
+
+def test_deploy_refuses_a_url_without_its_sha256_and_an_unknown_option(tmp_path):
+    path = write_params(tmp_path, {"AgentPackageUrl": "https://example.com/agent.rpm"})
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and "AgentPackageSha256: expected the 64 hex digits" in r.stderr, r.stderr
+    r = run(["deploy", str(path), "--kind", "deb"])
+    assert r.returncode == 2 and "--kind must be rpm or bin (got 'deb')" in r.stderr
+    r = run(["deploy", str(tmp_path / "nowhere.json")])
+    assert r.returncode == 2 and "nowhere.json: no such parameter file" in r.stderr
+
+
+@pytest.fixture
+def shim():
+    s = world.Shim()
+    yield s
+    s.close()
+
+
+def client(shim, service, region):
+    return boto3.client(service, region_name=region, endpoint_url=shim.moto,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def stacks(shim, region):
+    summaries = client(shim, "cloudformation", region).list_stacks()["StackSummaries"]
+    return sorted(s["StackName"] for s in summaries if s["StackStatus"] != "DELETE_COMPLETE")
+
+
+def test_deploy_names_a_hosted_zone_that_does_not_exist_and_creates_nothing(tmp_path, shim):
+    path = write_params(tmp_path, {"HostedZoneId": "Z0123456789ABCDEFGHIJ"})
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    assert "my-valheim.json: HostedZoneId: no hosted zone Z0123456789ABCDEFGHIJ in this account" in r.stderr
+    assert stacks(shim, "eu-west-1") == []
+
+
+def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_keeping_the_world(tmp_path, shim):
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    path = write_params(tmp_path, {"HostedZoneId": zone})
+    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
+    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0, r.stderr
+    assert stacks(shim, "eu-west-1") == ["valheim"] and stacks(shim, "us-east-1") == ["container-manager-valheim-wake"]
+    cf = client(shim, "cloudformation", "eu-west-1")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    import hashlib
+    sha = hashlib.sha256(package.read_bytes()).hexdigest()
+    assert given["AgentPackageSha256"] == sha and given["AgentPackageUrl"] == ""
+    assert given["AgentPackageKey"] == f"agent/{sha}/{package.name}"
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    s3 = client(shim, "s3", "eu-west-1")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=resources["ArtifactBucket"])["Contents"])
+    assert keys == [given["AgentPackageKey"], f"agent/{sha}/install-agent.sh"]
+    wake = client(shim, "cloudformation", "us-east-1").describe_stacks(StackName="container-manager-valheim-wake")["Stacks"][0]
+    wake_params = {p["ParameterKey"]: p["ParameterValue"] for p in wake["Parameters"]}
+    assert (wake_params["ServerRegion"], wake_params["HostedZoneId"]) == ("eu-west-1", zone)
+
+    r = run(["destroy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0, r.stderr
+    assert stacks(shim, "eu-west-1") == [] and stacks(shim, "us-east-1") == []
+    fs = resources["DataFileSystem"]
+    assert f"the world's file system {fs}" in r.stdout
+    (kept,) = client(shim, "efs", "eu-west-1").describe_file_systems(FileSystemId=fs)["FileSystems"]
+    assert kept["LifeCycleState"] == "available"
+
+
+def test_a_parameter_file_with_its_own_url_is_deployed_without_a_build_or_an_upload(tmp_path, shim):
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    url, sha = "https://downloads.example.com/agent.rpm", "cd" * 32
+    path = write_params(tmp_path, {"HostedZoneId": zone, "AgentPackageUrl": url, "AgentPackageSha256": sha})
+    r = run(["deploy", str(path), "--region", "us-east-1"], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0, r.stderr
+    assert "deploying that package, nothing is built or uploaded" in r.stderr
+    cf = client(shim, "cloudformation", "us-east-1")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    assert (given["AgentPackageUrl"], given["AgentPackageSha256"], given["AgentPackageKey"]) == (url, sha, "")
+    assert stacks(shim, "us-east-1") == ["valheim"]
