@@ -179,8 +179,11 @@ esac
 [[ -x $bin ]] || die "$bin is missing after the install"
 # Which package is installed: the stack's user data skips its download when this matches
 # AgentPackageSha256 (a baked image, cloud/ami-recipe.yaml).
-install -d -m 0755 /var/lib/container-manager
-echo "$sha256" >/var/lib/container-manager/package.sha256
+# Written only when it changes, so that a second run with the same inputs changes nothing.
+if [[ $(cat /var/lib/container-manager/package.sha256 2>/dev/null) != "$sha256" ]]; then
+    install -d -m 0755 /var/lib/container-manager
+    echo "$sha256" >/var/lib/container-manager/package.sha256
+fi
 
 # --- Config: validated by the installed binary before it is put in place. -----------------------
 if [[ -f $work/agent.toml ]]; then
