@@ -272,6 +272,14 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
     outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}
     resolve = Resolver(template, params, physical, moto_url, stack)
     resources = template["Resources"]
+    # moto returns no outputs after a stack update (the deploy command's second step is one):
+    # they are resolved from the template, as CloudFormation would.
+    for key, out in template.get("Outputs", {}).items():
+        if key not in outputs and ("Condition" not in out or resolve.condition(out["Condition"])):
+            try:
+                outputs[key] = str(resolve(out["Value"]))
+            except (StackError, KeyError):
+                pass  # an output the twin cannot resolve (none of its stories reads it)
 
     # The custom resources, in template order (ServerRecord, then QueryLogging), each run with
     # the HelperFunction's own code, as Lambda would with the Create event CloudFormation sends.
