@@ -243,6 +243,13 @@ def run_deploy(aws_url: str, command: str, params: dict[str, str], workdir: Path
     return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
 
 
+def package_parameters(moto_url: str, stack: str) -> dict[str, str]:
+    """What the deploy command set on the stack: the package's key (or URL) and sha256."""
+    desc = _client(moto_url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])
+            if p["ParameterKey"].startswith("AgentPackage")}
+
+
 def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, package: Path | None = None,
            stack: str = "valheim") -> Deployed:
     """Deploys the stack into the emulator with the user's deploy command (cloud/deploy.sh), then
@@ -264,9 +271,7 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
     desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
     if desc["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
         raise StackError(f"stack {stack}: {desc['StackStatus']}: {desc.get('StackStatusReason')}")
-    # What the deploy command set: the package's key (or URL) and sha256.
-    given = {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])}
-    params.update({k: given[k] for k in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256") if k in given})
+    params.update(package_parameters(moto_url, stack))
     physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
                 for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
     outputs = {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])}

@@ -408,15 +408,12 @@ class Twin:
     def redeploy(self, package: Path = AGENT, **overrides: str) -> stack.DeployRun:
         """`make deploy` again with the same parameter file (plus `overrides`) and a package:
         the stack is updated, a new package goes into the bucket, and the old one leaves it."""
-        params = {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
-        params.update(overrides)
+        params = {**self.user_params(), **overrides}
         self.params.update(overrides)
         run = stack.run_deploy(self.shim.aws, "deploy", params, self.deploy_dir, "--package", str(package))
         if run.returncode != 0:
             raise stack.StackError(f"cloud/deploy.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
-        given = {p["ParameterKey"]: p["ParameterValue"] for p in self.client("cloudformation", direct=True)
-                 .describe_stacks(StackName=self.deployed.name)["Stacks"][0]["Parameters"]}
-        self.params.update({k: v for k, v in given.items() if k.startswith("AgentPackage")})
+        self.params.update(stack.package_parameters(self.shim.moto, self.deployed.name))
         stack.put_hooks(self.shim.moto, self.deployed)  # moto's update drops them again
         stack.follow_launch_template(self.shim.moto, self.deployed)
         return run
@@ -427,8 +424,11 @@ class Twin:
 
     def destroy(self) -> stack.DeployRun:
         """`make destroy` with the same parameter file."""
-        params = {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
-        return stack.run_deploy(self.shim.aws, "destroy", params, self.deploy_dir)
+        return stack.run_deploy(self.shim.aws, "destroy", self.user_params(), self.deploy_dir)
+
+    def user_params(self) -> dict[str, str]:
+        """The parameter file as the user wrote it: without what the deploy command sets."""
+        return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
 
     # --- events ---------------------------------------------------------------------------------
 
