@@ -56,45 +56,7 @@ done
 
 # The parameter file, in the create-stack format the examples use, checked before any AWS call:
 # one Key=Value line each, and the few values this script needs.
-parsed=$(python3 - "$params" <<'EOF'
-import json, re, sys
-path = sys.argv[1]
-def bad(msg):
-    print(f"{path}: {msg}", file=sys.stderr)
-    sys.exit(2)
-try:
-    items = json.load(open(path))
-except (OSError, ValueError) as e:
-    bad(f"not valid JSON ({e}); expected a list of {{\"ParameterKey\": ..., \"ParameterValue\": ...}}")
-if not isinstance(items, list):
-    bad("expected a JSON list of {\"ParameterKey\": ..., \"ParameterValue\": ...}")
-seen = {}
-for i, item in enumerate(items):
-    if not isinstance(item, dict) or not isinstance(item.get("ParameterKey"), str) \
-            or not isinstance(item.get("ParameterValue"), str):
-        bad(f"[{i}]: expected {{\"ParameterKey\": \"Name\", \"ParameterValue\": \"text\"}}")
-    key, value = item["ParameterKey"], item["ParameterValue"]
-    if key in seen:
-        bad(f"{key}: given twice")
-    if "\n" in value:
-        bad(f"{key}: a value must be one line")
-    seen[key] = value
-for key in ("ServerName", "HostedZoneId", "RecordName"):
-    if not seen.get(key):
-        bad(f"{key}: missing (expected, for example, "
-            + {"ServerName": "valheim", "HostedZoneId": "the id of your hosted zone, Z...",
-               "RecordName": "valheim.example.com"}[key] + ")")
-if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen["ServerName"]):
-    bad(f"ServerName: {seen['ServerName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
-if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("AgentPackageSha256", "")):
-    bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
-import shlex
-for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256"):
-    print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
-print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
-                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256")) + ")")
-EOF
-) || exit 2
+parsed=$(python3 "$ROOT/cloud/params.py" "$params") || exit 2
 # Plain variables and an indexed array: macOS's bash 3.2 has no associative arrays.
 eval "$parsed"
 server=$p_ServerName

@@ -120,15 +120,14 @@ def test_only_the_data_file_system_is_backed_up(main_template):
     assert main_template["Resources"]["BackupVault"]["DeletionPolicy"] == "Retain"
 
 
-def test_security_group_opens_game_ports_and_ssh_only_from_the_parameter(main_template):
+def test_security_group_opens_the_game_ports_only_and_no_ssh(main_template):
     ingress = resources(main_template, "AWS::EC2::SecurityGroupIngress")
     assert set(ingress) == {"GamePort1Ingress", "GamePort2Ingress", "GamePort3Ingress", "GamePort4Ingress",
                             "GamePort1IngressV6", "GamePort2IngressV6", "GamePort3IngressV6",
-                            "GamePort4IngressV6", "SshIngress"}
-    ssh = ingress["SshIngress"]
-    assert ssh["Condition"] == "HasSsh"
-    assert ssh["Properties"]["CidrIp"] == {"Ref": "SshCidr"}
-    assert main_template["Conditions"]["HasSsh"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SshCidr"}, ""]}]}
+                            "GamePort4IngressV6"}
+    assert all(r["Properties"]["FromPort"] != 22 for r in ingress.values())
+    # Session Manager is the one way in: no key pair, no SSH parameter (docs/cloud.md).
+    assert "SshCidr" not in main_template["Parameters"] and "KeyName" not in json.dumps(main_template)
     sg = main_template["Resources"]["InstanceSecurityGroup"]["Properties"]
     assert "SecurityGroupIngress" not in sg
 
@@ -161,7 +160,39 @@ def test_instance_role_limits_each_write_to_one_resource(main_template):
     for read in ("autoscaling:DescribeAutoScalingInstances", "route53:GetChange",
                  "route53:ListResourceRecordSets", "ssm:UpdateInstanceInformation"):
         assert read in by_action
-    assert not any(a.startswith(("ssm:GetParameter", "s3:", "iam:", "ec2:")) for a in by_action)
+    assert not any(a.startswith(("ssm:GetParameter", "iam:", "ec2:")) for a in by_action)
+    # S3: only the world transfers' folders of the stack's own bucket (cloud/world.sh).
+    s3 = {a: s["Resource"] for a, s in by_action.items() if a.startswith("s3:")}
+    assert s3 == {"s3:GetObject": {"Fn::Sub": "${ArtifactBucket.Arn}/transfer/in/*"},
+                  "s3:DeleteObject": {"Fn::Sub": "${ArtifactBucket.Arn}/transfer/in/*"},
+                  "s3:PutObject": {"Fn::Sub": "${ArtifactBucket.Arn}/transfer/out/*"},
+                  "s3:AbortMultipartUpload": {"Fn::Sub": "${ArtifactBucket.Arn}/transfer/out/*"},
+                  "s3:ListBucket": {"Fn::GetAtt": ["ArtifactBucket", "Arn"]}}
+    assert by_action["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": "transfer/in/*"}}
+    efs = by_action["elasticfilesystem:ClientMount"]["Resource"]["Fn::Sub"]
+    assert efs.endswith(":file-system/${DataFileSystem}"), "the world's file system only"
+
+
+def test_the_host_mounts_the_world_through_an_access_point_as_the_games_user(main_template):
+    ap = main_template["Resources"]["HostAccessPoint"]["Properties"]
+    data = main_template["Resources"]["DataAccessPoint"]["Properties"]
+    assert ap["FileSystemId"] == {"Ref": "DataFileSystem"}
+    assert ap["PosixUser"] == {"Uid": {"Ref": "FilesOwnerUid"}, "Gid": {"Ref": "FilesOwnerGid"}}
+    assert ap["RootDirectory"] == data["RootDirectory"], "the same folder the game has"
+    script = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"][
+        "Fn::Base64"]["Fn::Sub"][0]
+    assert ("echo '${DataFileSystem}:/ /mnt/world efs _netdev,noresvport,tls,iam,accesspoint=${HostAccessPoint} 0 0'"
+            " >> /etc/fstab") in script
+    # The maintenance gate runs before ECS and the agent, at every start.
+    assert "Before=ecs.service container-manager-agent.service" in script
+    # ... and, at the first boot, before the instance joins the cluster (which starts the game).
+    assert script.index("\n/usr/local/sbin/container-manager-maintenance\n") < script.index("cat >> /etc/ecs/ecs.config")
+
+
+def test_world_transfers_expire_from_the_bucket_after_a_day(main_template):
+    rules = main_template["Resources"]["ArtifactBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r["Id"] == "expire-world-transfers"]
+    assert (rule["Prefix"], rule["ExpirationInDays"], rule["Status"]) == ("transfer/", 1, "Enabled")
 
 
 def test_heartbeat_alarm_scales_to_zero_after_10_silent_minutes_in_service(main_template):

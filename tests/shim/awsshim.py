@@ -57,6 +57,10 @@ On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control":
   GET  /_shim/outage                  -> {"active": bool, "mode": ..., "imds": bool}
   POST /_shim/ctl/<name>  {...}       runs awsctl.<name>(**args) against moto (setup and
                                       read-back helpers, see awsctl.py) -> its JSON result
+  POST /_shim/backup {"vault", "resource_arn", "created", "snapshot", "efs_root"}
+                                      a recovery point (AWS Backup's daily job, played by the
+                                      twin) -> {"RecoveryPointArn"}; backup.py answers AWS
+                                      Backup's list, restore and describe calls from them
   POST /moto-api/reset is forwarded to moto by the AWS front like everything else.
 
 Run it with the tests' venv: tests/.venv/bin/python tests/shim/awsshim.py
@@ -85,6 +89,7 @@ import cbor2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import awsctl  # noqa: E402
+import backup  # noqa: E402
 import cfntemplate  # noqa: E402
 
 HOST = "127.0.0.1"  # main() may change it (--host), before any front starts
@@ -127,6 +132,8 @@ class State:
 
 
 STATE = State()
+# AWS Backup's recovery points and restore jobs (moto has neither): backup.py.
+BACKUP = backup.Backup()
 
 
 def reset_socket(sock: socket.socket) -> None:
@@ -299,7 +306,10 @@ class AwsHandler(Handler):
         with STATE.lock:
             STATE.requests.append({"op": op, "time": time.time(), "path": self.path.split("?")[0]})
         try:
-            if self.headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
+            if BACKUP.handles(self.command, self.path.split("?")[0], self.headers.get("Authorization", "")):
+                status, value = BACKUP.call(self.command, self.path, json.loads(body) if body.strip() else {})
+                self.reply_json(status, value)
+            elif self.headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
                 self.cbor(op, body)
             elif op in ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat"):
                 self.lifecycle(op, body)
@@ -825,6 +835,8 @@ class ControlHandler(Handler):
                 info = {"mode": STATE.outage_mode, "imds": STATE.outage_imds}
             info["active"] = STATE.outage_active()
             self.reply_json(200, info)
+        elif path == "/_shim/backup" and self.command == "POST":
+            self.reply_json(200, BACKUP.add_point(**args))
         elif path.startswith("/_shim/ctl/") and self.command == "POST":
             name = path.rsplit("/", 1)[-1]
             fn = getattr(awsctl, name, None)

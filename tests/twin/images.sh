@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the cloud twin's two images, once per machine (tests/twin/README.md):
 #   cm-twin/instance:<key>  the "AMI": Debian bookworm with systemd (packaging/rootfs.sh), curl,
-#                           python3, the AWS CLI, /etc/ecs, and a stand-in for cloud-init that
-#                           runs the launch template's user-data once, on first boot;
+#                           python3, the AWS CLI, /etc/ecs, a stand-in for cloud-init that
+#                           runs the launch template's user-data once, on first boot, and one
+#                           for amazon-efs-utils' mount helper (ami/mount.efs, with bindfs);
 #   cm-twin/game:<key>      the "game": the same root filesystem running tests/twin/game.py.
 # Prints the two image names. Needs root and a running dockerd.
 set -euo pipefail
@@ -15,7 +16,7 @@ TARBALL=$(packaging/rootfs.sh)
 # the socket's group id, as the ECS-optimized AMI's docker group owns its own socket.
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 # Bump RECIPE when the build steps below change; the files it copies are hashed.
-RECIPE=2
+RECIPE=3
 key=$( (echo "$RECIPE"; echo "$DOCKER_GID"; cat tests/twin/ami/*) | sha256sum | cut -c1-12)-$(stat -c %s "$TARBALL")
 INSTANCE=cm-twin/instance:$key
 GAME=cm-twin/game:$(cat tests/twin/game.py | sha256sum | cut -c1-12)-$key
@@ -35,7 +36,7 @@ if ! docker image inspect "$INSTANCE" >/dev/null 2>&1; then
   docker run --name "$name" --network host -v "$wheels:/build:ro" -e DOCKER_GID="$DOCKER_GID" "$base" /bin/bash -euc '
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends python3 python3-venv iproute2 procps >/dev/null
+    apt-get install -y -qq --no-install-recommends python3 python3-venv iproute2 procps bindfs >/dev/null
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
     python3 -m venv /opt/aws-cli
     /opt/aws-cli/bin/pip install -q --no-index --find-links /build awscli
@@ -44,6 +45,7 @@ if ! docker image inspect "$INSTANCE" >/dev/null 2>&1; then
     if [ "$DOCKER_GID" != 0 ]; then groupadd --system --gid "$DOCKER_GID" docker; fi
     install -m 0755 /build/boot /usr/local/lib/cm-twin/boot
     install -m 0755 /build/run-user-data /usr/local/lib/cm-twin/run-user-data
+    install -m 0755 /build/mount.efs /sbin/mount.efs
     install -m 0644 /build/cloud-final.service /etc/systemd/system/cloud-final.service
     ln -sf /etc/systemd/system/cloud-final.service /etc/systemd/system/multi-user.target.wants/cloud-final.service
     # What a container has no use for, and what would slow the boot down.

@@ -78,6 +78,9 @@ class Deployed:
     bucket_policies: dict[str, dict] = field(default_factory=dict)
     # The run of cloud/deploy.sh that made it.
     deploy_run: "DeployRun | None" = None
+    # The EFS access points, resolved: physical id -> {"fs", "path", "uid", "gid" (PosixUser, or
+    # None), "creation": {"uid", "gid", "perm"}}; the twin's EFS follows them.
+    access_points: dict[str, dict] = field(default_factory=dict)
 
     def function_code(self, logical_id: str) -> str:
         return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
@@ -243,6 +246,20 @@ def run_deploy(aws_url: str, command: str, params: dict[str, str], workdir: Path
     return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
 
 
+WORLD = ROOT / "cloud" / "world.sh"
+
+
+def run_world(aws_url: str, params_file: Path, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 900) -> DeployRun:
+    """Runs the operator's world command (cloud/world.sh) against the emulator, as a user would
+    with the parameter file they deployed with."""
+    start = time.time()
+    r = subprocess.run(["bash", str(WORLD), args[0], str(params_file), *args[1:]],
+                       env={**aws_cli_env(aws_url), **(env or {})}, capture_output=True, text=True,
+                       timeout=timeout, cwd=ROOT)
+    return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
+
+
 def package_parameters(moto_url: str, stack: str) -> dict[str, str]:
     """What the deploy command set on the stack: the package's key (or URL) and sha256."""
     desc = _client(moto_url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
@@ -361,11 +378,22 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
                 config["MaxGroupPreparedCapacity"] = int(warm_pool["MaxGroupPreparedCapacity"])
             autoscaling.put_warm_pool(**config)
 
+    access_points = {}
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::EFS::AccessPoint" and ("Condition" not in res or resolve.condition(res["Condition"])):
+            p = {k: resolve(v) for k, v in res["Properties"].items()}
+            user = p.get("PosixUser") or {}
+            creation = p["RootDirectory"]["CreationInfo"]
+            access_points[physical[logical]] = {
+                "logical": logical, "fs": p["FileSystemId"], "path": p["RootDirectory"]["Path"],
+                "uid": user.get("Uid"), "gid": user.get("Gid"),
+                "creation": {"uid": creation["OwnerUid"], "gid": creation["OwnerGid"], "perm": creation["Permissions"]}}
+
     cluster_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::Cluster")
     return Deployed(name=stack, params=dict(params), template=template, physical=physical, outputs=outputs,
                     group=group, cluster=physical[cluster_logical], hooks=hooks, subscriptions=subscriptions,
                     custom_resources=custom, warm_pool=warm_pool, deploy_run=run,
-                    bucket_policies=bucket_policies)
+                    bucket_policies=bucket_policies, access_points=access_points)
 
 
 def _put_hooks(autoscaling: Any, group: str, hooks: list[dict[str, Any]]) -> None:

@@ -426,6 +426,11 @@ class Twin:
         """`make destroy` with the same parameter file."""
         return stack.run_deploy(self.shim.aws, "destroy", self.user_params(), self.deploy_dir)
 
+    def world(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> stack.DeployRun:
+        """The operator's world command (cloud/world.sh import|export|backups|restore|shell), with
+        the parameter file the deploy command was given."""
+        return stack.run_world(self.shim.aws, self.deploy_dir / "params.json", *args, env=env, timeout=timeout)
+
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
         return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
@@ -682,6 +687,10 @@ class Twin:
             f'"AWS_EC2_METADATA_SERVICE_ENDPOINT={self.shim.imds}/"\n')
         (files / "ca-certificates.crt").write_bytes(self.ca_bundle)
         (files / "user-data").write_bytes(user_data)
+        # The twin's EFS for amazon-efs-utils' stand-in (ami/mount.efs): the host folders, and
+        # the stack's access points.
+        self.efs.mkdir(parents=True, exist_ok=True)
+        (files / "efs.json").write_text(json.dumps({"root": "/cm-twin/efs", "access_points": self.deployed.access_points}))
         # The VPC's resolver answers the bucket's regional name, and its gateway endpoint carries
         # the request: here both lead to the twin's S3 front (s3gateway.py).
         bucket = self.deployed.physical.get("ArtifactBucket")
@@ -691,11 +700,13 @@ class Twin:
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
            "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
+           "-v", f"{self.efs}:/cm-twin/efs", "--device", "/dev/fuse",
            "--label", "cm-twin=instance", "-e", "container=docker", inst.image)
         self.record("boot_step", source="asg", instance=inst.iid, step="created")
         sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
         sh("docker", "cp", str(files / "ca-certificates.crt"), f"{inst.container}:/etc/ssl/certs/ca-certificates.crt")
         sh("docker", "cp", str(files / "user-data"), f"{inst.container}:/var/lib/cloud/instance/user-data")
+        sh("docker", "cp", str(files / "efs.json"), f"{inst.container}:/etc/cm-twin-efs.json")
         sh("docker", "start", inst.container)
         self.record("boot_step", source="asg", instance=inst.iid, step="started")
         pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
@@ -742,9 +753,7 @@ class Twin:
         volumes = {v["name"]: v for v in self.task["volumes"]}
         mounts = []
         for m in c.get("mountPoints", []):
-            efs = volumes[m["sourceVolume"]]["efs"]
-            folder = self.efs / efs["FilesystemId"]
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = self.efs_folder(volumes[m["sourceVolume"]]["efs"])
             mounts += ["-v", f"{folder}:{m['containerPath']}"]
         inst.game_started += 1
         name = f"{inst.container}-game-{inst.game_started}"
@@ -866,16 +875,47 @@ class Twin:
         raise AssertionError(f"no prepared instance in the warm pool within {timeout}s: "
                              + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
 
+    def efs_folder(self, efs: dict) -> Path:
+        """A task volume's folder in the twin's EFS: its access point's root directory, made
+        with the access point's CreationInfo when missing, as EFS does."""
+        folder = self.efs / efs["FilesystemId"]
+        ap = self.deployed.access_points.get((efs.get("AuthorizationConfig") or {}).get("AccessPointId", ""))
+        if ap is not None:
+            folder = folder / ap["path"].lstrip("/")
+            if not folder.is_dir():
+                folder.mkdir(parents=True)
+                os.chown(folder, int(ap["creation"]["uid"]), int(ap["creation"]["gid"]))
+                os.chmod(folder, int(ap["creation"]["perm"], 8))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def data_dir(self) -> Path:
+        """The world's folder: the data file system's /data, where DataAccessPoint roots the
+        game's mount (and HostAccessPoint the operator's /mnt/world)."""
+        return self.efs / self.deployed.physical["DataFileSystem"] / "data"
+
     def save_file(self) -> Path:
         """The game's save in the data "EFS" (DataPath in the task's first mount)."""
-        fs = self.deployed.physical["DataFileSystem"]
         world = self.params.get("Env2", "WORLD_NAME=world").split("=", 1)[1]
-        return self.efs / fs / "worlds" / f"{world}.json"
+        return self.data_dir() / "worlds" / f"{world}.json"
 
     def plant_crash(self) -> None:
-        folder = self.efs / self.deployed.physical["DataFileSystem"]
+        folder = self.data_dir()
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "crash-now").write_text("a bug\n")
+
+    def backup_now(self, created: dt.datetime) -> str:
+        """AWS Backup's daily job on the data file system: a copy of the whole file system as
+        it is now, a recovery point made at `created` in the stack's vault (tests/shim/backup.py).
+        Returns its ARN."""
+        fs = self.deployed.physical["DataFileSystem"]
+        snapshot = self.dir / "backups" / f"{fs}-{created:%Y%m%dT%H%M%S}"
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        sh("cp", "-a", str(self.efs / fs), str(snapshot))
+        return self.shim.post("/_shim/backup", {
+            "vault": self.deployed.physical["BackupVault"],
+            "resource_arn": f"arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/{fs}",
+            "created": created.isoformat(), "snapshot": str(snapshot), "efs_root": str(self.efs)})["RecoveryPointArn"]
 
     # --- teardown -------------------------------------------------------------------------------
 
