@@ -6,13 +6,16 @@
 #   make deb / make rpm / make package-check
 #   make deploy PARAMS=cloud/examples/valheim.json [REGION=eu-north-1]   to real AWS (docs/cloud.md)
 #   make destroy PARAMS=...                                               keeps the world's data
+#   make world-import PARAMS=... FROM=./my-world  |  make world-export PARAMS=... [TO=world.tar.gz]
+#   make world-restore PARAMS=... [DATE=2026-12-02]  |  make shell PARAMS=...   (docs/cloud.md)
 #
 # CARGO_TARGET_DIR is kept outside the clone so a fresh clone reuses compiled dependencies.
 export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 
-.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy clean
+.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
+	world-import world-export world-restore shell clean
 
 setup:
 	tests/harness/setup.sh
@@ -35,7 +38,7 @@ test-python: setup
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
 	cargo build -p container-manager-agent
-	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_deploy.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
+	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_deploy.py tests/twin/test_twin_world.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
@@ -82,6 +85,24 @@ deploy:
 destroy:
 	@test -n "$(PARAMS)" || { echo "usage: make destroy PARAMS=cloud/examples/valheim.json [REGION=...]" >&2; exit 2; }
 	cloud/deploy.sh destroy $(PARAMS) $(if $(REGION),--region $(REGION))
+
+# The operator's hands on the world (docs/cloud.md, "Your world's files"): while the server
+# sleeps, each runs as a maintenance boot with no game, and the server goes back to zero.
+world-import:
+	@test -n "$(PARAMS)" -a -n "$(FROM)" || { echo "usage: make world-import PARAMS=my-valheim.json FROM=./my-world (a folder or a .tar.gz)" >&2; exit 2; }
+	cloud/world.sh import $(PARAMS) $(FROM) $(if $(REGION),--region $(REGION))
+
+world-export:
+	@test -n "$(PARAMS)" || { echo "usage: make world-export PARAMS=my-valheim.json [TO=world.tar.gz]" >&2; exit 2; }
+	cloud/world.sh export $(PARAMS) $(TO) $(if $(REGION),--region $(REGION))
+
+world-restore:
+	@test -n "$(PARAMS)" || { echo "usage: make world-restore PARAMS=my-valheim.json [DATE=YYYY-MM-DD]" >&2; exit 2; }
+	cloud/world.sh restore $(PARAMS) $(if $(DATE),--date $(DATE)) $(if $(REGION),--region $(REGION))
+
+shell:
+	@test -n "$(PARAMS)" || { echo "usage: make shell PARAMS=my-valheim.json" >&2; exit 2; }
+	cloud/world.sh shell $(PARAMS) $(if $(REGION),--region $(REGION))
 
 clean:
 	cargo clean

@@ -88,6 +88,8 @@ if [[ $mode == --work ]]; then
         mkdir -p "$root/previous"
         printf '%s\n%s\n' "$new" "$prev" > "$root/.cm-switch"
         sync
+        # An empty /data (no world yet: the host mount made it) is not worth keeping.
+        rmdir "$root/data" 2>/dev/null || true
         if [[ -d $root/data ]]; then mv "$root/data" "$prev"; else prev=""; fi
         mv "$new" "$root/data"
         rm -f "$root/.cm-switch"

@@ -155,15 +155,25 @@ server_state() {
         echo "up ${first%%:*} ${first#*:}"
     fi
 }
+# A timestamp as the AWS CLI prints it (v2: ISO 8601; v1: as the service sent it, epoch seconds
+# for some): python3 code that defines iso(value) -> "YYYY-MM-DDTHH:MM:SS+00:00".
+ISO='
+import datetime as dt
+def iso(v):
+    if isinstance(v, (int, float)):
+        return dt.datetime.fromtimestamp(v, dt.timezone.utc).isoformat()
+    return dt.datetime.fromisoformat(str(v).replace("Z", "+00:00")).astimezone(dt.timezone.utc).isoformat()
+'
 players() { # the agent's latest PlayersOnline in the last 5 minutes, or "unknown"
-    python3 - "$(aws cloudwatch get-metric-statistics --namespace "$namespace" --metric-name PlayersOnline \
+    python3 -c "$ISO"'
+import json, sys
+points = sorted(json.loads(sys.argv[1] or "{}").get("Datapoints", []), key=lambda p: iso(p["Timestamp"]))
+last = points[-1] if points else None
+print(str(int(last["Maximum"])) + " (as of " + iso(last["Timestamp"])[11:16] + " UTC)" if last else "unknown")' \
+        "$(aws cloudwatch get-metric-statistics --namespace "$namespace" --metric-name PlayersOnline \
         --dimensions "Name=AutoScalingGroupName,Value=$group" --statistics Maximum --period 60 \
         --start-time "$(date -u -d '-5 min' +%FT%TZ 2>/dev/null || date -u -v-5M +%FT%TZ)" \
-        --end-time "$(date -u +%FT%TZ)" --output json 2>/dev/null || echo '{}')" <<'EOF'
-import json, sys
-points = sorted(json.loads(sys.argv[1] or "{}").get("Datapoints", []), key=lambda p: p["Timestamp"])
-print(f"{int(points[-1]['Maximum'])} (as of {points[-1]['Timestamp'][11:16]} UTC)" if points else "unknown")
-EOF
+        --end-time "$(date -u +%FT%TZ)" --output json 2>/dev/null || echo '{}')"
 }
 # Refuses (exit 2) while the server is up, or with --wait waits until it sleeps.
 need_asleep() {
@@ -173,7 +183,7 @@ need_asleep() {
         [[ $state == asleep ]] && return 0
         if ! $wait_sleep; then
             case $state in
-                up*) die "the server is up (${state#up }; players online: $(players)): $command works only while it sleeps, so that no game has the world open. Nothing was changed. It sleeps ${p_IdleMinutes:-10} minutes after the last player leaves: run this again then, or add --wait." 2 ;;
+                up*) die "the server is up (${state#up }; players online: $(players)): $command works only while it sleeps, so that no game has the world open. Nothing was changed. It sleeps IdleMinutes (${p_IdleMinutes:-10}) after the last player leaves: run this again then, or add --wait." 2 ;;
                 *) die "the server is waking: $command works only while it sleeps. Nothing was changed; run this again once it sleeps, or add --wait." 2 ;;
             esac
         fi
@@ -244,17 +254,14 @@ write_job() { # id action key=value...: the job's JSON
 }
 new_id() { echo "$(date -u +%Y%m%dT%H%M%SZ)-$command-$RANDOM"; }
 
-recovery_points() { # "ARN<TAB>created<TAB>status" for the data file system, newest first
-    local vault
-    vault=$(resource BackupVault)
-    [[ -n $vault ]] || die "stack $stack has no backup vault"
-    aws backup list-recovery-points-by-backup-vault --backup-vault-name "$vault" \
-        --by-resource-arn "arn:aws:elasticfilesystem:$region:$account:file-system/$data" --output json \
-        | python3 -c '
+recovery_points() { # "ARN<TAB>created<TAB>status" for the data file system, in any vault, newest first
+    aws backup list-recovery-points-by-resource \
+        --resource-arn "arn:aws:elasticfilesystem:$region:$account:file-system/$data" --output json \
+        | python3 -c "$ISO"'
 import json, sys
 points = json.load(sys.stdin).get("RecoveryPoints", [])
-for p in sorted(points, key=lambda p: str(p["CreationDate"]), reverse=True):
-    print(p["RecoveryPointArn"], str(p["CreationDate"]), p.get("Status", "?"), sep="\t")'
+for p in sorted(points, key=lambda p: iso(p["CreationDate"]), reverse=True):
+    print(p["RecoveryPointArn"], iso(p["CreationDate"]), p.get("Status", "?"), sep="\t")'
 }
 
 case $command in
@@ -315,10 +322,12 @@ $(awk -F'\t' '{ print "  " $2 }' <<<"$points")" 2
         need_asleep
         role=$(resource BackupRole)
         id=$(new_id)
+        # An item-level restore of /data alone (not previous/): AWS Backup writes it beside the
+        # world, under /aws-backup-restore_<time>/data, and the maintenance boot switches it in.
         log "restoring the recovery point of $created into $data (AWS Backup writes it beside the world)"
         job=$(aws backup start-restore-job --recovery-point-arn "$arn" --resource-type EFS \
             --iam-role-arn "arn:aws:iam::$account:role/$role" --idempotency-token "$id" --output text --query RestoreJobId \
-            --metadata "file-system-id=$data,newFileSystem=false,Encrypted=true,PerformanceMode=generalPurpose,CreationToken=$id") \
+            --metadata "$(python3 -c 'import json, sys; print(json.dumps({"file-system-id": sys.argv[1], "newFileSystem": "false", "Encrypted": "true", "PerformanceMode": "generalPurpose", "CreationToken": sys.argv[2], "ItemsToRestore": json.dumps(["/data"])}))' "$data" "$id")") \
             || die "AWS Backup refused the restore (start-restore-job)"
         t0=$(date +%s)
         while :; do

@@ -22,6 +22,8 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
   - a stack update: moto drops a modified resource whose model cannot update (a log group);
     the shim keeps it as it was, and an SSM-typed parameter kept with UsePreviousValue, which moto
     would look up again by its resolved value (`keep_resources_moto_cannot_update`).
+  - CloudFormation `Ref` of an EFS access point, which moto resolves to its Python object's repr
+    (`access_points_have_their_id`);
   - CloudFormation `DeleteStack`: moto removes the stack, then answers DependencyViolation for
     its VPC; once the stack is gone, the shim answers the success CloudFormation would.
 - the IMDS front (use it as AWS_EC2_METADATA_SERVICE_ENDPOINT): IMDSv2 with values the test
@@ -851,6 +853,17 @@ class ControlHandler(Handler):
             self.reply_json(404, {"error": f"unknown {self.command} {path}"})
 
 
+def access_points_have_their_id() -> None:
+    """moto 5.2's EFS access point has no `physical_resource_id`, so a `Ref` to an
+    AWS::EFS::AccessPoint resolves to the Python object's repr ("<moto.efs.models.AccessPoint
+    object at 0x...>") in user-data and task definitions alike. CloudFormation's Ref gives the
+    access point's id (fsap-...)."""
+    from moto.efs import models as efs_models
+
+    if not hasattr(efs_models.AccessPoint, "physical_resource_id"):
+        efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore[attr-defined]
+
+
 def keep_resources_moto_cannot_update() -> None:
     """A stack update in moto replaces each modified resource whose model has no update
     (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
@@ -897,6 +910,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     keep_resources_moto_cannot_update()
+    access_points_have_their_id()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()

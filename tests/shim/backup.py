@@ -4,6 +4,7 @@ file system's folder, registered as a recovery point with its creation date); th
 answers the three calls cloud/world.sh makes, as AWS Backup's REST API does:
 
   GET  /backup-vaults/<vault>/recovery-points/?byResourceArn=...   ListRecoveryPointsByBackupVault
+  GET  /resources/<resource ARN>/recovery-points/                   ListRecoveryPointsByResource
   PUT  /restore-jobs                                               StartRestoreJob
   GET  /restore-jobs/<id>                                          DescribeRestoreJob
 
@@ -15,6 +16,7 @@ COMPLETED), as docs/world-sources.md cites.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import subprocess
 import threading
@@ -49,6 +51,7 @@ class Backup:
         if "/backup/aws4_request" not in authorization:
             return False
         return (method == "GET" and re.fullmatch(r"/backup-vaults/[^/]+/recovery-points/?", path) is not None) \
+            or (method == "GET" and re.fullmatch(r"/resources/.+/recovery-points/?", path) is not None) \
             or (method == "PUT" and path.rstrip("/") == "/restore-jobs") \
             or (method == "GET" and re.fullmatch(r"/restore-jobs/[^/]+", path) is not None)
 
@@ -63,6 +66,15 @@ class Backup:
                 points = [{k: v for k, v in p.items() if k not in ("vault", "snapshot", "efs_root")}
                           | {"BackupVaultName": vault}
                           for p in self.points if p["vault"] == vault and (by is None or p["ResourceArn"] == by)]
+            for p in points:
+                p["CreationDate"] = dt.datetime.fromisoformat(p["CreationDate"]).timestamp()
+            return 200, {"RecoveryPoints": points}
+        m = re.fullmatch(r"/resources/(.+)/recovery-points/?", path)
+        if method == "GET" and m:
+            resource = urllib.parse.unquote(m.group(1))
+            with self.lock:
+                points = [{k: v for k, v in p.items() if k not in ("vault", "snapshot", "efs_root", "ResourceArn")}
+                          | {"BackupVaultName": p["vault"]} for p in self.points if p["ResourceArn"] == resource]
             for p in points:
                 p["CreationDate"] = dt.datetime.fromisoformat(p["CreationDate"]).timestamp()
             return 200, {"RecoveryPoints": points}
@@ -103,18 +115,26 @@ class Backup:
                "ResourceType": "EFS", "IamRoleArn": body["IamRoleArn"], "_token": token}
         with self.lock:
             self.jobs[job_id] = job
-        threading.Thread(target=self._restore, args=(job, point, fs), daemon=True).start()
+        threading.Thread(target=self._restore, args=(job, point, fs, meta), daemon=True).start()
         return 200, {"RestoreJobId": job_id}
 
-    def _restore(self, job: dict[str, Any], point: dict[str, Any], fs: str) -> None:
+    def _restore(self, job: dict[str, Any], point: dict[str, Any], fs: str, meta: dict[str, str]) -> None:
         time.sleep(1)
         with self.lock:
             job["Status"] = "RUNNING"
         try:
             stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H-%M-%S-%f")[:-3] + "Z"
             target = Path(point["efs_root"]) / fs / f"aws-backup-restore_{stamp}"
-            # cp -a: owners, modes and times as they were, as AWS Backup restores them.
-            subprocess.run(["cp", "-a", point["snapshot"], str(target)], check=True, capture_output=True, timeout=600)
+            # cp -a: owners, modes and times as they were, as AWS Backup restores them. An
+            # item-level restore keeps each item's path below the restore folder.
+            items = json.loads(meta.get("ItemsToRestore") or "[]")
+            if not items:
+                subprocess.run(["cp", "-a", point["snapshot"], str(target)], check=True, capture_output=True, timeout=600)
+            for item in items:
+                source = Path(point["snapshot"]) / item.lstrip("/")
+                (target / item.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                subprocess.run(["cp", "-a", str(source), str(target / item.lstrip("/"))], check=True,
+                               capture_output=True, timeout=600)
             time.sleep(1)
             with self.lock:
                 job.update(Status="COMPLETED", CompletionDate=time.time(), CreatedResourceArn=point["ResourceArn"])

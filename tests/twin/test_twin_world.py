@@ -25,7 +25,10 @@ from twin import AGENT, Twin, sh  # noqa: E402
 pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
 
 BOOT = 180
-OWNER = (1000, 1000)  # FilesOwnerUid / FilesOwnerGid, the examples' defaults
+# The game's user for the stories that look at owners: not root (the valheim example's image runs
+# as root, FilesOwnerUid 0), so that an owner set by the access point shows.
+GAME_USER = {"FilesOwnerUid": "1000", "FilesOwnerGid": "1000"}
+OWNER = (1000, 1000)
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -86,6 +89,9 @@ def maintenance_instances(tw: Twin, before: set[str]) -> list:
 
 def assert_a_maintenance_boot(tw: Twin, inst) -> None:
     """No game ran, DNS was never pointed at it, and it completed its own termination hook."""
+    end = time.time() + 60  # the group is at zero; the twin may still be powering it off
+    while time.time() < end and inst.state != "Terminated":
+        time.sleep(0.2)
     assert inst.game_started == 0, "no game in a maintenance boot"
     assert inst.state == "Terminated" and inst.hook_result == "CONTINUE", (inst.state, inst.hook_result)
     assert not [e for e in tw.named("dns_updated", "agent") if e.get("instance") == inst.iid]
@@ -94,7 +100,7 @@ def assert_a_maintenance_boot(tw: Twin, inst) -> None:
 
 
 def test_import_a_world_then_wake_and_the_game_loads_it(tmp_path):
-    with Twin() as tw:
+    with Twin(GAME_USER) as tw:
         source = a_world(tmp_path / "my-world", world_name(tw), sessions=41)
         before = set(tw.instances)
         run = tw.world("import", str(source))
@@ -260,7 +266,7 @@ def test_an_import_killed_halfway_leaves_the_old_world_playable(tmp_path):
 
 
 def test_the_host_mount_is_there_with_the_containers_owner(tmp_path):
-    with Twin() as tw:
+    with Twin(GAME_USER) as tw:
         # A session command that does what a Session Manager shell would: look at /mnt/world.
         session = tmp_path / "session"
         session.write_text("#!/bin/sh\nexec docker exec \"cmtw-$1\" stat -c '%u:%g %m' /mnt/world\n")

@@ -380,6 +380,10 @@ class Twin:
         self.params = self.deployed.params
         self.package.s3 = s3gateway.Gateway(self.shim.moto, self.deployed.physical["Vpc"],
                                             self.deployed.physical["PublicRouteTable"], self.deployed.bucket_policies)
+        # The file systems exist from the deploy on, as EFS's do (empty until a client writes).
+        for logical, res in self.deployed.template["Resources"].items():
+            if res["Type"] == "AWS::EFS::FileSystem" and logical in self.deployed.physical:
+                (self.efs / self.deployed.physical[logical]).mkdir(parents=True, exist_ok=True)
         self.ipv6 = params.get("IPv6") == "true"
         if self.ipv6:
             self.net.enable_ipv6()
@@ -913,7 +917,8 @@ class Twin:
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         sh("cp", "-a", str(self.efs / fs), str(snapshot))
         return self.shim.post("/_shim/backup", {
-            "vault": self.deployed.physical["BackupVault"],
+            # moto's CloudFormation makes no vault; the name is only a label in the emulator.
+            "vault": self.deployed.physical.get("BackupVault", f"container-manager-{self.params['ServerName']}"),
             "resource_arn": f"arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/{fs}",
             "created": created.isoformat(), "snapshot": str(snapshot), "efs_root": str(self.efs)})["RecoveryPointArn"]
 
