@@ -252,6 +252,16 @@ write_job() { # id action key=value...: the job's JSON
     python3 -c 'import json, sys; print(json.dumps({"version": 1, "id": sys.argv[1], "action": sys.argv[2], **dict(a.split("=", 1) for a in sys.argv[3:])}))' "$@" \
         > "$workdir/job.json"
 }
+switch_job() { # id, what was done: runs a job that switches a new world in, and reports it
+    local result prev rc
+    result=$(run_job "$workdir/job.json" "$1") || { rc=$?; cleanup_job "$1"; exit $rc; }
+    cleanup_job "$1"
+    [[ $(field "$result" ok) == true ]] || die "$command: $(field "$result" message)"
+    wait_asleep
+    echo "$2: $(field "$result" message). The next wake plays it."
+    prev=$(field "$result" previous)
+    [[ -z $prev ]] || echo "The world it replaced is kept on the file system at $prev (the newest 3 are kept)."
+}
 new_id() { echo "$(date -u +%Y%m%dT%H%M%SZ)-$command-$RANDOM"; }
 
 recovery_points() { # "ARN<TAB>created<TAB>status" for the data file system, in any vault, newest first
@@ -274,13 +284,7 @@ case $command in
         aws s3 cp --only-show-errors "$upload" "s3://$bucket/transfer/in/$id/world.tar.gz" \
             || { cleanup_job "$id"; die "cannot upload to s3://$bucket/transfer/in/$id/"; }
         write_job "$id" import "archive=transfer/in/$id/world.tar.gz" "sha256=$sha" "minutes=$minutes"
-        result=$(run_job "$workdir/job.json" "$id") || { rc=$?; cleanup_job "$id"; exit $rc; }
-        cleanup_job "$id"
-        [[ $(field "$result" ok) == true ]] || die "import: $(field "$result" message)"
-        wait_asleep
-        echo "Imported $source: $(field "$result" message). The next wake plays it."
-        prev=$(field "$result" previous)
-        [[ -z $prev ]] || echo "The world it replaced is kept on the file system at $prev (the newest 3 are kept)."
+        switch_job "$id" "Imported $source"
         ;;
     export)
         need_asleep
@@ -343,13 +347,7 @@ $(awk -F'\t' '{ print "  " $2 }' <<<"$points")" 2
         log "restore job $job done after $(($(date +%s) - t0)) s; switching the restored world in"
         need_asleep
         write_job "$id" restore "restore_job=$job" "recovery_point=$arn" "minutes=$minutes"
-        result=$(run_job "$workdir/job.json" "$id") || { rc=$?; cleanup_job "$id"; exit $rc; }
-        cleanup_job "$id"
-        [[ $(field "$result" ok) == true ]] || die "restore: $(field "$result" message)"
-        wait_asleep
-        echo "Restored the backup of $created: $(field "$result" message). The next wake plays it."
-        prev=$(field "$result" previous)
-        [[ -z $prev ]] || echo "The world it replaced is kept on the file system at $prev (the newest 3 are kept)."
+        switch_job "$id" "Restored the backup of $created"
         ;;
     shell)
         session() { ${CM_SESSION_COMMAND:-aws ssm start-session --target} "$1"; }

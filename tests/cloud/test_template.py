@@ -468,7 +468,10 @@ def test_the_spot_bounds_are_the_worst_case_of_the_notice():
 
 def test_the_bare_binary_gets_the_packaged_hardened_unit(main_template):
     script = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
-    assert "[Service]" not in script, "user-data writes no unit of its own"
+    # The one unit user-data writes is the maintenance gate's ("Your world's files"); the
+    # agent's comes from the binary.
+    assert script.count("[Service]") == 1 and "ExecStart=/usr/local/sbin/container-manager-maintenance" in script
+    assert "ExecStart=/usr/local/bin/container-manager-agent" not in script
     assert re.search(r"container-manager-agent print-unit --binary /usr/local/bin/container-manager-agent \\\n"
                      r"\s+> /etc/systemd/system/container-manager-agent.service\n", script)
     assert "print-sysusers > /etc/sysusers.d/container-manager-agent.conf" in script

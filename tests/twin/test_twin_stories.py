@@ -28,8 +28,7 @@ def only_instance(tw: Twin):
 
 
 def game_log(tw: Twin, inst) -> str:
-    return "\n".join(sh("docker", "logs", name, check=False).stdout for name in
-                     [f"{inst.container}-game-{n}" for n in range(1, inst.game_started + 1)])
+    return tw.game_log(inst)
 
 
 def completions(tw: Twin, iid: str) -> list[dict]:

@@ -65,12 +65,20 @@ def transfer_keys(tw: Twin) -> list[str]:
 
 
 def game_log(tw: Twin, inst) -> str:
-    return "\n".join(sh("docker", "logs", f"{inst.container}-game-{n}", check=False).stdout
-                     for n in range(1, inst.game_started + 1))
+    return tw.game_log(inst)
 
 
 def maintenance_log(tw: Twin, iid: str) -> str:
     return "\n".join(e.get("message", "") for e in tw.journal(iid, "cloud-final.service"))
+
+
+def wake_and_play(tw: Twin) -> str:
+    """A lookup and a short game on the instance it wakes; returns what the game printed."""
+    tw.player("--play-seconds", "3", "--rate", "10")
+    resolved = tw.wait_for("resolved", BOOT, source="player", after=time.time() - 1)
+    (game,) = tw.active()
+    tw.wait_for("connected", 30, source="player", after=resolved["t"])
+    return game_log(tw, game)
 
 
 def play_once(tw: Twin, after: float = 0.0) -> None:
@@ -117,11 +125,8 @@ def test_import_a_world_then_wake_and_the_game_loads_it(tmp_path):
         assert tw.desired() == 0
 
         # The next wake plays it: the game loads the imported save.
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player")
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        assert "loaded save" in game_log(tw, game) and "sessions=41" in game_log(tw, game), game_log(tw, game)
+        log = wake_and_play(tw)
+        assert "loaded save" in log and "sessions=41" in log, log
 
 
 def test_play_sleep_export_and_the_archive_matches_the_save_byte_for_byte(tmp_path):
@@ -183,11 +188,7 @@ def test_restore_yesterdays_recovery_point_and_the_next_wake_plays_it():
         assert f"/previous/{kept.name}" in run.stdout
         assert not list(root.glob("aws-backup-restore_*"))
 
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player", after=time.time() - 1)
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        assert "sessions=1" in game_log(tw, game), game_log(tw, game)
+        assert "sessions=1" in wake_and_play(tw)
 
 
 def test_an_import_while_a_player_is_on_is_refused_and_nothing_changes(tmp_path):
@@ -258,11 +259,7 @@ def test_an_import_killed_halfway_leaves_the_old_world_playable(tmp_path):
         tw.wait_instances(0, 60)
 
         # The old world plays.
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player", after=time.time() - 1)
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        assert "sessions=1" in game_log(tw, game), game_log(tw, game)
+        assert "sessions=1" in wake_and_play(tw)
 
 
 def test_the_host_mount_is_there_with_the_containers_owner(tmp_path):

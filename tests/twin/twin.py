@@ -879,6 +879,11 @@ class Twin:
         raise AssertionError(f"no prepared instance in the warm pool within {timeout}s: "
                              + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
 
+    def game_log(self, inst: Instance) -> str:
+        """What every game container the instance ran printed, in order."""
+        return "\n".join(sh("docker", "logs", f"{inst.container}-game-{n}", check=False).stdout
+                         for n in range(1, inst.game_started + 1))
+
     def efs_folder(self, efs: dict) -> Path:
         """A task volume's folder in the twin's EFS: its access point's root directory, made
         with the access point's CreationInfo when missing, as EFS does."""
