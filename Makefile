@@ -1,7 +1,9 @@
 # container-manager: the one entry point.
 #
 #   make demo    the main job: the whole loop from the real stack in the local cloud twin
-#   make test    installs what is missing, then lint + every test
+#   make check   the quick tier, while you work: fmt, clippy, unit tests, template and shim
+#                tests, one twin story (at most 8 minutes on a warm 2-core machine)
+#   make test    installs what is missing, then lint + every test (what CI runs)
 #   make bench   benchmark report
 #   make deb / make rpm / make package-check
 #   make deploy PARAMS=cloud/examples/valheim.json [REGION=eu-north-1]   to real AWS (docs/cloud.md)
@@ -13,8 +15,14 @@
 export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+PHASES := tests/harness/phases.sh
+# The Python checks of the template, the deploy and world commands and the shim (no twin boot).
+PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
+# The twin's story files, each its own phase in `make test`'s time table.
+TWIN_FILES := stories deploy world warm_pool
 
-.PHONY: setup setup-demo build lint test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
+.PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
 	world-import world-export world-restore shell clean
 
 setup:
@@ -32,24 +40,44 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test-python: setup
-	$(PY) -m pytest tests/cloud tests/shim tests/twin/test_twin_parts.py -q -p no:cacheprovider
+	$(PYTEST) $(PYTHON_TESTS) -q
 
 # The end-to-end stories run the real binary, so it is built first: the agent-level stories
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
-	cargo build -p container-manager-agent
-	$(PY) -m pytest tests/e2e tests/twin/test_twin_stories.py tests/twin/test_twin_deploy.py tests/twin/test_twin_world.py tests/twin/test_twin_warm_pool.py -v -p no:cacheprovider
+	cargo test --workspace --lib --tests --no-run
+	$(PYTEST) tests/e2e $(foreach f,smoke $(TWIN_FILES),tests/twin/test_twin_$(f).py) -v
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
 
-# Python checks and end-to-end stories first, then the Rust suites, so the last lines are
-# cargo's summaries.
-test: setup lint
-	$(MAKE) --no-print-directory test-python
-	$(MAKE) --no-print-directory test-e2e
-	$(MAKE) --no-print-directory package-check
-	$(MAKE) --no-print-directory test-rust
+# The quick tier. `cargo test --no-run` with the CLI tests also builds the agent binary the twin
+# boots (target/debug), with the same features as every other debug build here, so nothing is
+# compiled twice.
+check:
+	@$(PHASES) --stop-on-fail=setup,build \
+	  setup '$(MAKE) --no-print-directory setup-demo' \
+	  build 'cargo test -p container-manager-agent --lib --test cli --no-run' \
+	  lint '$(MAKE) --no-print-directory lint' \
+	  rust-unit 'cargo test -p container-manager-agent --lib --test cli -- --test-threads=2' \
+	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
+	  twin-smoke '$(PYTEST) tests/twin/test_twin_smoke.py -v'
+
+# Everything, one phase after another, with a table of their wall times at the end. One debug
+# build serves the stories and the Rust suites (`cargo test --no-run` builds the agent binary
+# too). The release build for the packages runs niced in the background while the stories wait
+# on their timers; the Rust suites run last, because tests/container.rs restarts dockerd.
+test:
+	@$(PHASES) --stop-on-fail=setup,build \
+	  setup '$(MAKE) --no-print-directory setup' \
+	  build 'cargo test --workspace --lib --tests --no-run' \
+	  lint '$(MAKE) --no-print-directory lint' \
+	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
+	  e2e '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && $(PYTEST) tests/e2e -v' \
+	  twin-smoke '$(PYTEST) tests/twin/test_twin_smoke.py -v' \
+	  $(foreach f,$(TWIN_FILES),twin-$(subst _,-,$(f)) '$(PYTEST) tests/twin/test_twin_$(f).py -v') \
+	  packaging '$(PHASES) --wait release; packaging/check.sh' \
+	  rust '$(MAKE) --no-print-directory test-rust'
 
 demo: setup-demo
 	cargo build -p container-manager-agent
