@@ -13,6 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 log() { printf '[setup] %s\n' "$*" >&2; }
+# step MESSAGE: logs the step, and the time the step before it took (the steps print their own
+# figures, so a slow first run shows where its time went).
+step_name='' step_start=$SECONDS setup_start=$SECONDS
+step() {
+  [ -n "$step_name" ] && log "$step_name: $((SECONDS - step_start)) s"
+  step_name=$1 step_start=$SECONDS
+  [ -n "$1" ] && log "$1"
+  return 0
+}
 mode=${1:-all}
 case $mode in all | demo) ;; *) log "usage: setup.sh [all|demo]"; exit 2 ;; esac
 
@@ -32,28 +41,38 @@ if [ "$mode" = all ]; then
   command -v objdump >/dev/null 2>&1 || need+=(binutils)
 fi
 if [ ${#need[@]} -gt 0 ]; then
-  log "installing ${need[*]}"
+  step "installing ${need[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# The Python venv for the AWS emulator and the template checks, rebuilt when requirements change.
-venv=tests/.venv
-stamp=$venv/.requirements.sha256
-want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
-if [ ! -x $venv/bin/moto_server ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
-  log "creating $venv"
-  python3 -m venv $venv
-  $venv/bin/pip install -q --upgrade pip
-  $venv/bin/pip install -q -r tests/requirements.txt
-  echo "$want" > $stamp
+# The Python venv for the AWS emulator and the template checks. It lives outside the clone,
+# keyed by the hash of tests/requirements.txt (as the Cargo target directory is kept outside it),
+# so a fresh clone on the same machine reuses it; tests/.venv is a link to it. A venv cannot be
+# moved once made (its scripts name their own path), so it is made in place and marked complete
+# only at the end: a half-made one is made again.
+CACHE=${CM_CACHE:-/var/cache/container-manager}
+want=$(sha256sum tests/requirements.txt | cut -c1-16)
+venv_real=$CACHE/venv/$want
+if [ ! -f "$venv_real/.complete" ]; then
+  step "creating the Python venv $venv_real (tests/requirements.txt)"
+  rm -rf "$venv_real"
+  mkdir -p "$CACHE/venv"
+  python3 -m venv "$venv_real"
+  "$venv_real/bin/pip" install -q --upgrade pip
+  "$venv_real/bin/pip" install -q -r tests/requirements.txt
+  touch "$venv_real/.complete"
+fi
+if [ "$(readlink tests/.venv 2>/dev/null)" != "$venv_real" ]; then
+  rm -rf tests/.venv
+  ln -s "$venv_real" tests/.venv
 fi
 
 # Cargo tools for packaging, installed into ~/.cargo/bin once (not for the demo).
 if [ "$mode" = all ]; then
   for tool in cargo-deb cargo-generate-rpm; do
     if ! command -v $tool >/dev/null 2>&1; then
-      log "installing $tool"
+      step "installing $tool"
       cargo install -q --locked $tool
     fi
   done
@@ -61,7 +80,7 @@ fi
 
 # dockerd, started in the background when no daemon answers.
 if ! docker info >/dev/null 2>&1; then
-  log "starting dockerd"
+  step "starting dockerd"
   mkdir -p tests/.cache
   nohup dockerd >tests/.cache/dockerd.log 2>&1 &
   for _ in $(seq 1 60); do
@@ -72,11 +91,12 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # The cloud twin's instance and game images (debootstrap once, then cached).
+step "the cloud twin's images (tests/twin/images.sh)"
 tests/twin/images.sh >/dev/null
 
 # The tiny test image: busybox-static as the rootfs, built with docker import (no registry).
 if [ "$mode" = all ] && ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1; then
-  log "building the test image cm-test/busybox:1"
+  step "building the test image cm-test/busybox:1"
   tmp=$(mktemp -d)
   mkdir -p "$tmp/bin" "$tmp/tmp" "$tmp/data" "$tmp/proc" "$tmp/sys" "$tmp/dev" "$tmp/etc"
   cp /bin/busybox "$tmp/bin/busybox"
@@ -86,4 +106,5 @@ if [ "$mode" = all ] && ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1
   tar -C "$tmp" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - cm-test/busybox:1 >/dev/null
   rm -rf "$tmp"
 fi
-log "ready"
+step ""
+log "ready ($((SECONDS - setup_start)) s)"
