@@ -75,11 +75,13 @@ def test_warm_pool_prepares_serves_saves_and_refills():
         assert len([a for a in tw.lifecycle_actions() if a["hook"] == "container-manager-launching"]) == 2
         tw.wait_for("connected", 30, source="player", after=woke)
 
-        # 3. Idle: the world is saved, DNS goes back, the instance terminates (no reuse with
-        #    ECS), and the pool is refilled with a freshly prepared instance.
-        scale = tw.wait_for("scale_in_requested", 150, source="agent", after=woke)
-        assert scale["reason"] == "idle"
-        tw.wait_for("instance_terminated", 120, source="asg", after=scale["t"])
+        # 3. Asleep again (the operator's path, the same save as idle): the world is saved, DNS
+        #    goes back, the instance terminates (no reuse with ECS), and the pool is refilled
+        #    with a freshly prepared instance.
+        slept = time.time()
+        scale = tw.sleep_now()
+        assert scale["instance"] == inst.iid
+        tw.wait_for("instance_terminated", 120, source="asg", after=slept)
         assert inst.hook_result == "CONTINUE"
         assert '"sessions": 1' in tw.save_file().read_text()
         assert tw.record_values() == ["0.0.0.0"]

@@ -82,12 +82,13 @@ def wake_and_play(tw: Twin) -> str:
 
 
 def play_once(tw: Twin, after: float = 0.0) -> None:
-    """A lookup, a short game, and the sleep after it (the game saves on the way)."""
+    """A lookup, a short game, and the sleep after it (the game saves on the way). The server
+    goes to sleep through the operator's path (Twin.sleep_now: the same save, no idle wait)."""
     tw.player("--play-seconds", "4", "--rate", "10")
     resolved = tw.wait_for("resolved", BOOT, source="player", after=after)
     tw.wait_for("connected", 30, source="player", after=resolved["t"])
     tw.wait_for("left", 40, source="player", after=resolved["t"])
-    tw.wait_for("scale_in_requested", 150, source="agent", after=resolved["t"])
+    tw.sleep_now()
     tw.wait_instances(0, 150)
 
 

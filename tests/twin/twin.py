@@ -868,6 +868,26 @@ class Twin:
         raise AssertionError(f"{len(self.active())} active instances after {timeout}s, expected {n_active}: "
                              + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
 
+    def sleep_now(self, timeout: float = 150) -> dict:
+        """The operator's path to sleep: `aws autoscaling set-desired-capacity 0` on the group,
+        the call the agent itself makes on idle. The group terminates the instance through the
+        same lifecycle hook, so the agent runs the same save path (DNS back, the game stopped
+        gracefully, the hook completed), without waiting out IdleMinutes. For the stories that
+        only need the server asleep again; the stories about idle wait for it.
+        Returns the agent's `graceful_stop_done` event."""
+        (inst,) = [i for i in self.active() if not i.state.startswith("Warmed:")]
+        asked = time.time()
+        self.client("autoscaling").set_desired_capacity(
+            AutoScalingGroupName=self.deployed.group, DesiredCapacity=0, HonorCooldown=False)
+        self.wait_for("instance_terminated", timeout, source="asg", after=asked,
+                      pred=lambda e: e["instance"] == inst.iid)
+        assert inst.hook_result == "CONTINUE", f"the agent did not complete the hook ({inst.hook_result})"
+        assert self.record_values() == ["0.0.0.0"], "DNS back at the placeholder"
+        stop = self.wait_for("graceful_stop_done", 5, source="agent", after=asked,
+                             pred=lambda e: e.get("instance") == inst.iid)
+        assert stop["exit_code"] in ("0", 0), f"the game did not stop cleanly: {stop}"
+        return stop
+
     def wait_pool_ready(self, timeout: float) -> "Instance":
         """Waits until the warm pool holds a prepared, stopped instance, and returns it."""
         end = time.time() + timeout
