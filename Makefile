@@ -16,6 +16,8 @@ export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
+# The stories' own durations, slowest first, at the end of each story phase.
+STORY_PYTEST := $(PYTEST) -v --durations=0 --durations-min=5
 PHASES := tests/harness/phases.sh
 # The Python checks of the template, the deploy and world commands and the shim (no twin boot).
 PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
@@ -73,14 +75,16 @@ test:
 	  build 'cargo test --workspace --lib --tests --no-run' \
 	  lint '$(MAKE) --no-print-directory lint' \
 	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
-	  e2e '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && $(PYTEST) tests/e2e -v' \
-	  twin-smoke '$(PYTEST) tests/twin/test_twin_smoke.py -v' \
-	  $(foreach f,$(TWIN_FILES),twin-$(subst _,-,$(f)) '$(PYTEST) tests/twin/test_twin_$(f).py -v') \
+	  e2e '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && $(STORY_PYTEST) tests/e2e' \
+	  twin-smoke '$(STORY_PYTEST) tests/twin/test_twin_smoke.py' \
+	  $(foreach f,$(TWIN_FILES),twin-$(subst _,-,$(f)) '$(STORY_PYTEST) tests/twin/test_twin_$(f).py') \
 	  packaging '$(PHASES) --wait release; packaging/check.sh' \
 	  rust '$(MAKE) --no-print-directory test-rust'
 
+# The agent binary the twin boots, built with the same features as the test builds (a test
+# target needs the dev-dependencies), so that the demo, check and test share one debug build.
 demo: setup-demo
-	cargo build -p container-manager-agent
+	cargo test -p container-manager-agent --test cli --no-run
 	tests/.venv/bin/python tests/demo/demo.py
 
 # The agent is built on its own, with the features it ships with (as `make deb` builds it): built
