@@ -3,13 +3,14 @@
 # Debian machine, as root. Idempotent: a second run only checks.
 #   setup.sh        everything (make test, make bench)
 #   setup.sh demo   only what `make demo` uses: no packaging tools, no busybox test image
-# It installs:
+# It installs (and on a machine with no debug build yet, builds; see below):
 #   - Debian packages (docker.io, iproute2, debootstrap, systemd's journalctl; for the tests also
 #     busybox-static, tcpdump and the packaging tools)
 #   - tests/.venv with moto[server], the CloudFormation linters and the twin's DNS server
 #     (tests/requirements.txt)
 #   - dockerd, if it is not running
 #   - the cloud twin's images (tests/twin/images.sh)
+#   - for `all`, the cargo tools cargo-deb and cargo-generate-rpm, into ~/.cargo/bin once
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -24,6 +25,40 @@ step() {
 }
 mode=${1:-all}
 case $mode in all | demo) ;; *) log "usage: setup.sh [all|demo]"; exit 2 ;; esac
+CACHE=${CM_CACHE:-/var/cache/container-manager}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target}
+mkdir -p "$CACHE"
+
+# Compiling is the one step here that needs the CPU; the others wait on the network and the disk
+# (apt, pip, debootstrap). So on a machine with no debug build yet, the first build runs in the
+# background from the start, followed (for `all`) by the cargo tools the packages need, and
+# setup waits for both at the end. The build is the one `make test` and `make check` run next
+# (`cargo test --no-run`, which also builds the agent binary), so they find it done.
+bg_pid='' bg_log=$CACHE/setup-build.log
+bg_steps=()
+if [ ! -x "$CARGO_TARGET_DIR/debug/container-manager-agent" ]; then
+  if [ "$mode" = all ]; then
+    bg_steps+=("cargo test --workspace --lib --tests --no-run")
+  else
+    bg_steps+=("cargo test -p container-manager-agent --lib --test cli --no-run")
+  fi
+fi
+if [ "$mode" = all ]; then
+  for tool in cargo-deb cargo-generate-rpm; do
+    command -v $tool >/dev/null 2>&1 || bg_steps+=("cargo install -q --locked $tool")
+  done
+fi
+if [ ${#bg_steps[@]} -gt 0 ]; then
+  log "in the background (log: $bg_log): ${bg_steps[*]}"
+  (
+    for cmd in "${bg_steps[@]}"; do
+      start=$SECONDS
+      $cmd || exit
+      echo "[setup] $cmd: $((SECONDS - start)) s"
+    done
+  ) >"$bg_log" 2>&1 &
+  bg_pid=$!
+fi
 
 need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
@@ -51,7 +86,6 @@ fi
 # so a fresh clone on the same machine reuses it; tests/.venv is a link to it. A venv cannot be
 # moved once made (its scripts name their own path), so it is made in place and marked complete
 # only at the end: a half-made one is made again.
-CACHE=${CM_CACHE:-/var/cache/container-manager}
 want=$(sha256sum tests/requirements.txt | cut -c1-16)
 venv_real=$CACHE/venv/$want
 if [ ! -f "$venv_real/.complete" ]; then
@@ -66,16 +100,6 @@ fi
 if [ "$(readlink tests/.venv 2>/dev/null)" != "$venv_real" ]; then
   rm -rf tests/.venv
   ln -s "$venv_real" tests/.venv
-fi
-
-# Cargo tools for packaging, installed into ~/.cargo/bin once (not for the demo).
-if [ "$mode" = all ]; then
-  for tool in cargo-deb cargo-generate-rpm; do
-    if ! command -v $tool >/dev/null 2>&1; then
-      step "installing $tool"
-      cargo install -q --locked $tool
-    fi
-  done
 fi
 
 # dockerd, started in the background when no daemon answers.
@@ -105,6 +129,16 @@ if [ "$mode" = all ] && ! docker image inspect cm-test/busybox:1 >/dev/null 2>&1
   done
   tar -C "$tmp" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - cm-test/busybox:1 >/dev/null
   rm -rf "$tmp"
+fi
+if [ -n "$bg_pid" ]; then
+  step "waiting for the background build and tools"
+  if ! wait "$bg_pid"; then
+    step ""
+    log "the background build failed; the end of $bg_log:"
+    tail -n 40 "$bg_log" >&2
+    exit 1
+  fi
+  grep '^\[setup\]' "$bg_log" >&2 || true
 fi
 step ""
 log "ready ($((SECONDS - setup_start)) s)"
