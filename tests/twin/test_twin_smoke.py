@@ -5,6 +5,7 @@ world's files) are in the other test_twin_*.py files, which `make test` runs."""
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,10 +30,15 @@ def test_smoke_a_lookup_wakes_the_server_and_the_player_is_counted():
         resolved = tw.wait_for("resolved", BOOT, source="player")
         (inst,) = tw.active()
         assert resolved["address"] == inst.ip and tw.record_values() == [inst.ip]
+        # The instance's own boot clock: the agent reads /proc/uptime for max_uptime, and it
+        # counts from this instance's boot, not from the host's (hours on a reused CI machine).
+        launched = tw.wait_for("instance_launching", 1, source="asg")
+        uptime = tw.uptime(inst)
+        assert 0 < uptime <= time.time() - launched["t"] + 1, (uptime, time.time() - launched["t"])
         connected = tw.wait_for("connected", 30, source="player")
         # Counted twice over: the game's own player count (A2S) and its packets on the game port.
         counted = tw.wait_for("sample", 30, source="agent", after=connected["t"] - 1,
                               pred=lambda e: int(e.get("players") or 0) >= 1)
         assert int(counted.get("packets") or 0) > 0, counted
-        print(f"lookup to playable: {resolved['t'] - first['t']:.1f} s; player counted "
+        print(f"instance uptime {uptime:.1f} s; lookup to playable: {resolved['t'] - first['t']:.1f} s; player counted "
               f"{counted['t'] - connected['t']:.1f} s after joining ({RECORD})")

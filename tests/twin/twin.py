@@ -666,6 +666,7 @@ class Twin:
         self.shim.post("/_shim/imds", {
             "source": inst.ip, "instance-id": inst.iid, "region": "us-east-1", "availability-zone": "us-east-1a",
             "public-ipv4": inst.ip, "ipv6": inst.ip6 or None, "target-lifecycle-state": target, "role": self.role})
+        self._boot_clock(inst)
         if inst.starts > 1:
             # The same root volume: the agent, the images and the user-data's traces stay.
             sh("docker", "start", inst.container)
@@ -704,7 +705,7 @@ class Twin:
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
            "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
-           "-v", f"{self.efs}:/cm-twin/efs", "--device", "/dev/fuse",
+           "-v", f"{self.efs}:/cm-twin/efs", "-v", f"{self._timens(inst)}:/cm-twin/timens:ro", "--device", "/dev/fuse",
            "--label", "cm-twin=instance", "-e", "container=docker", inst.image)
         self.record("boot_step", source="asg", instance=inst.iid, step="created")
         sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
@@ -716,6 +717,28 @@ class Twin:
         pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
         self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip, inst.ip6 or None)
         self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=False)
+
+    def _timens(self, inst: Instance) -> Path:
+        return self.dir / "instances" / inst.iid / "timens"
+
+    def _boot_clock(self, inst: Instance) -> None:
+        """A time namespace whose CLOCK_BOOTTIME starts at zero now, for the instance's systemd
+        (ami/boot enters it): on EC2, /proc/uptime counts from the instance's boot, and here the
+        kernel is the host's, up for hours. Made again at each start, as a stopped and started
+        instance boots again. The container cannot make it itself (writing the offsets needs
+        CAP_SYS_TIME, which would let it set the host's clock)."""
+        path = self._timens(inst)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_clock(inst)
+        path.touch()
+        with open("/proc/uptime") as f:
+            up = int(float(f.read().split()[0]))
+        sh("unshare", f"--time={path}", "--boottime", f"-{up}", "true")
+
+    def _drop_clock(self, inst: Instance) -> None:
+        path = self._timens(inst)
+        while sh("umount", str(path), check=False).returncode == 0:
+            pass
 
     def _ecs_daemon(self, inst: Instance) -> None:
         """The ECS agent's part: once the instance has joined the cluster (its ecs.config names
@@ -854,6 +877,28 @@ class Twin:
             self._read_journal(inst)
         return [e for e in inst.entries if unit is None or e["unit"] == unit]
 
+    def uptime(self, inst: Instance, unit: str = "container-manager-agent.service") -> float:
+        """The instance's /proc/uptime as the unit's main process reads it (the agent's
+        max_uptime rests on it): seconds since the instance booted, as on EC2."""
+        pid = sh("docker", "exec", inst.container, "systemctl", "show", "-p", "MainPID", "--value",
+                 unit).stdout.strip()
+        if not pid or pid == "0":
+            raise AssertionError(f"{unit} is not running on {inst.iid}")
+        # Read from the host: inside, the hardened unit's process is not root's to inspect.
+        init = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
+        pidns = os.readlink(f"/proc/{init}/ns/pid")
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                nspid = next(line.split()[1:] for line in status.read_text().splitlines()
+                             if line.startswith("NSpid:"))
+                if nspid[-1] != pid or os.readlink(status.parent / "ns/pid") != pidns:
+                    continue
+            except (OSError, StopIteration):
+                continue
+            out = sh("nsenter", "--target", status.parent.name, "--time", "cat", "/proc/uptime").stdout
+            return float(out.split()[0])
+        raise AssertionError(f"{unit} (pid {pid} on {inst.iid}) is not among the host's processes")
+
     # --- state for the stories ------------------------------------------------------------------
 
     def active(self) -> list[Instance]:
@@ -969,6 +1014,8 @@ class Twin:
                     obj.close()
                 except Exception:  # noqa: BLE001 - cleanup goes on
                     pass
+        for inst in self.instances.values():
+            self._drop_clock(inst)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> "Twin":
