@@ -166,8 +166,7 @@ def story_wake_play_sleep() -> bool:
         tw.wait_for("connected", 240, source="player", after=since)
         ordered.close()
         second = [i for i in tw.instances.values() if i.iid != first.iid][0]
-        from twin import sh
-        log = sh("docker", "logs", f"{second.container}-game-1", check=False).stdout
+        log = tw.game_log(second)
         loaded = next((line for line in log.splitlines() if "loaded save" in line), "")
         say(f"the game on {second.iid}: {loaded}")
         print("\n  wake-to-playable, first wake (seconds since the first lookup, and step by step):")

@@ -47,13 +47,13 @@ def bake(tw: "Twin", game_image: str = "") -> Baked:
     from twin import sh
 
     doc, outputs = component_document(tw, game_image)
-    name = f"cmtw-build-{int(time.time())}"
+    name = f"{tw.names.prefix}-build-{int(time.time())}"
     s3 = tw.client("s3", direct=True)
     log: list[str] = []
     sh("docker", "create", "--name", name, "--network", "none", "--cap-add", "SYS_ADMIN",
        "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
        "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:exec",
-       "--label", "cm-twin=build", "-e", "container=docker", tw.instance_image)
+       "--label", "cm-twin=build", "--label", tw.names.label, "-e", "container=docker", tw.instance_image)
     try:
         sh("docker", "start", name)
         sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False, timeout=60)
@@ -83,7 +83,7 @@ def bake(tw: "Twin", game_image: str = "") -> Baked:
         # Image Builder stops the build instance and snapshots it; the twin commits the file
         # system (docker pauses the container for it; /run and /tmp are tmpfs, as on the instance).
         sh("docker", "exec", name, "sync")
-        image = f"cm-twin/ami-baked:{tw.params['AgentPackageSha256'][:12]}"
+        image = f"cm-twin/ami-baked:{tw.params['AgentPackageSha256'][:12]}-{tw.names.slot}"
         sh("docker", "commit", name, image)
     finally:
         sh("docker", "rm", "-f", name, check=False)

@@ -10,11 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 log() { printf '[twin-images] %s\n' "$*" >&2; }
 
+# Twins in parallel (test workers) call this at once: one builds, the others wait for it.
+mkdir -p /run/cm-twin
+exec 9>/run/cm-twin/images.lock
+flock 9
+
 TARBALL=$(packaging/rootfs.sh)
-# The instances reach this machine's dockerd through its socket, mounted in. The agent runs as
-# its own user with SupplementaryGroups=docker (the packaged unit), so the AMI's docker group has
-# the socket's group id, as the ECS-optimized AMI's docker group owns its own socket.
-DOCKER_GID=$(stat -c %g /var/run/docker.sock)
+# Each instance has its own dockerd on this machine (twin.py InstanceDocker), whose socket is
+# owned by this machine's docker group (`dockerd --group docker`). The agent runs as its own user
+# with SupplementaryGroups=docker (the packaged unit), so the AMI's docker group has that group's
+# id, as the ECS-optimized AMI's docker group owns its own socket.
+DOCKER_GID=$(getent group docker | cut -d: -f3)
 # Bump RECIPE when the build steps below change; the files it copies are hashed.
 RECIPE=3
 key=$( (echo "$RECIPE"; echo "$DOCKER_GID"; cat tests/twin/ami/*) | sha256sum | cut -c1-12)-$(stat -c %s "$TARBALL")
@@ -67,8 +73,11 @@ if ! docker image inspect "$GAME" >/dev/null 2>&1; then
   docker rm -f "$name" >/dev/null
 fi
 # Older builds (another recipe, game or root filesystem) are of no use any more.
-docker images --format '{{.Repository}}:{{.Tag}}' 'cm-twin/*' | while read -r old; do
-  case $old in "$INSTANCE" | "$GAME" | "cm-twin/base:$key") ;; *) docker rmi "$old" >/dev/null 2>&1 || true ;; esac
+# (Only these three: a baked "AMI", cm-twin/ami-baked, belongs to the twin that made it.)
+for repo in cm-twin/base cm-twin/instance cm-twin/game; do
+  docker images --format '{{.Repository}}:{{.Tag}}' "$repo" | while read -r old; do
+    case $old in "$INSTANCE" | "$GAME" | "cm-twin/base:$key") ;; *) docker rmi "$old" >/dev/null 2>&1 || true ;; esac
+  done
 done
 echo "$INSTANCE"
 echo "$GAME"

@@ -40,5 +40,10 @@ def test_smoke_a_lookup_wakes_the_server_and_the_player_is_counted():
         counted = tw.wait_for("sample", 30, source="agent", after=connected["t"] - 1,
                               pred=lambda e: int(e.get("players") or 0) >= 1)
         assert int(counted.get("packets") or 0) > 0, counted
+        # The instance's own Docker daemon, and the game image loaded into it (a first boot).
+        dockerd = tw.wait_for("instance_dockerd_up", 1, source="asg")
+        loaded = tw.wait_for("image_loaded", 1, source="asg")
+        assert inst.dockercmd("image", "inspect", tw.game_image, check=False).returncode == 0
+        print(f"instance dockerd up in {dockerd['seconds']:.2f} s, game image loaded in {loaded['seconds']:.1f} s")
         print(f"instance uptime {uptime:.1f} s; lookup to playable: {resolved['t'] - first['t']:.1f} s; player counted "
               f"{counted['t'] - connected['t']:.1f} s after joining ({RECORD})")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from twin import AGENT, Twin, sh  # noqa: E402
+from twin import AGENT, Twin  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
 
@@ -98,7 +98,7 @@ def test_warm_pool_prepares_serves_saves_and_refills():
         (inst2,) = serving(tw)
         assert inst2.container == pooled2.container and second["address"] == inst2.ip != inst.ip
         tw.wait_for("connected", 30, source="player", after=woke2)
-        log = sh("docker", "logs", inst2.game or "", check=False).stdout
+        log = inst2.dockercmd("logs", inst2.game or "", check=False).stdout
         assert "sessions=1" in log, log
 
 

@@ -267,7 +267,7 @@ def test_the_host_mount_is_there_with_the_containers_owner(tmp_path):
     with Twin(GAME_USER) as tw:
         # A session command that does what a Session Manager shell would: look at /mnt/world.
         session = tmp_path / "session"
-        session.write_text("#!/bin/sh\nexec docker exec \"cmtw-$1\" stat -c '%u:%g %m' /mnt/world\n")
+        session.write_text(f"#!/bin/sh\nexec docker exec \"{tw.names.prefix}-$1\" stat -c '%u:%g %m' /mnt/world\n")
         session.chmod(0o755)
         tw.player("--play-seconds", "30", "--rate", "10")
         resolved = tw.wait_for("resolved", BOOT, source="player")

@@ -11,7 +11,8 @@
                            the "ECS agent" (Launcher) starts the task's game container in it.
 
 Every part is a real component or the stack's own code; README.md in this folder lists them, and
-what stands in for what. Addresses: the bridge `cmtw0` holds 198.51.100.0/24 (TEST-NET-2, on
+what stands in for what. Addresses (slot 0; each twin takes a free slot, and its names and
+addresses come from it: `Names`): the bridge `cmtw0br` holds 198.51.100.0/24 (TEST-NET-2, on
 interfaces this module creates and removes): .1 is the twin's side (emulator, DNS, package
 server), .10 and up are instances (each launch a new address, as a public IP is), .200 the player.
 Every loop here is bounded in time.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import hashlib
 import http.server
 import itertools
@@ -28,6 +30,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -56,15 +59,6 @@ VENV_PY = ROOT / "tests" / ".venv" / "bin" / "python"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
 AGENT = Path(os.environ.get("AGENT_BIN", TARGET / "debug" / "container-manager-agent"))
 
-BRIDGE = "cmtw0"
-NET = "198.51.100"
-TWIN_IP = f"{NET}.1"
-PLAYER_IP = f"{NET}.200"
-# With the stack's IPv6 mode: the documentation prefix (RFC 3849) on the same bridge, one /64.
-NET6 = "2001:db8::"
-TWIN_IP6 = f"{NET6}1"
-PLAYER_IP6 = f"{NET6}200"
-PLAYER_NS = "cmtw-player"
 ZONE = "example.test"
 SERVER = "valheim"
 RECORD = f"{SERVER}.{ZONE}"
@@ -72,7 +66,95 @@ PACKAGE_PORT = 8443
 # S3's regional endpoint: the artifact bucket is <name>.S3_HOST (AWS::S3::Bucket RegionalDomainName).
 S3_HOST = "s3.us-east-1.amazonaws.com"
 WEBHOOK_PARAMETER = "/container-manager/twin/discord-webhook"
-CONTAINER_PREFIX = "cmtw-"
+# Where twins on this machine keep their slot locks and their instances' Docker run folders
+# (short paths: a unix socket's path is limited to 107 bytes).
+RUN_DIR = Path("/run/cm-twin")
+SLOTS = 16
+# The game image in a Docker data root of its own, made once per machine, that each instance's
+# own dockerd starts from (game_image_store).
+IMAGE_CACHE = Path(os.environ.get("CM_CACHE", "/var/cache/container-manager")) / "twin-images"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Every name and address one twin uses, from its slot: twins in other slots on this machine
+    (parallel test workers) use none of them, and a twin's teardown removes only its own."""
+
+    slot: int
+
+    @property
+    def prefix(self) -> str:
+        return f"cmtw{self.slot}"
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.prefix}br"
+
+    @property
+    def net(self) -> str:
+        # Documentation and benchmarking ranges (RFC 5737, RFC 2544): never routed anywhere.
+        return {0: "198.51.100", 1: "203.0.113"}.get(self.slot, f"198.18.{self.slot}")
+
+    @property
+    def twin_ip(self) -> str:
+        return f"{self.net}.1"
+
+    @property
+    def player_ip(self) -> str:
+        return f"{self.net}.200"
+
+    @property
+    def net6(self) -> str:
+        # With the stack's IPv6 mode: the documentation prefix (RFC 3849), one /64 per twin.
+        return f"2001:db8:{self.slot:x}::"
+
+    @property
+    def twin_ip6(self) -> str:
+        return f"{self.net6}1"
+
+    @property
+    def player_ip6(self) -> str:
+        return f"{self.net6}200"
+
+    @property
+    def player_ns(self) -> str:
+        return f"{self.prefix}-player"
+
+    @property
+    def label(self) -> str:
+        """On every container the twin makes on the host's dockerd."""
+        return f"cm-twin.slot={self.slot}"
+
+    @property
+    def run_dir(self) -> Path:
+        return RUN_DIR / str(self.slot)
+
+    def instance_container(self, iid: str) -> str:
+        return f"{self.prefix}-{iid}"
+
+    def veth(self, index: int) -> str:
+        return f"{self.prefix}i{index}"
+
+
+class Slot:
+    """A slot number held for the twin's lifetime (an exclusive lock under /run/cm-twin): the
+    first free one, so parallel workers each get their own names."""
+
+    def __init__(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        for n in range(SLOTS):
+            f = open(RUN_DIR / f"slot-{n}.lock", "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            self.file, self.names = f, Names(n)
+            return
+        raise RuntimeError(f"all {SLOTS} twin slots on this machine are in use ({RUN_DIR}/slot-*.lock)")
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def sh(*args: str, check: bool = True, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess:
@@ -93,27 +175,30 @@ def images() -> tuple[str, str]:
 
 
 class Network:
-    """The "internet": a bridge with the twin's address, and the player's network namespace."""
+    """The "internet": a bridge with the twin's address, and the player's network namespace,
+    named from the twin's slot (Names)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Names) -> None:
+        self.names = n = names
         self.close()
-        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "link", "add", n.bridge, "type", "bridge")
         # A fixed address: a bridge otherwise takes the lowest of its ports' addresses, and a new
         # instance's port would change it under the player's ARP cache (45 s of lost lookups).
-        sh("ip", "link", "set", BRIDGE, "address", "02:cf:74:00:00:01")
-        sh("ip", "addr", "add", f"{TWIN_IP}/24", "dev", BRIDGE)
-        sh("ip", "link", "set", BRIDGE, "up")
+        sh("ip", "link", "set", n.bridge, "address", f"02:cf:74:00:{n.slot:02x}:01")
+        sh("ip", "addr", "add", f"{n.twin_ip}/24", "dev", n.bridge)
+        sh("ip", "link", "set", n.bridge, "up")
         # dockerd sets the FORWARD policy to DROP, and bridged frames pass through it.
-        sh("iptables", "-I", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False)
-        sh("ip", "netns", "add", PLAYER_NS)
-        self.attach_netns(PLAYER_NS, "cmtwp", PLAYER_IP)
+        sh("iptables", "-I", "FORWARD", "-i", n.bridge, "-o", n.bridge, "-j", "ACCEPT", check=False)
+        sh("ip", "netns", "add", n.player_ns)
+        self.attach_netns(n.player_ns, f"{n.prefix}p", n.player_ip)
 
     def enable_ipv6(self) -> None:
         """The stack's IPv6 mode: the twin's and the player's IPv6 addresses on the same link."""
-        sh("ip", "-6", "addr", "add", f"{TWIN_IP6}/64", "dev", BRIDGE, "nodad")
-        ns = ["ip", "netns", "exec", PLAYER_NS]
+        n = self.names
+        sh("ip", "-6", "addr", "add", f"{n.twin_ip6}/64", "dev", n.bridge, "nodad")
+        ns = ["ip", "netns", "exec", n.player_ns]
         sh(*ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0")
-        sh(*ns, "ip", "-6", "addr", "add", f"{PLAYER_IP6}/64", "dev", "eth0", "nodad")
+        sh(*ns, "ip", "-6", "addr", "add", f"{n.player_ip6}/64", "dev", "eth0", "nodad")
 
     def attach_netns(self, netns: str, prefix: str, address: str, address6: str | None = None) -> None:
         """A veth pair: one end on the bridge, the other as eth0 in `netns` (a name or a pid),
@@ -122,31 +207,186 @@ class Network:
         sh("ip", "link", "del", host, check=False)
         sh("ip", "link", "add", host, "type", "veth", "peer", "name", peer)
         sh("ip", "link", "set", peer, "netns", netns)
-        sh("ip", "link", "set", host, "master", BRIDGE)
+        sh("ip", "link", "set", host, "master", self.names.bridge)
         sh("ip", "link", "set", host, "up")
         ns = ["ip", "netns", "exec", netns] if not netns.isdigit() else ["nsenter", "-t", netns, "-n"]
         sh(*ns, "ip", "link", "set", peer, "name", "eth0")
         sh(*ns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
         sh(*ns, "ip", "link", "set", "eth0", "up")
         sh(*ns, "ip", "link", "set", "lo", "up")
-        sh(*ns, "ip", "route", "add", "default", "via", TWIN_IP)
+        sh(*ns, "ip", "route", "add", "default", "via", self.names.twin_ip)
         if address6:
             sh(*ns, "sysctl", "-q", "-w", "net.ipv6.conf.eth0.disable_ipv6=0")
             sh(*ns, "ip", "-6", "addr", "add", f"{address6}/64", "dev", "eth0", "nodad")
 
     def close(self) -> None:
-        sh("ip", "netns", "del", PLAYER_NS, check=False)
-        sh("ip", "link", "del", "cmtwp0", check=False)
-        while sh("iptables", "-D", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False).returncode == 0:
+        n = self.names
+        sh("ip", "netns", "del", n.player_ns, check=False)
+        sh("ip", "link", "del", f"{n.prefix}p0", check=False)
+        while sh("iptables", "-D", "FORWARD", "-i", n.bridge, "-o", n.bridge, "-j", "ACCEPT",
+                 check=False).returncode == 0:
             pass
-        sh("ip", "link", "del", BRIDGE, check=False)
+        # The instances' veths go with their network namespaces; a leftover one with the bridge.
+        sh("ip", "link", "del", n.bridge, check=False)
 
 
 class Shim(world.Shim):
     """moto behind tests/shim/awsshim.py (tests/e2e/world.py), its fronts on the twin's address."""
 
-    def __init__(self) -> None:
-        super().__init__("--host", TWIN_IP)
+    def __init__(self, names: Names) -> None:
+        super().__init__("--host", names.twin_ip)
+
+
+class InstanceDocker:
+    """An instance's own Docker daemon, as the ECS-optimized AMI runs docker.service: a dockerd
+    on this machine inside the instance's network namespace (so `--network host` is the
+    instance's network), with its own data root (the instance's "root volume": images stay
+    across a stop and start) and its own socket, which is the only one mounted into the
+    instance (at /cm-twin/docker; ami/boot links /run/docker.sock to it). The twin's "ECS agent"
+    runs the game through it; the agent in the instance sees this daemon and nothing else."""
+
+    def __init__(self, names: Names, home: Path, index: int) -> None:
+        self.data = home / "docker"
+        self.sockdir = home / "docker-run"
+        self.sock = self.sockdir / "docker.sock"
+        self.exec_root = names.run_dir / str(index)
+        self.log = home / "dockerd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def cmd(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return sh("docker", "-H", f"unix://{self.sock}", *args, check=check, timeout=timeout)
+
+    def start(self, pid: str) -> float:
+        """Starts the daemon in the network namespace of process `pid` (the instance's init);
+        returns the seconds until it answered."""
+        self.stop()
+        self.sockdir.mkdir(parents=True, exist_ok=True)
+        self.exec_root.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                ["nsenter", f"--net=/proc/{pid}/ns/net", "dockerd", "--data-root", str(self.data),
+                 "--exec-root", str(self.exec_root / "exec"), "--pidfile", str(self.exec_root / "docker.pid"),
+                 "-H", f"unix://{self.sock}", "--group", "docker", "--bridge=none", "--iptables=false",
+                 "--ip6tables=false", "--ip-masq=false"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        end = t0 + 60
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the instance's dockerd exited {self.proc.returncode}: "
+                                   + self.log.read_text()[-800:])
+            if self.sock.exists() and self.cmd("version", check=False, timeout=10).returncode == 0:
+                return time.time() - t0
+            time.sleep(0.05)
+        raise RuntimeError(f"the instance's dockerd did not answer within 60 s: {self.log.read_text()[-800:]}")
+
+    def load(self, image: str) -> float | None:
+        """A first boot: the instance's data root starts as a copy of this machine's image store
+        for `image` (game_image_store: the image loaded once into a data root of its own), its
+        read-only layers hard-linked rather than copied (docker never writes into an image's
+        layers: a container writes to its own upper layer). Returns the seconds it took, or None
+        when the data root was there already (a later start of the same instance)."""
+        if self.data.exists():
+            return None
+        t0 = time.time()
+        store = game_image_store(image)
+        tmp = self.data.with_name("docker.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for part in store.iterdir():
+            # Hard links for the layers; a copy of everything else (the daemon's databases).
+            link = ["--link"] if part.name == "overlay2" else []
+            if sh("cp", "-a", *link, str(part), str(tmp), check=False).returncode != 0:
+                sh("cp", "-a", str(part), str(tmp))  # another file system: a plain copy
+        tmp.rename(self.data)
+        return time.time() - t0
+
+    def stop(self) -> None:
+        """What docker.service does at shutdown: stops what runs (SIGTERM, then SIGKILL after
+        each container's stop timeout), then exits."""
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
+
+    def remove(self) -> None:
+        """The instance is gone: its daemon and its root volume."""
+        self.stop()
+        unmount_under(self.data)
+        unmount_under(self.exec_root)
+        shutil.rmtree(self.data, ignore_errors=True)
+        shutil.rmtree(self.exec_root, ignore_errors=True)
+
+
+def game_image_store(image: str) -> Path:
+    """A Docker data root that holds `image` and nothing else, made once per machine and image
+    (`docker save` from this machine's daemon into a daemon of its own), under a lock so that
+    parallel twins do not make it twice. Instances start from a copy of it (InstanceDocker.load)."""
+    IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+    store = IMAGE_CACHE / image.replace("/", "_").replace(":", "_")
+    with open(IMAGE_CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if store.is_dir():
+            return store
+        for old in IMAGE_CACHE.iterdir():
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix="store-", dir=IMAGE_CACHE))
+        exec_root = RUN_DIR / f"store-{os.getpid()}"
+        sock = work / "docker.sock"
+        with open(work / "dockerd.log", "w") as log:
+            proc = subprocess.Popen(
+                ["dockerd", "--data-root", str(work / "data"), "--exec-root", str(exec_root),
+                 "--pidfile", str(exec_root / "docker.pid"), "-H", f"unix://{sock}", "--bridge=none",
+                 "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        try:
+            end = time.time() + 60
+            while not (sock.exists() and sh("docker", "-H", f"unix://{sock}", "version", check=False).returncode == 0):
+                if time.time() > end or proc.poll() is not None:
+                    raise RuntimeError(f"the image store's dockerd did not start: {(work / 'dockerd.log').read_text()[-800:]}")
+                time.sleep(0.1)
+            save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+            sh("docker", "-H", f"unix://{sock}", "load", stdin=save.stdout, timeout=600)
+            if save.wait(60) != 0:
+                raise RuntimeError(f"docker save {image} exited {save.returncode}")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+            unmount_under(exec_root)
+            shutil.rmtree(exec_root, ignore_errors=True)
+        (work / "data").rename(store)
+        shutil.rmtree(work, ignore_errors=True)
+        return store
+
+
+def unmount_under(folder: Path) -> None:
+    """What a stopped dockerd leaves mounted under its exec root (its network namespace's file)."""
+    if not folder.exists():
+        return
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(str(folder) + "/")), key=len, reverse=True):
+        sh("umount", "-l", point, check=False)
+
+
+def kill_leftover_daemons(names: Names) -> None:
+    """Instance daemons of an earlier twin in this slot that did not close (a killed run)."""
+    for pidfile in names.run_dir.glob("*/docker.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            if "dockerd" in Path(f"/proc/{pid}/cmdline").read_text():
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+    unmount_under(names.run_dir)
+    shutil.rmtree(names.run_dir, ignore_errors=True)
 
 
 class PackageServer:
@@ -154,7 +394,7 @@ class PackageServer:
     would. GET /container-manager-agent is the binary; any other path is a 404. It is also the
     players' chat: POST /hook/<token> records a webhook notification (Discord's 204)."""
 
-    def __init__(self, workdir: Path, binary: Path) -> None:
+    def __init__(self, workdir: Path, binary: Path, twin_ip: str) -> None:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -174,10 +414,10 @@ class PackageServer:
               .sign(ca_key, hashes.SHA256()))
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TWIN_IP)]))
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, twin_ip)]))
                 .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(TWIN_IP)),
+                .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(twin_ip)),
                                                             x509.DNSName(f"*.{S3_HOST}"), x509.DNSName(S3_HOST)]),
                                critical=False)
                 .sign(ca_key, hashes.SHA256()))
@@ -251,13 +491,13 @@ class PackageServer:
         self.s3: s3gateway.Gateway | None = None
         self.servers = []
         for port in (PACKAGE_PORT, 443):
-            server = http.server.ThreadingHTTPServer((TWIN_IP, port), Handler)
+            server = http.server.ThreadingHTTPServer((twin_ip, port), Handler)
             server.daemon_threads = True
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
             threading.Thread(target=server.serve_forever, daemon=True).start()
             self.servers.append(server)
-        self.url = f"https://{TWIN_IP}:{PACKAGE_PORT}/container-manager-agent"
-        self.hook_url = f"https://{TWIN_IP}:{PACKAGE_PORT}/hook/{self.hook_token}"
+        self.url = f"https://{twin_ip}:{PACKAGE_PORT}/container-manager-agent"
+        self.hook_url = f"https://{twin_ip}:{PACKAGE_PORT}/hook/{self.hook_token}"
 
     def close(self) -> None:
         for server in self.servers:
@@ -292,6 +532,19 @@ class Instance:
     ip6: str = ""
     # The "AMI" it booted (a docker image).
     image: str = ""
+    # Its own Docker daemon (None only in a bare Instance).
+    docker: "InstanceDocker | None" = None
+    # What each game container printed, kept when the instance's daemon goes.
+    game_logs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return self.journal.parent
+
+    def dockercmd(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """`docker` against the instance's own daemon."""
+        assert self.docker is not None
+        return self.docker.cmd(*args, check=check, timeout=timeout)
 
 
 def journal_fields(entry: dict) -> dict:
@@ -329,7 +582,9 @@ class Twin:
         self.players: list[subprocess.Popen] = []
         self.instance_image, self.game_image = images()
         self.amis: dict[str, str] = {}  # baked AMI id -> its docker image (bake.py)
-        self.dir = Path(tempfile.mkdtemp(prefix="cm-twin-", dir="/var/tmp"))
+        self.slot = Slot()
+        self.names = self.slot.names
+        self.dir = Path(tempfile.mkdtemp(prefix=f"cm-twin-{self.names.slot}-", dir="/var/tmp"))
         try:
             self._setup(overrides, example, package_path, package_sha256, package)
         except BaseException:
@@ -345,9 +600,10 @@ class Twin:
         hosts the package."""
         self.efs = self.dir / "efs"
         self._cleanup_containers()
-        self.net = Network()
-        self.shim = Shim()
-        self.package = PackageServer(self.dir, AGENT)
+        kill_leftover_daemons(self.names)
+        self.net = Network(self.names)
+        self.shim = Shim(self.names)
+        self.package = PackageServer(self.dir, AGENT, self.names.twin_ip)
         self.delivery = nameserver.LogDelivery(self.shim.moto, self.record)
 
         # What a user has before deploying: a hosted zone, and the container's secret in SSM.
@@ -364,7 +620,7 @@ class Twin:
         hosted = package_path is not None or package_sha256 is not None
         if hosted:
             params.update({
-                "AgentPackageUrl": self.package.url if package_path is None else f"https://{TWIN_IP}:{PACKAGE_PORT}{package_path}",
+                "AgentPackageUrl": self.package.url if package_path is None else f"https://{self.names.twin_ip}:{PACKAGE_PORT}{package_path}",
                 "AgentPackageSha256": package_sha256 or self.package.sha256})
         params.update(overrides or {})
         self.client("ssm", direct=True).put_parameter(
@@ -399,9 +655,10 @@ class Twin:
                 log_group=sub.log_group, filter_name=f"{self.deployed.name}-{sub.function_logical_id}",
                 pattern=sub.pattern,
                 deliver=lambda payload, m=module, g=fn_logs: stack.invoke(m, payload, self.shim.moto, g)))
-        self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, TWIN_IP, self.delivery, self.record)
+        self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, self.names.twin_ip, self.delivery, self.record)
         self.role = self.deployed.physical.get("InstanceRole", "instance-role")
-        self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "cat", self.instance_image,
+        self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--label", self.names.label,
+                            "--entrypoint", "cat", self.instance_image,
                             "/etc/ssl/certs/ca-certificates.crt").stdout.encode() + self.package.ca_pem
         self.next_index = itertools.count(10)
         self._start(self._watch_group, "launcher")
@@ -515,7 +772,7 @@ class Twin:
     def player(self, *args: str, name: str = RECORD) -> subprocess.Popen:
         """Starts a player in the player netns; its JSON lines become events (source player)."""
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", PLAYER_NS, str(VENV_PY), str(HERE / "player.py"), "--dns", TWIN_IP,
+            ["ip", "netns", "exec", self.names.player_ns, str(VENV_PY), str(HERE / "player.py"), "--dns", self.names.twin_ip,
              "--name", name, *args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.players.append(proc)
@@ -579,17 +836,19 @@ class Twin:
             time.sleep(0.2)
 
     def _new_instance(self, iid: str) -> Instance:
-        inst = Instance(iid=iid, index=next(self.next_index), ip="", container=f"{CONTAINER_PREFIX}{iid}",
-                        journal=self.dir / "instances" / iid / "journal")
-        inst.ip = f"{NET}.{inst.index}"
-        inst.ip6 = f"{NET6}{inst.index}" if self.ipv6 else ""
+        index = next(self.next_index)
+        home = self.dir / "instances" / iid
+        inst = Instance(iid=iid, index=index, ip="", container=self.names.instance_container(iid),
+                        journal=home / "journal", docker=InstanceDocker(self.names, home, index))
+        inst.ip = f"{self.names.net}.{inst.index}"
+        inst.ip6 = f"{self.names.net6}{inst.index}" if self.ipv6 else ""
         self.instances[iid] = inst
         return inst
 
     def _fill_pool(self, group: dict) -> None:
         """The warm pool: max(MinSize, MaxGroupPreparedCapacity (the group's max) - desired)
-        prepared instances. The twin fills it only while no other instance runs, because all
-        instances share this machine's dockerd (on EC2 each has its own)."""
+        prepared instances. The twin fills it only while no other instance runs (AWS fills it at
+        once): the warm-pool stories are written to that order."""
         pool = self.deployed.warm_pool
         if not pool:
             return
@@ -636,8 +895,8 @@ class Twin:
         if from_pool:
             # A stopped instance gets a new public address at every start.
             inst.index = next(self.next_index)
-            inst.ip = f"{NET}.{inst.index}"
-            inst.ip6 = f"{NET6}{inst.index}" if self.ipv6 else ""
+            inst.ip = f"{self.names.net}.{inst.index}"
+            inst.ip6 = f"{self.names.net6}{inst.index}" if self.ipv6 else ""
         self.record("instance_launching", source="asg", instance=inst.iid, ip=inst.ip, warm=from_pool,
                     into_pool=into_pool)
         try:
@@ -670,8 +929,7 @@ class Twin:
         if inst.starts > 1:
             # The same root volume: the agent, the images and the user-data's traces stay.
             sh("docker", "start", inst.container)
-            pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
-            self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip, inst.ip6 or None)
+            self._instance_up(inst)
             self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=True)
             return
         ec2 = self.client("ec2", direct=True)
@@ -699,14 +957,14 @@ class Twin:
         # The VPC's resolver answers the bucket's regional name, and its gateway endpoint carries
         # the request: here both lead to the twin's S3 front (s3gateway.py).
         bucket = self.deployed.physical.get("ArtifactBucket")
-        hosts = ["--add-host", f"{bucket}.{S3_HOST}:{TWIN_IP}"] if bucket else []
+        hosts = ["--add-host", f"{bucket}.{S3_HOST}:{self.names.twin_ip}"] if bucket else []
         sh("docker", "create", "--name", inst.container, "--hostname", "ip-" + inst.ip.replace(".", "-"),
            *hosts, "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
-           "-v", "/var/run/docker.sock:/run/docker.sock", "-v", f"{inst.journal}:/var/log/journal",
+           "-v", f"{inst.docker.sockdir}:/cm-twin/docker", "-v", f"{inst.journal}:/var/log/journal",
            "-v", f"{self.efs}:/cm-twin/efs", "-v", f"{self._timens(inst)}:/cm-twin/timens:ro", "--device", "/dev/fuse",
-           "--label", "cm-twin=instance", "-e", "container=docker", inst.image)
+           "--label", "cm-twin=instance", "--label", self.names.label, "-e", "container=docker", inst.image)
         self.record("boot_step", source="asg", instance=inst.iid, step="created")
         sh("docker", "cp", str(files / "etc/systemd/system.conf.d"), f"{inst.container}:/etc/systemd/")
         sh("docker", "cp", str(files / "ca-certificates.crt"), f"{inst.container}:/etc/ssl/certs/ca-certificates.crt")
@@ -714,12 +972,26 @@ class Twin:
         sh("docker", "cp", str(files / "efs.json"), f"{inst.container}:/etc/cm-twin-efs.json")
         sh("docker", "start", inst.container)
         self.record("boot_step", source="asg", instance=inst.iid, step="started")
-        pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
-        self.net.attach_netns(pid, f"cmtwi{inst.index}", inst.ip, inst.ip6 or None)
+        self._instance_up(inst)
         self.record("instance_started", source="asg", instance=inst.iid, ip=inst.ip, warm=False)
 
+    def _instance_up(self, inst: Instance) -> None:
+        """The started container becomes a booting instance: its own dockerd in its network
+        namespace (its data root, on a first boot, a copy of this machine's image store), then
+        its network card; ami/boot waits for the card before it boots systemd, so the daemon and
+        the image are there before any service, as docker.service and a cached image would be."""
+        assert inst.docker is not None
+        pid = sh("docker", "inspect", "-f", "{{.State.Pid}}", inst.container).stdout.strip()
+        loaded = inst.docker.load(self.game_image)
+        if loaded is not None:
+            self.record("image_loaded", source="asg", instance=inst.iid, image=self.game_image,
+                        seconds=round(loaded, 3))
+        up = inst.docker.start(pid)
+        self.record("instance_dockerd_up", source="asg", instance=inst.iid, seconds=round(up, 3))
+        self.net.attach_netns(pid, self.names.veth(inst.index), inst.ip, inst.ip6 or None)
+
     def _timens(self, inst: Instance) -> Path:
-        return self.dir / "instances" / inst.iid / "timens"
+        return inst.home / "timens"
 
     def _boot_clock(self, inst: Instance) -> None:
         """A time namespace whose CLOCK_BOOTTIME starts at zero now, for the instance's systemd
@@ -758,7 +1030,8 @@ class Twin:
                 self.record("ecs_registered", source="ecs", instance=inst.iid, cluster=self.deployed.cluster)
             self._run_task(inst)
             return
-        state = sh("docker", "inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", inst.game, check=False).stdout.split()
+        state = inst.dockercmd("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", inst.game,
+                               check=False).stdout.split()
         if state and state[0] == "false":
             inst.game_exited_at = time.time()
             self.record("task_stopped", source="ecs", instance=inst.iid, container=inst.game, exit_code=int(state[1]))
@@ -783,16 +1056,18 @@ class Twin:
             folder = self.efs_folder(volumes[m["sourceVolume"]]["efs"])
             mounts += ["-v", f"{folder}:{m['containerPath']}"]
         inst.game_started += 1
-        name = f"{inst.container}-game-{inst.game_started}"
-        args = ["docker", "run", "-d", "--name", name, "--network", f"container:{inst.container}",
+        # The ECS agent's name for a task's container, on the instance's own daemon, in the
+        # instance's network namespace (the daemon's "host").
+        name = f"ecs-{self.task['family']}-{self.task.get('revision', 1)}-{c['name']}-{inst.game_started}"
+        args = ["run", "-d", "--name", name, "--network", "host",
                 "--label", f"com.amazonaws.ecs.container-name={c['name']}",
                 "--label", f"com.amazonaws.ecs.cluster={self.deployed.cluster}",
                 "--label", f"com.amazonaws.ecs.task-definition-family={self.task['family']}",
                 "--label", "cm-twin=game", "--stop-timeout", str(c.get("stopTimeout", 30)), *mounts]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
-        sh("docker", "rm", "-f", name, check=False)
-        sh(*args, c["image"])
+        inst.dockercmd("rm", "-f", name, check=False)
+        inst.dockercmd(*args, c["image"])
         inst.game = name
         inst.game_exited_at = None
         self.record("task_started", source="ecs", instance=inst.iid, container=name)
@@ -827,14 +1102,31 @@ class Twin:
             sh("docker", "kill", inst.container, check=False)
         self._read_journal(inst)
         if inst.game is not None:
-            sh("docker", "stop", inst.game, check=False, timeout=200)
-            sh("docker", "rm", "-f", inst.game, check=False)
+            inst.dockercmd("stop", inst.game, check=False, timeout=200)
+            self._keep_game_logs(inst)
+            inst.dockercmd("rm", "-f", inst.game, check=False)
             inst.game, inst.game_exited_at = None, None
+        self._keep_game_logs(inst)
+        if inst.docker is not None:
+            inst.docker.stop()
+
+    def _keep_game_logs(self, inst: Instance) -> None:
+        """The game containers' output, kept past the instance's daemon (stories read it after
+        the instance is gone, as one reads a task's CloudWatch log)."""
+        if inst.docker is None or inst.docker.proc is None:
+            return
+        names = inst.dockercmd("ps", "-a", "--format", "{{.Names}}", "--filter", "label=cm-twin=game",
+                               check=False).stdout.split()
+        for name in names:
+            r = inst.dockercmd("logs", name, check=False)
+            if r.returncode == 0:
+                inst.game_logs[name] = r.stdout
 
     def _shutdown(self, inst: Instance) -> None:
         self._power_off(inst)
-        for name in sh("docker", "ps", "-aq", "--filter", f"name={inst.container}").stdout.split():
-            sh("docker", "rm", "-f", name, check=False)
+        sh("docker", "rm", "-f", inst.container, check=False)
+        if inst.docker is not None:
+            inst.docker.remove()
 
     # --- the instances' journals ----------------------------------------------------------------
 
@@ -945,9 +1237,10 @@ class Twin:
                              + ", ".join(f"{i.iid}={i.state}" for i in self.instances.values()))
 
     def game_log(self, inst: Instance) -> str:
-        """What every game container the instance ran printed, in order."""
-        return "\n".join(sh("docker", "logs", f"{inst.container}-game-{n}", check=False).stdout
-                         for n in range(1, inst.game_started + 1))
+        """What every game container the instance ran printed, in order (from its own daemon, or
+        as kept when the instance stopped)."""
+        self._keep_game_logs(inst)
+        return "\n".join(inst.game_logs[k] for k in sorted(inst.game_logs, key=lambda k: int(k.rsplit("-", 1)[1])))
 
     def efs_folder(self, efs: dict) -> Path:
         """A task volume's folder in the twin's EFS: its access point's root directory, made
@@ -995,7 +1288,9 @@ class Twin:
     # --- teardown -------------------------------------------------------------------------------
 
     def _cleanup_containers(self) -> None:
-        names = sh("docker", "ps", "-aq", "--filter", "label=cm-twin", check=False).stdout.split()
+        """This twin's containers on the host's dockerd (instances, builds), and its instances'
+        own daemons; another slot's are not touched."""
+        names = sh("docker", "ps", "-aq", "--filter", f"label={self.names.label}", check=False).stdout.split()
         if names:
             sh("docker", "rm", "-f", *names, check=False)
 
@@ -1006,7 +1301,14 @@ class Twin:
                 p.kill()
         for t in self.threads:
             t.join(5)
+        for inst in self.instances.values():
+            if inst.docker is not None:
+                try:
+                    inst.docker.remove()
+                except Exception:  # noqa: BLE001 - cleanup goes on
+                    pass
         self._cleanup_containers()
+        kill_leftover_daemons(self.names)
         for part in ("dns", "delivery", "package", "shim", "net"):
             obj = getattr(self, part, None)
             if obj is not None:
@@ -1017,6 +1319,9 @@ class Twin:
         for inst in self.instances.values():
             self._drop_clock(inst)
         shutil.rmtree(self.dir, ignore_errors=True)
+        slot = getattr(self, "slot", None)
+        if slot is not None:
+            slot.close()
 
     def __enter__(self) -> "Twin":
         return self
