@@ -4,7 +4,8 @@
 //! [`PacketCounter`] and [`Probe`] are the two narrow traits the run loop samples through.
 //!
 //! - [`bpf`]: generates the classic BPF filter for one port spec (pure, property-tested).
-//! - [`packet`]: the `AF_PACKET` counter; the only module with `unsafe` code.
+//! - [`packet`]: the `AF_PACKET` counter; with [`iface`], the only modules with `unsafe` code.
+//! - [`iface`]: whether an interface exists, and its index (`if_nametoindex`).
 //! - [`route`]: which interface `interface = "auto"` means (the default route's).
 //! - [`a2s`], [`minecraft`]: the player-count probes; replies are untrusted input.
 //! - [`cli`]: the `activity` and `probe` diagnostic commands.
@@ -67,6 +68,7 @@ pub trait Probe: Send + Sync + std::fmt::Debug {
 pub mod a2s;
 pub mod bpf;
 pub mod cli;
+pub mod iface;
 pub mod minecraft;
 pub mod packet;
 pub mod route;
