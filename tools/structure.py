@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The agent's shape, checked: file sizes, run-loop function lengths, import cycles.
 
-Usage: python3 tools/structure.py [-v] [--strict] [SRC_DIR]   (SRC_DIR: agent/src by default)
+Usage: python3 tools/structure.py [-v] [SRC_DIR]   (-v: list every import; SRC_DIR: agent/src)
 
 Scans agent/src (Python 3 standard library only) and prints:
   - each source file's line count, tests aside;
@@ -18,12 +18,11 @@ How imports are found: every path in the non-test code that starts with `crate::
 `self::` or the name of a child module (in `use` trees and in expressions alike) is resolved to
 the file that defines the longest module prefix it names. `mod name;` declarations are not
 imports. main.rs is its own crate; it only imports the library, so it cannot close a cycle.
-A module file's arrows down to its own submodules (activity/mod.rs building a
-`packet::KernelCounter`, `pub use docker::DockerContainers`) are containment: the parent owns
-its children, and its children may use the interface it declares (`super::PacketCounter`).
-Those arrows are listed (-v) but not counted; every other arrow, between siblings or across
-modules, is. --strict counts them too (a module file and a submodule that uses its interface
-then show as a cycle).
+Every arrow counts, a module file's arrows to its own submodules too (activity/mod.rs building a
+`packet::KernelCounter`, `pub use docker::DockerContainers`): so a submodule cannot use what its
+module file declares while that file uses the submodule. That is why each module's traits live
+in a leaf file of their own (aws/traits.rs, container/traits.rs, activity/counter.rs and
+activity/probe.rs) that the adapters and the module file both use.
 """
 
 import os
@@ -238,7 +237,6 @@ def main():
 
     # The import graph.
     edges = {rel: set() for rel in files}
-    down = {rel: set() for rel in files}
     for rel in files:
         if rel in test_only or rel == "main.rs":
             continue
@@ -254,22 +252,11 @@ def main():
             target = resolve(path, here, modules)
             if not target or target == rel or target in test_only:
                 continue
-            if module_of(target)[:-1] == here:
-                down[rel].add(target)
-            else:
-                edges[rel].add(target)
+            edges[rel].add(target)
 
-    if "--strict" in sys.argv:
-        for a in edges:
-            edges[a] |= down[a]
-            down[a] = set()
     cycles = [scc for scc in tarjan(edges) if len(scc) > 1]
     n_edges = sum(len(v) for v in edges.values())
-    n_down = sum(len(v) for v in down.values())
-    print(
-        f"\nImport graph: {len(edges)} files, {n_edges} imports counted, {len(cycles)} cycles"
-        f" ({n_down} more from a module file to its own submodules, not counted)."
-    )
+    print(f"\nImport graph: {len(edges)} files, {n_edges} file-to-file imports, {len(cycles)} cycles.")
     for scc in cycles:
         print("  cycle: " + " <-> ".join(sorted(scc)))
         for a in sorted(scc):
@@ -282,8 +269,6 @@ def main():
         for a in sorted(edges):
             for b in sorted(edges[a]):
                 print(f"  {a} -> {b}")
-            for b in sorted(down[a]):
-                print(f"  {a} => {b}  (own submodule)")
 
     print("\nstructure: " + ("FAILED" if failed else "ok"))
     return 1 if failed else 0

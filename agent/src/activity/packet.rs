@@ -25,8 +25,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::bpf::{self, Insn};
+use super::counter::{CounterError, PacketCounter};
 pub use super::iface::interface_index;
-use super::{CounterError, PacketCounter, route};
+use super::route;
 use crate::config::{InterfaceChoice, PortSpec};
 
 /// How the counter waits between reopen attempts.
