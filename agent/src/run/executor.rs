@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::options::RunOptions;
 use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
 use crate::config::Config;
-use crate::container::Containers;
+use crate::container::{Containers, StopReport};
 use crate::decide::{Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason};
 use crate::notify::Notifier;
 use crate::retry::{CALL_TIMEOUT, retry, retry_within};
@@ -158,21 +158,7 @@ impl Executor {
         let every = heartbeat_every(stop_timeout);
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
         self.tasks.spawn(async move {
-            let beats = async {
-                let Some(cap) = cap else {
-                    return std::future::pending::<()>().await;
-                };
-                loop {
-                    match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
-                        Ok(Ok(())) => {
-                            info!(event = "lifecycle_heartbeat", "Lifecycle heartbeat sent.")
-                        }
-                        Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
-                        Err(_) => warn!("Lifecycle heartbeat timed out."),
-                    }
-                    sleep(every).await;
-                }
-            };
+            let beats = heartbeats(cap, every);
             // The stop waits for the pre-stop command and the game's exit: bounded by
             // them, not by CALL_TIMEOUT.
             let bound = crate::container::graceful_stop_bound(stop_timeout);
@@ -188,41 +174,8 @@ impl Executor {
                 r = stop => r,
                 () = beats => None,
             };
-            let saved = match &report {
-                Some(r) if r.container.is_none() => None,
-                Some(r) => Some(
-                    r.exited_on_its_own
-                        && r.pre_stop.as_ref().is_none_or(|p| p.exit_code == Some(0)),
-                ),
-                None => Some(false),
-            };
-            match report {
-                Some(r) => {
-                    let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
-                    info!(
-                        event = "graceful_stop_done",
-                        container = r.container.as_deref().unwrap_or("none"),
-                        pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
-                        pre_stop_timed_out = r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
-                        pre_stop_output = r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
-                        saved,
-                        exited_on_its_own = r.exited_on_its_own,
-                        exit_code = r.exit_code,
-                        duration_ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
-                        "Game stopped{}.",
-                        if r.exited_on_its_own {
-                            ""
-                        } else {
-                            " (it had to be killed)"
-                        }
-                    );
-                }
-                None => error!(
-                    event = "graceful_stop_done",
-                    saved = false,
-                    "The game could not be stopped gracefully."
-                ),
-            }
+            let saved = saved(report.as_ref());
+            log_stopped(report.as_ref());
             let _ = done.send(Completion::GracefulStopDone { saved });
         });
     }
@@ -411,6 +364,67 @@ impl Executor {
                 let _ = done.send(Completion::LaunchCompleted);
             }
         });
+    }
+}
+
+/// Keeps the lifecycle action alive while the game saves: a heartbeat every `every`, until the
+/// stop ends (never, without a lifecycle hook to keep alive).
+async fn heartbeats(cap: Option<Arc<dyn Capacity>>, every: Duration) {
+    let Some(cap) = cap else {
+        return std::future::pending::<()>().await;
+    };
+    loop {
+        match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
+            Ok(Ok(())) => {
+                info!(event = "lifecycle_heartbeat", "Lifecycle heartbeat sent.")
+            }
+            Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
+            Err(_) => warn!("Lifecycle heartbeat timed out."),
+        }
+        sleep(every).await;
+    }
+}
+
+/// Whether the world was saved: the game exited on its own and the pre-stop command, if any,
+/// succeeded. `None` when no game was running; `Some(false)` when the stop itself failed.
+fn saved(report: Option<&StopReport>) -> Option<bool> {
+    match report {
+        Some(r) if r.container.is_none() => None,
+        Some(r) => {
+            Some(r.exited_on_its_own && r.pre_stop.as_ref().is_none_or(|p| p.exit_code == Some(0)))
+        }
+        None => Some(false),
+    }
+}
+
+/// The one journal line that says how the stop went.
+fn log_stopped(report: Option<&StopReport>) {
+    match report {
+        Some(r) => {
+            let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
+            info!(
+                event = "graceful_stop_done",
+                container = r.container.as_deref().unwrap_or("none"),
+                pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
+                pre_stop_timed_out = r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
+                pre_stop_output = r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
+                saved,
+                exited_on_its_own = r.exited_on_its_own,
+                exit_code = r.exit_code,
+                duration_ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+                "Game stopped{}.",
+                if r.exited_on_its_own {
+                    ""
+                } else {
+                    " (it had to be killed)"
+                }
+            );
+        }
+        None => error!(
+            event = "graceful_stop_done",
+            saved = false,
+            "The game could not be stopped gracefully."
+        ),
     }
 }
 
