@@ -27,6 +27,7 @@ activity/probe.rs) that the adapters and the module file both use.
 
 import os
 import re
+import signal
 import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent", "src")
@@ -350,4 +351,5 @@ def tarjan(edges):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends it quietly, like any filter
     sys.exit(main())
