@@ -40,6 +40,7 @@ build:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 tools/structure.py
 
 test-python: setup
 	$(PYTEST) $(PYTHON_TESTS) -q

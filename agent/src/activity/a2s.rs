@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use super::{PlayerCount, ProbeError};
+use super::probe::{PlayerCount, ProbeError, resolve, within_deadline};
 
 /// The A2S_INFO request without a challenge.
 pub const REQUEST: &[u8] = b"\xFF\xFF\xFF\xFFTSource Engine Query\0";
@@ -140,7 +140,7 @@ pub fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
 
 /// Asks the server at `address` (`host:port`) for its info, within `timeout` overall.
 pub async fn query(address: &str, timeout: Duration) -> Result<PlayerCount, ProbeError> {
-    super::within_deadline(address, timeout, exchange(address)).await
+    within_deadline(address, timeout, exchange(address)).await
 }
 
 async fn exchange(address: &str) -> Result<PlayerCount, ProbeError> {
@@ -148,7 +148,7 @@ async fn exchange(address: &str) -> Result<PlayerCount, ProbeError> {
         address: address.to_string(),
         source,
     };
-    let target = super::resolve(address).await?;
+    let target = resolve(address).await?;
     let local = if target.is_ipv4() {
         "0.0.0.0:0"
     } else {

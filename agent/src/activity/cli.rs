@@ -87,7 +87,7 @@ fn check_activity(args: &ActivityArgs) -> Result<Activity, ExitCode> {
     let interface = if args.interface == "auto" {
         InterfaceChoice::Auto
     } else {
-        if super::packet::interface_index(&args.interface).is_none() {
+        if super::iface::interface_index(&args.interface).is_none() {
             return Err(usage(
                 "--interface",
                 format!(

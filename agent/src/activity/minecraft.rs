@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{PlayerCount, ProbeError};
+use super::probe::{PlayerCount, ProbeError, resolve, within_deadline};
 
 /// The protocol version sent in the handshake. By convention a client that only pings sends
 /// -1: servers answer the status request whatever the version.
@@ -183,7 +183,7 @@ fn strip_formatting(s: &str) -> String {
 
 /// Pings the server at `address` (`host:port`) within `timeout` overall.
 pub async fn query(address: &str, timeout: Duration) -> Result<PlayerCount, ProbeError> {
-    super::within_deadline(address, timeout, exchange(address)).await
+    within_deadline(address, timeout, exchange(address)).await
 }
 
 async fn exchange(address: &str) -> Result<PlayerCount, ProbeError> {
@@ -195,7 +195,7 @@ async fn exchange(address: &str) -> Result<PlayerCount, ProbeError> {
         address: address.to_string(),
         reason: e.to_string(),
     };
-    let target = super::resolve(address).await?;
+    let target = resolve(address).await?;
     let host = address
         .rsplit_once(':')
         .map_or(address, |(h, _)| h)

@@ -1,8 +1,8 @@
 //! The kernel packet counter: one `AF_PACKET` socket per port spec, each with the classic BPF
 //! filter from [`super::bpf`], read only through `PACKET_STATISTICS`.
 //!
-//! This is the one module with `unsafe` code: the socket calls libc offers and std does not.
-//! Every block says why it is sound.
+//! This module and [`super::iface`] are the only ones with `unsafe` code: the socket calls libc
+//! offers and std does not. Every block says why it is sound.
 //!
 //! How counting works: the socket is `SOCK_DGRAM` (the filter sees the network header at
 //! offset 0), bound to one interface for every protocol (`ETH_P_ALL`), with the smallest
@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::bpf::{self, Insn};
-use super::{CounterError, PacketCounter, route};
+use super::counter::{CounterError, PacketCounter};
+pub use super::iface::interface_index;
+use super::route;
 use crate::config::{InterfaceChoice, PortSpec};
 
 /// How the counter waits between reopen attempts.
@@ -180,18 +182,6 @@ fn get_option<T>(
     } else {
         Ok(())
     }
-}
-
-/// The index of the interface `name`, or `None` when there is no such interface.
-///
-/// One `if_nametoindex` (a socket and an ioctl), where `pnet_datalink::interfaces()` dumps
-/// every interface and address over netlink: this is what `activity --interface` and
-/// `interface = "auto"` check names with.
-pub fn interface_index(name: &str) -> Option<u32> {
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    (index != 0).then_some(index)
 }
 
 /// An `ifreq` naming `name`, everything else zero.
@@ -505,18 +495,5 @@ impl PacketCounter for KernelCounter {
             }
         }
         Ok(counts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_index_knows_loopback_and_nothing_else() {
-        assert!(interface_index("lo").is_some_and(|i| i > 0));
-        assert_eq!(interface_index("cmnosuch0"), None);
-        assert_eq!(interface_index("lo\0x"), None);
-        assert_eq!(interface_index(""), None);
     }
 }

@@ -30,7 +30,7 @@ pub fn default_interface() -> Result<String, RouteError> {
         Path::new("/proc/net/route"),
         Path::new("/proc/net/ipv6_route"),
     )?;
-    if super::packet::interface_index(&name).is_some() {
+    if super::iface::interface_index(&name).is_some() {
         Ok(name)
     } else {
         Err(RouteError::Missing(name))

@@ -9,7 +9,7 @@ use aws_sdk_autoscaling::error::DisplayErrorContext;
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
-use super::{AwsError, Capacity};
+use super::traits::{AwsError, Capacity};
 
 const SERVICE: &str = "autoscaling";
 

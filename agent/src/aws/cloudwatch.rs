@@ -22,7 +22,7 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use super::autoscaling::GroupResolver;
-use super::{AwsError, Metrics};
+use super::traits::{AwsError, Metrics};
 use crate::decide::MetricsBatch;
 
 const SERVICE: &str = "cloudwatch";

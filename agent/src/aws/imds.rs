@@ -12,7 +12,7 @@ use aws_config::imds::Client;
 use aws_config::imds::client::error::ImdsError;
 use tracing::debug;
 
-use super::{AwsError, Identity, InstanceMetadata};
+use super::traits::{AwsError, Identity, InstanceMetadata};
 use crate::decide::LifecycleState;
 
 /// IMDS is on the instance's own link: a healthy one answers in milliseconds. These bounds

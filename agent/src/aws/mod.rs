@@ -1,11 +1,11 @@
 //! The cloud side: instance metadata, Route53, Auto Scaling, CloudWatch and SNS.
 //!
-//! One narrow trait per side effect, and one thin adapter per service:
-//! [`imds`], [`route53`], [`autoscaling`], [`cloudwatch`] and [`sns`]. Every adapter takes its
-//! endpoint from the SDK's standard environment (`AWS_ENDPOINT_URL`,
-//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`) or from [`BuildOptions`], so tests point it at the
-//! emulator. The adapters speak the real protocols (CloudWatch's rpc-v2-cbor included); the
-//! emulator's gaps are bridged on the test side (`tests/shim/awsshim.py`), never here.
+//! One narrow trait per side effect ([`traits`]), and one thin adapter per service: [`imds`],
+//! [`route53`], [`autoscaling`], [`cloudwatch`] and [`sns`]. Every adapter takes its endpoint
+//! from the SDK's standard environment (`AWS_ENDPOINT_URL`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`)
+//! or from [`BuildOptions`], so tests point it at the emulator. The adapters speak the real
+//! protocols (CloudWatch's rpc-v2-cbor included); the emulator's gaps are bridged on the test
+//! side (`tests/shim/awsshim.py`), never here.
 //!
 //! ## Failures
 //! Every SDK call is bounded ([`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`])
@@ -22,12 +22,9 @@
 //! running and costs money, but no one's game is stopped). The operator sees the ERROR in the
 //! journal and restarts the agent once IMDS answers (`systemctl restart container-manager-agent`).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::environment::region::EnvironmentVariableRegionProvider;
@@ -40,7 +37,6 @@ use tokio::time::{Instant, sleep, timeout};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::decide::{LifecycleState, MetricsBatch};
 
 pub mod autoscaling;
 pub mod cloudwatch;
@@ -48,120 +44,12 @@ pub mod imds;
 pub mod route53;
 pub mod sns;
 pub mod ssm;
+pub mod traits;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AwsError {
-    #[error("{service} {call} failed: {reason}")]
-    Call {
-        service: &'static str,
-        call: &'static str,
-        reason: String,
-    },
-    #[error("instance metadata {path} failed: {reason}")]
-    Metadata { path: String, reason: String },
-    #[error("{what} did not happen within {seconds} s")]
-    Timeout { what: String, seconds: u64 },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-/// Who and where this instance is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub instance_id: String,
-    pub region: String,
-    pub public_ipv4: Option<Ipv4Addr>,
-    pub ipv6: Option<Ipv6Addr>,
-}
-
-/// The instance metadata service (IMDSv2).
-#[async_trait]
-pub trait InstanceMetadata: Send + Sync + std::fmt::Debug {
-    async fn identity(&self) -> Result<Identity, AwsError>;
-    /// `autoscaling/target-lifecycle-state`; [`LifecycleState::Standalone`] outside a group.
-    async fn lifecycle_state(&self) -> Result<LifecycleState, AwsError>;
-    /// Whether `spot/instance-action` announces an interruption.
-    async fn spot_interruption(&self) -> Result<bool, AwsError>;
-}
-
-/// The outcome of a guarded DNS revert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RevertOutcome {
-    Reverted,
-    /// The record no longer holds our address (a newer instance took it): left alone.
-    NotOurs {
-        current: Option<String>,
-    },
-}
-
-/// The server's Route53 record.
-#[async_trait]
-pub trait DnsRecord: Send + Sync + std::fmt::Debug {
-    /// UPSERTs the record(s) to this instance's address and waits for INSYNC (bounded).
-    /// Returns the address written.
-    async fn point_here(&self) -> Result<String, AwsError>;
-    /// Sets the record back to the placeholder, only if it still holds our address, in one
-    /// atomic change batch.
-    async fn revert(&self) -> Result<RevertOutcome, AwsError>;
-}
-
-/// The Auto Scaling group this instance belongs to.
-#[async_trait]
-pub trait Capacity: Send + Sync + std::fmt::Debug {
-    async fn scale_to_zero(&self) -> Result<(), AwsError>;
-    /// Completes the termination hook (CONTINUE).
-    async fn complete_lifecycle(&self) -> Result<(), AwsError>;
-    /// Completes the launching hook (CONTINUE): into the warm pool, or into service.
-    async fn complete_launch(&self) -> Result<(), AwsError>;
-    async fn heartbeat(&self) -> Result<(), AwsError>;
-}
-
-/// CloudWatch custom metrics.
-#[async_trait]
-pub trait Metrics: Send + Sync + std::fmt::Debug {
-    /// Publishes one interval's metrics in one PutMetricData call.
-    async fn publish(&self, batch: &MetricsBatch) -> Result<(), AwsError>;
-}
-
-/// An alert for a person on a phone: a short subject and a readable body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertMessage {
-    pub subject: String,
-    pub body: String,
-}
-
-/// A secret value (a webhook URL). Its `Debug` never shows it; only [`Secret::expose`] does.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-/// Secrets kept in SSM Parameter Store (SecureString).
-#[async_trait]
-pub trait Secrets: Send + Sync + std::fmt::Debug {
-    /// The decrypted value of a parameter.
-    async fn secret(&self, name: &str) -> Result<Secret, AwsError>;
-}
-
-/// SNS alerts.
-#[async_trait]
-pub trait Alerts: Send + Sync + std::fmt::Debug {
-    async fn send(&self, alert: &AlertMessage) -> Result<(), AwsError>;
-}
+pub use traits::{
+    AlertMessage, Alerts, AwsError, Capacity, DnsRecord, Identity, InstanceMetadata, Metrics,
+    RevertOutcome, Secret, Secrets,
+};
 
 /// The cloud adapters the config asks for. A `None` is a feature that is off.
 #[derive(Debug, Default)]

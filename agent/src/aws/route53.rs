@@ -17,7 +17,7 @@ use aws_sdk_route53::types::{
 use tokio::time::{Instant, sleep};
 use tracing::{debug, info, warn};
 
-use super::{AwsError, DnsRecord, Identity, RevertOutcome};
+use super::traits::{AwsError, DnsRecord, Identity, RevertOutcome};
 use crate::config::DnsConfig;
 
 const SERVICE: &str = "route53";

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::error::DisplayErrorContext;
 
-use super::{AlertMessage, Alerts, AwsError};
+use super::traits::{AlertMessage, Alerts, AwsError};
 
 #[derive(Debug, Clone)]
 pub struct Sns {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::error::DisplayErrorContext;
 
-use super::{AwsError, Secret, Secrets};
+use super::traits::{AwsError, Secret, Secrets};
 
 #[derive(Debug, Clone)]
 pub struct Ssm {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::classify::{self, Action, ECS_LABEL, Ev, Outcome, Snapshot, Tracker};
-use super::{ContainerError, Containers, PreStopReport, StopReport};
+use super::traits::{ContainerError, Containers, PreStopReport, StopReport};
 use crate::config::{ContainerConfig, ContainerSelector};
 use crate::decide::ContainerEvent;
 

@@ -10,11 +10,11 @@ use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::RunOptions;
+use super::options::RunOptions;
 use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
 use crate::config::Config;
-use crate::container::Containers;
-use crate::decide::{Action, Completion, Problem};
+use crate::container::{Containers, StopReport};
+use crate::decide::{Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason};
 use crate::notify::Notifier;
 use crate::retry::{CALL_TIMEOUT, retry, retry_within};
 
@@ -64,324 +64,367 @@ impl Executor {
         let _ = self.done.send(c);
     }
 
+    /// Runs one action of the core: one method per action, each logging its decision.
     pub(super) fn dispatch(&mut self, action: Action) {
-        let dry = self.options.dry_run;
         match action {
             Action::Exit => {}
-            Action::UpdateDns => {
-                let Some(dns) = self.dns.clone() else { return };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let record = self
-                    .config
-                    .dns
-                    .as_ref()
-                    .map(|d| d.record_name.clone())
-                    .unwrap_or_default();
-                if dry {
-                    info!(event = "dns_updated", dry_run = true, record = %record, "Would point the record at this instance.");
-                    self.report(Completion::DnsUpdated);
-                    return;
-                }
-                let on_failure =
-                    stuck_after(&self.done, STUCK_AFTER, |error| Problem::DnsStuck { error });
-                self.tasks.spawn(async move {
-                    if let Some(ip) = retry("route53 upsert", None, &cancel, on_failure, || dns.point_here()).await {
-                        info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
-                        let _ = done.send(Completion::DnsUpdated);
-                    }
-                });
-            }
-            Action::ScaleToZero(reason) => {
-                info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
-                let Some(cap) = self.capacity.clone() else {
-                    return;
-                };
-                if dry {
-                    self.report(Completion::ScaledIn);
-                    return;
-                }
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| {
-                    Problem::ScaleInStuck { error }
-                });
-                self.tasks.spawn(async move {
-                    if retry("set desired capacity 0", None, &cancel, on_failure, || {
-                        cap.scale_to_zero()
-                    })
-                    .await
-                    .is_some()
-                    {
-                        info!(event = "scale_in_done", "Desired capacity set to 0.");
-                        let _ = done.send(Completion::ScaledIn);
-                    }
-                });
-            }
-            Action::Alert(alert) => {
-                // Sent apart from the loop: never waits, never blocks an action.
-                self.notifier.notify(alert);
-            }
-            Action::GracefulStop { cause, heartbeat } => {
-                info!(cause = %cause, dry_run = dry, "Stopping the game gracefully because {cause}.");
-                let Some(containers) = self.containers.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "graceful_stop_done",
-                        dry_run = dry,
-                        saved = false,
-                        "No container stop performed."
-                    );
-                    self.report(Completion::GracefulStopDone { saved: None });
-                    return;
-                };
-                let cap = self.capacity.clone().filter(|_| heartbeat);
-                let stop_timeout = self.config.container.stop_timeout;
-                let every = heartbeat_every(stop_timeout);
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    let beats = async {
-                        let Some(cap) = cap else {
-                            return std::future::pending::<()>().await;
-                        };
-                        loop {
-                            match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
-                                Ok(Ok(())) => info!(
-                                    event = "lifecycle_heartbeat",
-                                    "Lifecycle heartbeat sent."
-                                ),
-                                Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
-                                Err(_) => warn!("Lifecycle heartbeat timed out."),
-                            }
-                            sleep(every).await;
-                        }
-                    };
-                    // The stop waits for the pre-stop command and the game's exit: bounded by
-                    // them, not by CALL_TIMEOUT.
-                    let bound = crate::container::graceful_stop_bound(stop_timeout);
-                    let stop = retry_within(
-                        "graceful stop",
-                        bound,
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || containers.graceful_stop(),
-                    );
-                    let report = tokio::select! {
-                        r = stop => r,
-                        () = beats => None,
-                    };
-                    let saved = match &report {
-                        Some(r) if r.container.is_none() => None,
-                        Some(r) => Some(
-                            r.exited_on_its_own
-                                && r.pre_stop.as_ref().is_none_or(|p| p.exit_code == Some(0)),
-                        ),
-                        None => Some(false),
-                    };
-                    match report {
-                        Some(r) => {
-                            let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
-                            info!(
-                                event = "graceful_stop_done",
-                                container = r.container.as_deref().unwrap_or("none"),
-                                pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
-                                pre_stop_timed_out =
-                                    r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
-                                pre_stop_output =
-                                    r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
-                                saved,
-                                exited_on_its_own = r.exited_on_its_own,
-                                exit_code = r.exit_code,
-                                duration_ms =
-                                    u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
-                                "Game stopped{}.",
-                                if r.exited_on_its_own {
-                                    ""
-                                } else {
-                                    " (it had to be killed)"
-                                }
-                            );
-                        }
-                        None => error!(
-                            event = "graceful_stop_done",
-                            saved = false,
-                            "The game could not be stopped gracefully."
-                        ),
-                    }
-                    let _ = done.send(Completion::GracefulStopDone { saved });
-                });
-            }
-            Action::RevertDns => {
-                let Some(dns) = self.dns.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "dns_reverted",
-                        dry_run = dry,
-                        "Would set the record back to the placeholder."
-                    );
-                    self.report(Completion::DnsReverted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
-                        Some(RevertOutcome::Reverted) => info!(
-                            event = "dns_reverted",
-                            "Record set back to the placeholder."
-                        ),
-                        Some(RevertOutcome::NotOurs { current }) => info!(
-                            event = "dns_reverted",
-                            left_alone = true,
-                            current = current.as_deref().unwrap_or("none"),
-                            "Record no longer holds our address; left alone."
-                        ),
-                        None => return,
-                    }
-                    let _ = done.send(Completion::DnsReverted);
-                });
-            }
-            Action::PublishMetrics { batch, flush } => {
-                let Some(metrics) = self.metrics.clone().filter(|_| !dry) else {
-                    if flush {
-                        self.report(Completion::MetricsFlushed);
-                    }
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    let ok = retry(
-                        "put metric data",
-                        Some(3),
-                        &cancel,
-                        |_, _| {},
-                        || metrics.publish(&batch),
-                    )
-                    .await
-                    .is_some();
-                    if ok {
-                        info!(
-                            event = "metrics_published",
-                            flush,
-                            packets = batch.inbound_packets,
-                            idle_seconds = batch.idle_seconds,
-                            "Metrics published."
-                        );
-                    }
-                    if flush {
-                        let _ = done.send(Completion::MetricsFlushed);
-                    }
-                });
-            }
-            Action::CompleteLifecycle => {
-                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "lifecycle_completed",
-                        dry_run = dry,
-                        "Would complete the lifecycle action."
-                    );
-                    self.report(Completion::LifecycleCompleted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                let on_failure = stuck_after(&self.done, LIFECYCLE_STUCK_AFTER, |error| {
-                    Problem::LifecycleStuck { error }
-                });
-                self.tasks.spawn(async move {
-                    if retry(
-                        "complete lifecycle action",
-                        None,
-                        &cancel,
-                        on_failure,
-                        || cap.complete_lifecycle(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(
-                            event = "lifecycle_completed",
-                            "Lifecycle action completed (CONTINUE)."
-                        );
-                        let _ = done.send(Completion::LifecycleCompleted);
-                    }
-                });
-            }
-            Action::PrepareForPool => {
-                let image = self.config.container.image.clone();
-                let (Some(containers), Some(image)) =
-                    (self.containers.clone().filter(|_| !dry), image)
-                else {
-                    info!(
-                        event = "prepared",
-                        dry_run = dry,
-                        "Would prepare the instance for the warm pool."
-                    );
-                    self.report(Completion::Prepared);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    info!(image = %image, "Preparing the instance for the warm pool.");
-                    // An image that cannot be pulled now is pulled at the next start instead;
-                    // the instance still goes into the pool (bounded attempts, 10 min each).
-                    match retry_within(
-                        "pull the game's image",
-                        PULL_TIMEOUT,
-                        Some(PULL_ATTEMPTS),
-                        &cancel,
-                        |_, _| {},
-                        || containers.prepare_image(&image),
-                    )
-                    .await
-                    {
-                        Some(pulled) => info!(
-                            event = "prepared",
-                            image = %image,
-                            pulled,
-                            "{}",
-                            if pulled {
-                                "Image pulled; the instance is ready for the warm pool."
-                            } else {
-                                "Image already present; the instance is ready for the warm pool."
-                            }
-                        ),
-                        None => warn!(
-                            event = "prepared",
-                            image = %image,
-                            pulled = false,
-                            "Could not pull the image; it will be pulled when the instance starts."
-                        ),
-                    }
-                    let _ = done.send(Completion::Prepared);
-                });
-            }
-            Action::CompleteLaunch => {
-                let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
-                    info!(
-                        event = "launch_completed",
-                        dry_run = dry,
-                        "Would complete the launching hook."
-                    );
-                    self.report(Completion::LaunchCompleted);
-                    return;
-                };
-                let (done, cancel) = (self.done.clone(), self.cancel.clone());
-                self.tasks.spawn(async move {
-                    if retry(
-                        "complete the launching hook",
-                        None,
-                        &cancel,
-                        |_, _| {},
-                        || cap.complete_launch(),
-                    )
-                    .await
-                    .is_some()
-                    {
-                        info!(
-                            event = "launch_completed",
-                            "Launching hook completed (CONTINUE)."
-                        );
-                        let _ = done.send(Completion::LaunchCompleted);
-                    }
-                });
-            }
+            Action::UpdateDns => self.update_dns(),
+            Action::ScaleToZero(reason) => self.scale_in(reason),
+            Action::Alert(alert) => self.alert(alert),
+            Action::GracefulStop { cause, heartbeat } => self.graceful_stop(cause, heartbeat),
+            Action::RevertDns => self.revert_dns(),
+            Action::PublishMetrics { batch, flush } => self.publish_metrics(batch, flush),
+            Action::CompleteLifecycle => self.complete_lifecycle(),
+            Action::PrepareForPool => self.prepare_for_pool(),
+            Action::CompleteLaunch => self.complete_launch(),
         }
+    }
+
+    /// Points the record at this instance (UPSERT), retried until it holds.
+    fn update_dns(&mut self) {
+        let dry = self.options.dry_run;
+        let Some(dns) = self.dns.clone() else { return };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let record = self
+            .config
+            .dns
+            .as_ref()
+            .map(|d| d.record_name.clone())
+            .unwrap_or_default();
+        if dry {
+            info!(event = "dns_updated", dry_run = true, record = %record, "Would point the record at this instance.");
+            self.report(Completion::DnsUpdated);
+            return;
+        }
+        let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| Problem::DnsStuck { error });
+        self.tasks.spawn(async move {
+            if let Some(ip) = retry("route53 upsert", None, &cancel, on_failure, || dns.point_here()).await {
+                info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
+                let _ = done.send(Completion::DnsUpdated);
+            }
+        });
+    }
+
+    /// Scales the group to zero: the one call that ends the instance.
+    fn scale_in(&mut self, reason: ScaleReason) {
+        let dry = self.options.dry_run;
+        info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
+        let Some(cap) = self.capacity.clone() else {
+            return;
+        };
+        if dry {
+            self.report(Completion::ScaledIn);
+            return;
+        }
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| Problem::ScaleInStuck {
+            error,
+        });
+        self.tasks.spawn(async move {
+            if retry("set desired capacity 0", None, &cancel, on_failure, || {
+                cap.scale_to_zero()
+            })
+            .await
+            .is_some()
+            {
+                info!(event = "scale_in_done", "Desired capacity set to 0.");
+                let _ = done.send(Completion::ScaledIn);
+            }
+        });
+    }
+
+    /// Hands an alert to the notifier.
+    fn alert(&mut self, alert: Alert) {
+        // Sent apart from the loop: never waits, never blocks an action.
+        self.notifier.notify(alert);
+    }
+
+    /// Saves and stops the game; with `heartbeat`, keeps the lifecycle action alive meanwhile.
+    fn graceful_stop(&mut self, cause: DrainCause, heartbeat: bool) {
+        let dry = self.options.dry_run;
+        info!(cause = %cause, dry_run = dry, "Stopping the game gracefully because {cause}.");
+        let Some(containers) = self.containers.clone().filter(|_| !dry) else {
+            info!(
+                event = "graceful_stop_done",
+                dry_run = dry,
+                saved = false,
+                "No container stop performed."
+            );
+            self.report(Completion::GracefulStopDone { saved: None });
+            return;
+        };
+        let cap = self.capacity.clone().filter(|_| heartbeat);
+        let stop_timeout = self.config.container.stop_timeout;
+        let every = heartbeat_every(stop_timeout);
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let beats = heartbeats(cap, every);
+            // The stop waits for the pre-stop command and the game's exit: bounded by
+            // them, not by CALL_TIMEOUT.
+            let bound = crate::container::graceful_stop_bound(stop_timeout);
+            let stop = retry_within(
+                "graceful stop",
+                bound,
+                Some(3),
+                &cancel,
+                |_, _| {},
+                || containers.graceful_stop(),
+            );
+            let report = tokio::select! {
+                r = stop => r,
+                () = beats => None,
+            };
+            let saved = saved(report.as_ref());
+            log_stopped(report.as_ref());
+            let _ = done.send(Completion::GracefulStopDone { saved });
+        });
+    }
+
+    /// Sets the record back to the placeholder, if it still holds our address.
+    fn revert_dns(&mut self) {
+        let dry = self.options.dry_run;
+        let Some(dns) = self.dns.clone().filter(|_| !dry) else {
+            info!(
+                event = "dns_reverted",
+                dry_run = dry,
+                "Would set the record back to the placeholder."
+            );
+            self.report(Completion::DnsReverted);
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
+                Some(RevertOutcome::Reverted) => info!(
+                    event = "dns_reverted",
+                    "Record set back to the placeholder."
+                ),
+                Some(RevertOutcome::NotOurs { current }) => info!(
+                    event = "dns_reverted",
+                    left_alone = true,
+                    current = current.as_deref().unwrap_or("none"),
+                    "Record no longer holds our address; left alone."
+                ),
+                None => return,
+            }
+            let _ = done.send(Completion::DnsReverted);
+        });
+    }
+
+    /// Publishes one batch of metrics; a `flush` is reported back when done.
+    fn publish_metrics(&mut self, batch: MetricsBatch, flush: bool) {
+        let dry = self.options.dry_run;
+        let Some(metrics) = self.metrics.clone().filter(|_| !dry) else {
+            if flush {
+                self.report(Completion::MetricsFlushed);
+            }
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let ok = retry(
+                "put metric data",
+                Some(3),
+                &cancel,
+                |_, _| {},
+                || metrics.publish(&batch),
+            )
+            .await
+            .is_some();
+            if ok {
+                info!(
+                    event = "metrics_published",
+                    flush,
+                    packets = batch.inbound_packets,
+                    idle_seconds = batch.idle_seconds,
+                    "Metrics published."
+                );
+            }
+            if flush {
+                let _ = done.send(Completion::MetricsFlushed);
+            }
+        });
+    }
+
+    /// Completes the termination lifecycle action (CONTINUE), retried until it holds.
+    fn complete_lifecycle(&mut self) {
+        let dry = self.options.dry_run;
+        let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+            info!(
+                event = "lifecycle_completed",
+                dry_run = dry,
+                "Would complete the lifecycle action."
+            );
+            self.report(Completion::LifecycleCompleted);
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let on_failure = stuck_after(&self.done, LIFECYCLE_STUCK_AFTER, |error| {
+            Problem::LifecycleStuck { error }
+        });
+        self.tasks.spawn(async move {
+            if retry(
+                "complete lifecycle action",
+                None,
+                &cancel,
+                on_failure,
+                || cap.complete_lifecycle(),
+            )
+            .await
+            .is_some()
+            {
+                info!(
+                    event = "lifecycle_completed",
+                    "Lifecycle action completed (CONTINUE)."
+                );
+                let _ = done.send(Completion::LifecycleCompleted);
+            }
+        });
+    }
+
+    /// Pulls the game's image before the instance goes into the warm pool.
+    fn prepare_for_pool(&mut self) {
+        let dry = self.options.dry_run;
+        let image = self.config.container.image.clone();
+        let (Some(containers), Some(image)) = (self.containers.clone().filter(|_| !dry), image)
+        else {
+            info!(
+                event = "prepared",
+                dry_run = dry,
+                "Would prepare the instance for the warm pool."
+            );
+            self.report(Completion::Prepared);
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            info!(image = %image, "Preparing the instance for the warm pool.");
+            // An image that cannot be pulled now is pulled at the next start instead;
+            // the instance still goes into the pool (bounded attempts, 10 min each).
+            match retry_within(
+                "pull the game's image",
+                PULL_TIMEOUT,
+                Some(PULL_ATTEMPTS),
+                &cancel,
+                |_, _| {},
+                || containers.prepare_image(&image),
+            )
+            .await
+            {
+                Some(pulled) => info!(
+                    event = "prepared",
+                    image = %image,
+                    pulled,
+                    "{}",
+                    if pulled {
+                        "Image pulled; the instance is ready for the warm pool."
+                    } else {
+                        "Image already present; the instance is ready for the warm pool."
+                    }
+                ),
+                None => warn!(
+                    event = "prepared",
+                    image = %image,
+                    pulled = false,
+                    "Could not pull the image; it will be pulled when the instance starts."
+                ),
+            }
+            let _ = done.send(Completion::Prepared);
+        });
+    }
+
+    /// Completes the launching hook (CONTINUE), retried until it holds.
+    fn complete_launch(&mut self) {
+        let dry = self.options.dry_run;
+        let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+            info!(
+                event = "launch_completed",
+                dry_run = dry,
+                "Would complete the launching hook."
+            );
+            self.report(Completion::LaunchCompleted);
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            if retry(
+                "complete the launching hook",
+                None,
+                &cancel,
+                |_, _| {},
+                || cap.complete_launch(),
+            )
+            .await
+            .is_some()
+            {
+                info!(
+                    event = "launch_completed",
+                    "Launching hook completed (CONTINUE)."
+                );
+                let _ = done.send(Completion::LaunchCompleted);
+            }
+        });
+    }
+}
+
+/// Keeps the lifecycle action alive while the game saves: a heartbeat every `every`, until the
+/// stop ends (never, without a lifecycle hook to keep alive).
+async fn heartbeats(cap: Option<Arc<dyn Capacity>>, every: Duration) {
+    let Some(cap) = cap else {
+        return std::future::pending::<()>().await;
+    };
+    loop {
+        match timeout(CALL_TIMEOUT, cap.heartbeat()).await {
+            Ok(Ok(())) => {
+                info!(event = "lifecycle_heartbeat", "Lifecycle heartbeat sent.")
+            }
+            Ok(Err(e)) => warn!(error = %e, "Lifecycle heartbeat failed."),
+            Err(_) => warn!("Lifecycle heartbeat timed out."),
+        }
+        sleep(every).await;
+    }
+}
+
+/// Whether the world was saved: the game exited on its own and the pre-stop command, if any,
+/// succeeded. `None` when no game was running; `Some(false)` when the stop itself failed.
+fn saved(report: Option<&StopReport>) -> Option<bool> {
+    match report {
+        Some(r) if r.container.is_none() => None,
+        Some(r) => {
+            Some(r.exited_on_its_own && r.pre_stop.as_ref().is_none_or(|p| p.exit_code == Some(0)))
+        }
+        None => Some(false),
+    }
+}
+
+/// The one journal line that says how the stop went.
+fn log_stopped(report: Option<&StopReport>) {
+    match report {
+        Some(r) => {
+            let saved = r.pre_stop.as_ref().map(|p| p.exit_code == Some(0));
+            info!(
+                event = "graceful_stop_done",
+                container = r.container.as_deref().unwrap_or("none"),
+                pre_stop_exit = r.pre_stop.as_ref().and_then(|p| p.exit_code),
+                pre_stop_timed_out = r.pre_stop.as_ref().is_some_and(|p| p.timed_out),
+                pre_stop_output = r.pre_stop.as_ref().map_or("", |p| p.output.as_str()),
+                saved,
+                exited_on_its_own = r.exited_on_its_own,
+                exit_code = r.exit_code,
+                duration_ms = u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+                "Game stopped{}.",
+                if r.exited_on_its_own {
+                    ""
+                } else {
+                    " (it had to be killed)"
+                }
+            );
+        }
+        None => error!(
+            event = "graceful_stop_done",
+            saved = false,
+            "The game could not be stopped gracefully."
+        ),
     }
 }
 

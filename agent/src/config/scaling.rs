@@ -1,0 +1,113 @@
+//! `[scaling]`: the Auto Scaling group, its lifecycle hooks and the uptime limit.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::check::{Ctx, optional};
+use super::error::ConfigError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScaling {
+    #[serde(default)]
+    auto_scaling_group: String,
+    #[serde(default)]
+    lifecycle_hook: String,
+    #[serde(default)]
+    launch_hook: String,
+    #[serde(default = "d_max_uptime")]
+    max_uptime: String,
+    #[serde(default)]
+    stop_on_max_uptime: bool,
+}
+
+fn d_max_uptime() -> String {
+    "8h".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalingConfig {
+    /// `None`: look the group up from the instance id.
+    pub auto_scaling_group: Option<String>,
+    /// `None`: no termination hook to complete.
+    pub lifecycle_hook: Option<String>,
+    /// The launching hook (warm pools): completed once the instance is prepared for the pool,
+    /// and as soon as it enters service. `None`: no launching hook.
+    pub launch_hook: Option<String>,
+    pub max_uptime: Duration,
+    pub stop_on_max_uptime: bool,
+}
+
+impl RawScaling {
+    pub(super) fn validate(self, cx: &Ctx<'_>) -> Result<ScalingConfig, ConfigError> {
+        let max_uptime = cx.duration(
+            "scaling.max_uptime",
+            &self.max_uptime,
+            Duration::from_secs(60),
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let group = optional(self.auto_scaling_group);
+        if let Some(g) = &group
+            && g.len() > 255
+        {
+            return Err(cx.err(
+                "scaling.auto_scaling_group",
+                "is longer than 255 characters (expected an Auto Scaling group name)",
+            ));
+        }
+        let hook_name = |key: &str, value: String| {
+            let hook = optional(value);
+            if let Some(h) = &hook
+                && (h.len() > 255
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b)))
+            {
+                return Err(cx.err(
+                    key,
+                    format!(
+                        "{h:?} is not a lifecycle hook name (expected letters, digits, -, _ or /)"
+                    ),
+                ));
+            }
+            Ok(hook)
+        };
+        let hook = hook_name("scaling.lifecycle_hook", self.lifecycle_hook)?;
+        let launch_hook = hook_name("scaling.launch_hook", self.launch_hook)?;
+        Ok(ScalingConfig {
+            auto_scaling_group: group,
+            lifecycle_hook: hook,
+            launch_hook,
+            max_uptime,
+            stop_on_max_uptime: self.stop_on_max_uptime,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_rejected, with};
+
+    /// Each bad input is rejected with its key path in the message.
+    #[test]
+    fn bad_inputs_name_their_key() {
+        assert_rejected(&[
+            (
+                with("", "", "[scaling]\nmax_uptime = \"10s\""),
+                "scaling.max_uptime",
+                "out of range",
+            ),
+            (
+                with("", "", "[scaling]\nlifecycle_hook = \"a b\""),
+                "scaling.lifecycle_hook",
+                "lifecycle hook name",
+            ),
+            (
+                with("", "", "[scaling]\nstop_on_max_uptime = \"yes\""),
+                "scaling.stop_on_max_uptime",
+                "invalid type",
+            ),
+        ]);
+    }
+}

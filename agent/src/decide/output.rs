@@ -1,0 +1,263 @@
+//! What the core returns: the actions the run loop carries out, the alerts and the reasons they
+//! give, the metrics, and the verdict on each sample.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a graceful stop or drain was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    Terminating,
+    SpotInterruption,
+    SystemShutdown,
+    /// Only the agent is stopping (for example `systemctl restart`); the game keeps running.
+    AgentStop,
+}
+
+impl fmt::Display for DrainCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Terminating => "the instance is terminating",
+            Self::SpotInterruption => "a Spot interruption notice arrived",
+            Self::SystemShutdown => "the system is shutting down",
+            Self::AgentStop => "the agent was asked to stop",
+        })
+    }
+}
+
+/// Why the agent scales to zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScaleReason {
+    Idle {
+        idle_for: Duration,
+    },
+    Crash {
+        exit_code: i64,
+        oom_killed: bool,
+        crashes: u32,
+    },
+    MaxUptime {
+        uptime: Duration,
+    },
+}
+
+impl ScaleReason {
+    /// The short reason used in the `scale_in_requested` log event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Idle { .. } => "idle",
+            Self::Crash { .. } => "crash",
+            Self::MaxUptime { .. } => "max_uptime",
+        }
+    }
+}
+
+impl fmt::Display for ScaleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Idle { idle_for } => write!(
+                f,
+                "no players for {}",
+                humantime::format_duration(Duration::from_secs(idle_for.as_secs()))
+            ),
+            Self::Crash {
+                exit_code,
+                oom_killed: true,
+                crashes,
+            } => write!(
+                f,
+                "the game was killed for lack of memory (exit code {exit_code}, crash {crashes} in a row)"
+            ),
+            Self::Crash {
+                exit_code, crashes, ..
+            } => write!(
+                f,
+                "the game crashed with exit code {exit_code} (crash {crashes} in a row)"
+            ),
+            Self::MaxUptime { uptime } => write!(
+                f,
+                "the instance has been up for {}",
+                humantime::format_duration(Duration::from_secs(uptime.as_secs()))
+            ),
+        }
+    }
+}
+
+/// The kinds of notification events, by the names the config uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Online,
+    Players,
+    IdleStop,
+    Crash,
+    MaxUptime,
+    NeedsOperator,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 6] = [
+        Self::Online,
+        Self::Players,
+        Self::IdleStop,
+        Self::Crash,
+        Self::MaxUptime,
+        Self::NeedsOperator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Players => "players",
+            Self::IdleStop => "idle_stop",
+            Self::Crash => "crash",
+            Self::MaxUptime => "max_uptime",
+            Self::NeedsOperator => "needs_operator",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// Something only an operator can fix. The agent keeps working (and never idles on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The instance metadata service did not answer at boot: no DNS, no scaling.
+    NoMetadata,
+    /// The packet counter cannot be opened: every sample is unknown, so it never idles.
+    NoPacketCounter { error: String },
+    /// Docker cannot be reached: crashes are not seen, the game is not saved by the agent.
+    NoDocker { error: String },
+    /// CompleteLifecycleAction keeps failing.
+    LifecycleStuck { error: String },
+    /// The record cannot be pointed at this instance: players cannot find it.
+    DnsStuck { error: String },
+    /// The group cannot be scaled to zero: the instance keeps running.
+    ScaleInStuck { error: String },
+}
+
+impl Problem {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::NoMetadata => "no_metadata",
+            Self::NoPacketCounter { .. } => "no_packet_counter",
+            Self::NoDocker { .. } => "no_docker",
+            Self::LifecycleStuck { .. } => "lifecycle_stuck",
+            Self::DnsStuck { .. } => "dns_stuck",
+            Self::ScaleInStuck { .. } => "scale_in_stuck",
+        }
+    }
+}
+
+/// An event for people (players in a chat, the operator by e-mail), sent once per event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Alert {
+    /// The record points here and the game is ready. `uptime`: since the instance started.
+    Online {
+        uptime: Duration,
+    },
+    /// The player count changed (rate-limited by the notifier).
+    Players {
+        online: u32,
+        max: u32,
+    },
+    /// The idle server's game was stopped (and saved) before the instance goes away.
+    IdleStop {
+        idle_for: Duration,
+        uptime: Duration,
+        saved: Option<bool>,
+    },
+    /// Idle, but `[scaling]` is not configured: the instance keeps running.
+    IdleNoScaling {
+        idle_for: Duration,
+        detail: String,
+    },
+    Crash {
+        exit_code: i64,
+        oom_killed: bool,
+        crashes: u32,
+        container: String,
+        log_tail: Vec<String>,
+        scaling_in: bool,
+    },
+    MaxUptime {
+        uptime: Duration,
+        scaling_in: bool,
+    },
+    NeedsOperator(Problem),
+}
+
+impl Alert {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::Online { .. } => EventKind::Online,
+            Self::Players { .. } => EventKind::Players,
+            Self::IdleStop { .. } | Self::IdleNoScaling { .. } => EventKind::IdleStop,
+            Self::Crash { .. } => EventKind::Crash,
+            Self::MaxUptime { .. } => EventKind::MaxUptime,
+            Self::NeedsOperator(_) => EventKind::NeedsOperator,
+        }
+    }
+}
+
+/// The metrics of one interval, for the CloudWatch adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsBatch {
+    /// Sum of inbound packets over the interval; `None` if no sample was counted.
+    pub inbound_packets: Option<u64>,
+    /// The last player count, when probed.
+    pub players_online: Option<u32>,
+    pub idle_seconds: f64,
+    pub container_running: bool,
+}
+
+/// A side effect the run loop must carry out. Each is fed back as a [`Completion`](super::Completion) where the
+/// core waits for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Point the record at this instance (UPSERT), then report [`Completion::DnsUpdated`](super::Completion::DnsUpdated).
+    UpdateDns,
+    /// Set the group's desired capacity to 0.
+    ScaleToZero(ScaleReason),
+    Alert(Alert),
+    /// Save and stop the game. `heartbeat`: keep the lifecycle action alive while it runs.
+    GracefulStop {
+        cause: DrainCause,
+        heartbeat: bool,
+    },
+    /// Set the record back to the placeholder, if it still holds our address.
+    RevertDns,
+    PublishMetrics {
+        batch: MetricsBatch,
+        flush: bool,
+    },
+    CompleteLifecycle,
+    /// Prepare what the next start needs (pull the game's image) while the instance goes into
+    /// the warm pool, then report [`Completion::Prepared`](super::Completion::Prepared). Nothing visible changes.
+    PrepareForPool,
+    /// Complete the launching hook: the instance may go into the warm pool, or into service.
+    CompleteLaunch,
+    /// Everything is done: the run loop returns and the agent exits 0.
+    Exit,
+}
+
+/// How the core judged one observation, for the `sample` and `idle_countdown` log lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub active: bool,
+    /// Why it counts as active or quiet, in a few words.
+    pub basis: &'static str,
+    /// How long no sample has been active.
+    pub idle_for: Duration,
+    /// Time left until idle, when counting down.
+    pub remaining: Option<Duration>,
+}
+
+/// What one call of [`Core::handle`](super::Core::handle) produced.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Output {
+    pub actions: Vec<Action>,
+    pub verdict: Option<Verdict>,
+}
