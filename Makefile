@@ -22,7 +22,7 @@ PHASES := tests/harness/phases.sh
 # The Python checks of the template, the deploy and world commands and the shim (no twin boot).
 PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
 # The twin's story files, each its own phase in `make test`'s time table.
-TWIN_FILES := stories deploy world warm_pool
+TWIN_FILES := stories deploy world warm_pool isolation
 
 .PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
 	world-import world-export world-restore shell clean

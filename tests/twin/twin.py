@@ -106,7 +106,8 @@ class Names:
     @property
     def net6(self) -> str:
         # With the stack's IPv6 mode: the documentation prefix (RFC 3849), one /64 per twin.
-        return f"2001:db8:{self.slot:x}::"
+        # (Written as Python's ipaddress writes it: slot 0 is 2001:db8::.)
+        return "2001:db8::" if self.slot == 0 else f"2001:db8:{self.slot:x}::"
 
     @property
     def twin_ip6(self) -> str:
