@@ -238,35 +238,29 @@ class Shim(world.Shim):
         super().__init__("--host", names.twin_ip)
 
 
-class InstanceDocker:
-    """An instance's own Docker daemon, as the ECS-optimized AMI runs docker.service: a dockerd
-    on this machine inside the instance's network namespace (so `--network host` is the
-    instance's network), with its own data root (the instance's "root volume": images stay
-    across a stop and start) and its own socket, which is the only one mounted into the
-    instance (at /cm-twin/docker; ami/boot links /run/docker.sock to it). The twin's "ECS agent"
-    runs the game through it; the agent in the instance sees this daemon and nothing else."""
+class Dockerd:
+    """A Docker daemon of the twin's own on this machine: its data root, its socket (in
+    `sockdir`), its exec root, its log; optionally inside another process's network namespace."""
 
-    def __init__(self, names: Names, home: Path, index: int) -> None:
-        self.data = home / "docker"
-        self.sockdir = home / "docker-run"
-        self.sock = self.sockdir / "docker.sock"
-        self.exec_root = names.run_dir / str(index)
-        self.log = home / "dockerd.log"
+    def __init__(self, data: Path, sockdir: Path, exec_root: Path, log: Path) -> None:
+        self.data, self.sockdir, self.exec_root, self.log = data, sockdir, exec_root, log
+        self.sock = sockdir / "docker.sock"
         self.proc: subprocess.Popen | None = None
 
     def cmd(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         return sh("docker", "-H", f"unix://{self.sock}", *args, check=check, timeout=timeout)
 
-    def start(self, pid: str) -> float:
-        """Starts the daemon in the network namespace of process `pid` (the instance's init);
-        returns the seconds until it answered."""
+    def start(self, pid: str | None = None) -> float:
+        """Starts the daemon (in the network namespace of process `pid`, the instance's init,
+        when given); returns the seconds until it answered."""
         self.stop()
         self.sockdir.mkdir(parents=True, exist_ok=True)
         self.exec_root.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         with open(self.log, "a") as log:
+            netns = ["nsenter", f"--net=/proc/{pid}/ns/net"] if pid else []
             self.proc = subprocess.Popen(
-                ["nsenter", f"--net=/proc/{pid}/ns/net", "dockerd", "--data-root", str(self.data),
+                [*netns, "dockerd", "--data-root", str(self.data),
                  "--exec-root", str(self.exec_root / "exec"), "--pidfile", str(self.exec_root / "docker.pid"),
                  "-H", f"unix://{self.sock}", "--group", "docker", "--bridge=none", "--iptables=false",
                  "--ip6tables=false", "--ip-masq=false"],
@@ -274,12 +268,12 @@ class InstanceDocker:
         end = t0 + 60
         while time.time() < end:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the instance's dockerd exited {self.proc.returncode}: "
+                raise RuntimeError(f"dockerd ({self.data}) exited {self.proc.returncode}: "
                                    + self.log.read_text()[-800:])
             if self.sock.exists() and self.cmd("version", check=False, timeout=10).returncode == 0:
                 return time.time() - t0
             time.sleep(0.05)
-        raise RuntimeError(f"the instance's dockerd did not answer within 60 s: {self.log.read_text()[-800:]}")
+        raise RuntimeError(f"dockerd ({self.data}) did not answer within 60 s: {self.log.read_text()[-800:]}")
 
     def load(self, image: str) -> float | None:
         """A first boot: the instance's data root starts as a copy of this machine's image store
@@ -325,6 +319,18 @@ class InstanceDocker:
         shutil.rmtree(self.exec_root, ignore_errors=True)
 
 
+class InstanceDocker(Dockerd):
+    """An instance's own Docker daemon, as the ECS-optimized AMI runs docker.service: a dockerd
+    on this machine inside the instance's network namespace (so `--network host` is the
+    instance's network), with its own data root (the instance's "root volume": images stay
+    across a stop and start) and its own socket, which is the only one mounted into the
+    instance (at /cm-twin/docker; ami/boot links /run/docker.sock to it). The twin's "ECS agent"
+    runs the game through it; the agent in the instance sees this daemon and nothing else."""
+
+    def __init__(self, names: Names, home: Path, index: int) -> None:
+        super().__init__(home / "docker", home / "docker-run", names.run_dir / str(index), home / "dockerd.log")
+
+
 def game_image_store(image: str) -> Path:
     """A Docker data root that holds `image` and nothing else, made once per machine and image
     (`docker save` from this machine's daemon into a daemon of its own), under a lock so that
@@ -339,29 +345,17 @@ def game_image_store(image: str) -> Path:
             if old.is_dir():
                 shutil.rmtree(old, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix="store-", dir=IMAGE_CACHE))
-        exec_root = RUN_DIR / f"store-{os.getpid()}"
-        sock = work / "docker.sock"
-        with open(work / "dockerd.log", "w") as log:
-            proc = subprocess.Popen(
-                ["dockerd", "--data-root", str(work / "data"), "--exec-root", str(exec_root),
-                 "--pidfile", str(exec_root / "docker.pid"), "-H", f"unix://{sock}", "--bridge=none",
-                 "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        daemon = Dockerd(work / "data", work, RUN_DIR / f"store-{os.getpid()}", work / "dockerd.log")
+        daemon.start()
         try:
-            end = time.time() + 60
-            while not (sock.exists() and sh("docker", "-H", f"unix://{sock}", "version", check=False).returncode == 0):
-                if time.time() > end or proc.poll() is not None:
-                    raise RuntimeError(f"the image store's dockerd did not start: {(work / 'dockerd.log').read_text()[-800:]}")
-                time.sleep(0.1)
             save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-            sh("docker", "-H", f"unix://{sock}", "load", stdin=save.stdout, timeout=600)
+            sh("docker", "-H", f"unix://{daemon.sock}", "load", stdin=save.stdout, timeout=600)
             if save.wait(60) != 0:
                 raise RuntimeError(f"docker save {image} exited {save.returncode}")
         finally:
-            proc.terminate()
-            proc.wait(60)
-            unmount_under(exec_root)
-            shutil.rmtree(exec_root, ignore_errors=True)
+            daemon.stop()
+            unmount_under(daemon.exec_root)
+            shutil.rmtree(daemon.exec_root, ignore_errors=True)
         (work / "data").rename(store)
         shutil.rmtree(work, ignore_errors=True)
         return store
