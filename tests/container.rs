@@ -96,6 +96,7 @@ fn config(
         crashes_before_shutdown: 1,
         alert_log_lines: 5,
         image: None,
+        start_within: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::decide::{Alert, EventKind, Problem};
+use crate::decide::{Alert, EventKind, Problem, StartFailure};
 
 /// Who the messages are about.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -236,6 +236,64 @@ impl Message {
                 }
                 m.fields.push(("Up for".into(), human_minutes(*uptime)));
                 m.data = json!({ "uptime_seconds": uptime.as_secs(), "scaling_in": scaling_in });
+            }
+            Alert::NeverStarted {
+                failure,
+                scaling_in,
+            } => {
+                m.tone = Tone::Bad;
+                m.title = format!("{server}: the game never started");
+                m.text = format!("The game server {server} did not start: {failure}.");
+                m.text.push_str(if *scaling_in {
+                    " The address goes back to sleeping and the instance shuts down."
+                } else {
+                    " The instance keeps running."
+                });
+                m.next = Some(match failure {
+                    StartFailure::NoContainer { .. } => {
+                        "The operator should check the stack's ContainerImage (its name, tag and registry) and the ECS agent's log on the instance; a lookup wakes it again."
+                            .to_string()
+                    }
+                    StartFailure::Exited { .. } => {
+                        "The operator should read the game's log below (its settings, secrets and data); a lookup wakes it again."
+                            .to_string()
+                    }
+                });
+                match failure {
+                    StartFailure::NoContainer { waited, why } => {
+                        m.fields.push(("Waited".into(), human_minutes(*waited)));
+                        m.fields.push(("Reason".into(), why.clone()));
+                        m.data = json!({
+                            "reason": "no_container",
+                            "waited_seconds": waited.as_secs(),
+                            "why": why,
+                            "scaling_in": scaling_in,
+                        });
+                    }
+                    StartFailure::Exited {
+                        exit_code,
+                        oom_killed,
+                        crashes,
+                        container,
+                        log_tail,
+                    } => {
+                        m.fields.push(("Exit code".into(), exit_code.to_string()));
+                        if *crashes > 1 {
+                            m.fields.push(("Exits in a row".into(), crashes.to_string()));
+                        }
+                        m.fields.push(("Container".into(), container.clone()));
+                        m.log_tail.clone_from(log_tail);
+                        m.data = json!({
+                            "reason": "exited",
+                            "exit_code": exit_code,
+                            "oom_killed": oom_killed,
+                            "crashes": crashes,
+                            "container": container,
+                            "scaling_in": scaling_in,
+                            "log_tail": log_tail,
+                        });
+                    }
+                }
             }
             Alert::NeedsOperator(problem) => {
                 m.tone = Tone::Bad;
