@@ -16,13 +16,16 @@ export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
 export CARGO_TERM_COLOR ?= never
 PY := tests/.venv/bin/python
 PYTEST := $(PY) -m pytest -p no:cacheprovider
-# The stories' own durations, slowest first, at the end of each story phase.
-STORY_PYTEST := $(PYTEST) -v --durations=0 --durations-min=5
 PHASES := tests/harness/phases.sh
 # The Python checks of the template, the deploy and world commands and the shim (no twin boot).
 PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
-# The twin's story files, each its own phase in `make test`'s time table.
-TWIN_FILES := stories deploy world warm_pool isolation
+# The end-to-end stories: the agent-level ones (tests/e2e) and the cloud twin's. They run side by
+# side on STORY_WORKERS pytest-xdist workers (tests/harness/stories.sh; each twin has a slot of
+# its own), the slowest files first so that the last one to start is short. 3 workers on 2 cores:
+# the stories mostly wait on their timers (figures in tests/twin/README.md).
+STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py) tests/e2e \
+	$(addprefix tests/twin/test_twin_,warm_pool.py isolation.py smoke.py)
+export STORY_WORKERS ?= 3
 
 .PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
 	world-import world-export world-restore shell clean
@@ -49,7 +52,7 @@ test-python: setup
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
 test-e2e: setup
 	cargo test --workspace --lib --tests --no-run
-	$(PYTEST) tests/e2e $(foreach f,smoke $(TWIN_FILES),tests/twin/test_twin_$(f).py) -v
+	tests/harness/stories.sh $(STORY_FILES)
 
 test-rust: setup
 	cargo test --workspace --no-fail-fast --lib --tests -- --test-threads=2
@@ -68,17 +71,16 @@ check:
 
 # Everything, one phase after another, with a table of their wall times at the end. One debug
 # build serves the stories and the Rust suites (`cargo test --no-run` builds the agent binary
-# too). The release build for the packages runs niced in the background while the stories wait
-# on their timers; the Rust suites run last, because tests/container.rs restarts dockerd.
+# too). The stories run side by side (STORY_WORKERS); the release build for the packages runs
+# niced in the background while they wait on their timers. The Rust suites run last, because
+# tests/container.rs restarts dockerd.
 test:
 	@$(PHASES) --stop-on-fail=setup,build \
 	  setup '$(MAKE) --no-print-directory setup' \
 	  build 'cargo test --workspace --lib --tests --no-run' \
 	  lint '$(MAKE) --no-print-directory lint' \
 	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
-	  e2e '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && $(STORY_PYTEST) tests/e2e' \
-	  twin-smoke '$(STORY_PYTEST) tests/twin/test_twin_smoke.py' \
-	  $(foreach f,$(TWIN_FILES),twin-$(subst _,-,$(f)) '$(STORY_PYTEST) tests/twin/test_twin_$(f).py') \
+	  stories '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && tests/harness/stories.sh $(STORY_FILES)' \
 	  packaging '$(PHASES) --wait release; packaging/check.sh' \
 	  rust '$(MAKE) --no-print-directory test-rust'
 

@@ -18,7 +18,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from world import AGENT, HOOK, PUBLIC_IP, A2sServer, Game, Timing, World, ts  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
+pytestmark = [
+    pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing"),
+    # One after another on one worker: they share the player netns, the veth pair and the game
+    # container's name on this machine (world.py); the twin's stories run beside them.
+    pytest.mark.xdist_group("e2e"),
+]
 
 
 def active_samples(agent) -> list[float]:
