@@ -483,6 +483,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         launch_hook: false,
         prepare_image: false,
         ready_when: Readiness::ContainerRuns,
+        start_within: None,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {

@@ -16,9 +16,15 @@ pub(super) struct RawAlerts {
 }
 
 pub(super) fn d_sns_events() -> Vec<String> {
-    ["idle_stop", "crash", "max_uptime", "needs_operator", "never_started"]
-        .map(String::from)
-        .to_vec()
+    [
+        "idle_stop",
+        "crash",
+        "max_uptime",
+        "needs_operator",
+        "never_started",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -248,7 +248,14 @@ mod tests {
         assert_eq!(w[0].url_parameter, "/cm/discord");
         assert_eq!(
             w[0].events,
-            vec![Online, IdleStop, Crash, MaxUptime, NeedsOperator, NeverStarted]
+            vec![
+                Online,
+                IdleStop,
+                Crash,
+                MaxUptime,
+                NeedsOperator,
+                NeverStarted
+            ]
         );
         assert_eq!(w[1].kind, WebhookKind::Json);
         assert_eq!(w[1].events, vec![Players, Online], "duplicates folded");

@@ -40,8 +40,8 @@ pub use input::{
     Completion, ContainerEvent, Input, LifecycleState, Observation, PacketReading, ProbeReading,
 };
 pub use output::{
-    Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason,
-    StartFailure, Verdict,
+    Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason, StartFailure,
+    Verdict,
 };
 
 /// A gap of more than this many sample intervals between two samples counts as unknown
@@ -692,7 +692,11 @@ impl Core {
                 // starting, not failed); a game that answers the probe runs whatever Docker
                 // says; and a Docker API that cannot be asked tells nothing (rule 4's spirit:
                 // not knowing never stops the game; `no_docker` tells the operator).
-                if !known || self.ever_ran || self.game_ready || self.drain.is_some() || self.warmed()
+                if !known
+                    || self.ever_ran
+                    || self.game_ready
+                    || self.drain.is_some()
+                    || self.warmed()
                 {
                     return;
                 }

@@ -299,7 +299,9 @@ pub enum Action {
     /// No container of the game has run within `start_within`: find out why from the Docker
     /// API (pull the image, or see that it is there), then report
     /// [`Completion::StartDiagnosed`](super::Completion::StartDiagnosed).
-    DiagnoseStart { waited: Duration },
+    DiagnoseStart {
+        waited: Duration,
+    },
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,
 }

@@ -637,7 +637,11 @@ fn a_diagnosis_that_comes_after_the_container_started_or_that_is_unknown_stops_n
         );
         assert!(a.is_empty(), "{a:?}");
         assert!(r.scale_ins().is_empty() && never_started_alerts(&r).is_empty());
-        assert_eq!(r.core.next_wake().map(|t| t > r.now), Some(true), "no busy wake-ups");
+        assert_eq!(
+            r.core.next_wake().map(|t| t > r.now),
+            Some(true),
+            "no busy wake-ups"
+        );
     }
 }
 
@@ -647,7 +651,10 @@ fn start_within_does_not_run_in_the_warm_pool_nor_when_off() {
         start_within: Some(60 * S),
         ..pool_policy()
     });
-    r.at(S, Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending".into())));
+    r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending".into())),
+    );
     r.at(3600 * S, Input::Tick);
     assert_eq!(diagnose_requests(&r), 0);
     let mut r = Rig::new(policy());
@@ -684,7 +691,13 @@ fn an_exit_before_the_game_was_ever_up_is_never_started_with_its_exit_code() {
     r.at(S, running());
     let a = r.at(S, exited(2, false, false));
     assert!(
-        matches!(a.as_slice(), [Action::ScaleToZero(ScaleReason::Crash { .. }), Action::Alert(Alert::Crash { .. })]),
+        matches!(
+            a.as_slice(),
+            [
+                Action::ScaleToZero(ScaleReason::Crash { .. }),
+                Action::Alert(Alert::Crash { .. })
+            ]
+        ),
         "{a:?}"
     );
 }

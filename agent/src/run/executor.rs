@@ -344,8 +344,12 @@ impl Executor {
     fn diagnose_start(&mut self, waited: Duration) {
         let image = self.config.container.image.clone();
         let waited_s = waited.as_secs();
-        info!(event = "start_check", waited_s, image = image.as_deref().unwrap_or(""),
-            "No container of the game has run since the instance went into service; asking Docker why.");
+        info!(
+            event = "start_check",
+            waited_s,
+            image = image.as_deref().unwrap_or(""),
+            "No container of the game has run since the instance went into service; asking Docker why."
+        );
         let Some(containers) = self.containers.clone() else {
             self.report(Completion::StartDiagnosed {
                 why: "the agent does not watch a container".into(),
@@ -427,7 +431,10 @@ fn start_diagnosis(
         Ok(Err(ContainerError::Docker {
             call: "pull image",
             reason,
-        })) => (format!("the image {image} cannot be pulled: {reason}"), true),
+        })) => (
+            format!("the image {image} cannot be pulled: {reason}"),
+            true,
+        ),
         Ok(Ok(false)) => (
             format!(
                 "the image {image} is on the instance, but nothing ran it; the ECS agent's log on the instance (/var/log/ecs/ecs-agent.log) says why, for example a task that does not fit the instance"
@@ -435,7 +442,9 @@ fn start_diagnosis(
             true,
         ),
         Ok(Ok(true)) => (
-            format!("the image {image} was missing and has just been pulled; the game may still start"),
+            format!(
+                "the image {image} was missing and has just been pulled; the game may still start"
+            ),
             false,
         ),
         Ok(Err(e)) => (format!("Docker could not be asked: {e}"), false),
@@ -534,9 +543,15 @@ mod tests {
             }))
         };
         let (why, known) = start_diagnosis(image, pull("manifest unknown"));
-        assert!(known && why == "the image example/game:1 cannot be pulled: manifest unknown", "{why}");
+        assert!(
+            known && why == "the image example/game:1 cannot be pulled: manifest unknown",
+            "{why}"
+        );
         let (why, known) = start_diagnosis(image, Ok(Ok(false)));
-        assert!(known && why.contains("is on the instance, but nothing ran it"), "{why}");
+        assert!(
+            known && why.contains("is on the instance, but nothing ran it"),
+            "{why}"
+        );
         for (answer, says) in [
             (Ok(Ok(true)), "has just been pulled"),
             (
