@@ -96,6 +96,7 @@ fn config(
         crashes_before_shutdown: 1,
         alert_log_lines: 5,
         image: None,
+        start_within: None,
     }
 }
 
@@ -482,6 +483,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         launch_hook: false,
         prepare_image: false,
         ready_when: Readiness::ContainerRuns,
+        start_within: None,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {

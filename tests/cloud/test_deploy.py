@@ -15,7 +15,7 @@ from conftest import EXAMPLES, WAKE_TEMPLATE, deployable, example_parameters, lo
 
 AGENT_CONFIG_KEYS = {
     "container": {"ecs_container_name", "stop_timeout", "pre_stop_command",
-                  "crashes_before_shutdown", "alert_log_lines", "image"},
+                  "crashes_before_shutdown", "alert_log_lines", "image", "start_within"},
     "activity": {"interface", "ports", "min_packets_per_second", "sample_interval", "idle_after",
                  "boot_grace", "keep_awake_file"},
     "activity.probe": {"kind", "address", "timeout"},

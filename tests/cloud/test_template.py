@@ -497,7 +497,7 @@ def test_the_webhook_parameter_is_a_name_never_a_url(main_template):
     for bad in ["https://discord.com/api/webhooks/1/x", "container-manager/x", "/a b", '/a"b']:
         assert not pattern.fullmatch(bad), bad
     events = main_template["Parameters"]["WebhookEvents"]["Default"].split(",")
-    assert events == ["online", "idle_stop", "crash", "max_uptime", "needs_operator"]
+    assert events == ["online", "idle_stop", "crash", "max_uptime", "needs_operator", "never_started"]
     # moto's CloudFormation applies the policy resource; the template names exactly one parameter.
     policy = main_template["Resources"]["WebhookUrlPolicy"]
     assert policy["Condition"] == "HasWebhook"

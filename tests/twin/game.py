@@ -13,7 +13,9 @@ namespace) and behaves as the stories need a game to behave:
 - on SIGTERM it saves the world (one more session in the save file), which takes SAVE_SECONDS,
   and exits 0;
 - when the file `crash-now` appears in the data folder (the stories' way to plant a bug), it
-  removes it, prints a fatal error and exits with status 3 without saving.
+  removes it, prints a fatal error and exits with status 3 without saving;
+- with START_SECONDS, it loads for that long before it listens, printing its progress each
+  second (a slow first start).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ GAME_PORT = int(os.environ.get("GAME_PORT", "2456"))
 QUERY_PORT = int(os.environ.get("QUERY_PORT", "2457"))
 PLAYER_SECONDS = float(os.environ.get("PLAYER_SECONDS", "3"))
 SAVE_SECONDS = float(os.environ.get("SAVE_SECONDS", "0"))  # how long a save takes
+# How long the server loads before it listens, logging its progress every second (a first boot
+# that downloads its files, a modded server that listens only once loaded).
+START_SECONDS = float(os.environ.get("START_SECONDS", "0"))
 NAME = os.environ.get("SERVER_NAME", "twin game")
 WORLD = os.environ.get("WORLD_NAME", "world")
 SAVE = os.path.join(DATA, "worlds", f"{WORLD}.json")
@@ -81,6 +86,11 @@ def main() -> int:
     stop = {"term": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("term", True))
     signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("term", True))
+    loading_until = time.time() + START_SECONDS
+    while time.time() < loading_until and not stop["term"]:
+        left = loading_until - time.time()
+        say(f"loading: {100 * (1 - left / START_SECONDS):.0f}% ({left:.0f} s left)")
+        time.sleep(min(1.0, max(left, 0.0)))
 
     # Dual stack, as a game server binds: IPv4 players arrive as ::ffff:a.b.c.d, IPv6 players as
     # themselves (the stack's IPv6 mode). IPv4 only where the kernel has no IPv6.

@@ -517,6 +517,7 @@ class Instance:
     game: str | None = None
     game_started: int = 0
     game_exited_at: float | None = None
+    ecs_registered: bool = False
     terminated_at: float | None = None
     hook_result: str | None = None
     journal_cursor: str | None = None
@@ -1021,7 +1022,8 @@ class Twin:
             # (docs/warm-pool-sources.md §4); without it, it would run the task in the pool too.
             if "ECS_WARM_POOLS_CHECK=true" in lines and inst.state != "InService":
                 return
-            if inst.game is None:
+            if inst.game is None and not inst.ecs_registered:
+                inst.ecs_registered = True
                 self.record("ecs_registered", source="ecs", instance=inst.iid, cluster=self.deployed.cluster)
             self._run_task(inst)
             return
@@ -1062,6 +1064,17 @@ class Twin:
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         inst.dockercmd("rm", "-f", name, check=False)
+        # The ECS agent pulls the image first (ECS_IMAGE_PULL_BEHAVIOR=prefer-cached: only when
+        # it is not on the instance); a pull that fails stops the task with
+        # CannotPullContainerError and no container, and the service starts a new task later
+        # (docs/aws-sources.md, "A task that cannot start").
+        if inst.dockercmd("image", "inspect", c["image"], check=False).returncode != 0:
+            pull = inst.dockercmd("pull", c["image"], check=False, timeout=300)
+            if pull.returncode != 0:
+                self.record("task_failed", source="ecs", instance=inst.iid,
+                            error=f"CannotPullContainerError: {pull.stderr.strip()[-400:]}")
+                inst.game_exited_at = time.time()
+                return
         inst.dockercmd(*args, c["image"])
         inst.game = name
         inst.game_exited_at = None

@@ -16,9 +16,15 @@ pub(super) struct RawAlerts {
 }
 
 pub(super) fn d_sns_events() -> Vec<String> {
-    ["idle_stop", "crash", "max_uptime", "needs_operator"]
-        .map(String::from)
-        .to_vec()
+    [
+        "idle_stop",
+        "crash",
+        "max_uptime",
+        "needs_operator",
+        "never_started",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +84,7 @@ mod tests {
                     "[alerts]\nsns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\"\nevents = [\"crash\", \"online!\"]",
                 ),
                 "alerts.events[1]",
-                "is not an event (expected one of online, players, idle_stop, crash, max_uptime, needs_operator)",
+                "is not an event (expected one of online, players, idle_stop, crash, max_uptime, needs_operator, never_started)",
             ),
         ]);
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::check::{Ctx, HOUR, optional};
+use super::check::{Ctx, DAY, HOUR, optional};
 use super::error::ConfigError;
 
 #[derive(Debug, Deserialize)]
@@ -23,6 +23,8 @@ pub(super) struct RawContainer {
     alert_log_lines: i64,
     #[serde(default)]
     image: String,
+    #[serde(default = "d_start_within")]
+    start_within: String,
 }
 
 fn d_stop_timeout() -> String {
@@ -33,6 +35,9 @@ fn d_crashes() -> i64 {
 }
 fn d_log_lines() -> i64 {
     20
+}
+fn d_start_within() -> String {
+    "10m".into()
 }
 
 /// How the game container is found.
@@ -62,6 +67,9 @@ pub struct ContainerConfig {
     pub alert_log_lines: usize,
     /// The game's image, pulled while the instance is prepared for a warm pool. `None`: none.
     pub image: Option<String>,
+    /// How long after going into service a container of the game must have run before the
+    /// agent calls it `never_started` (and asks Docker why). `None`: "0s", the check is off.
+    pub start_within: Option<Duration>,
 }
 
 fn non_empty_name(cx: &Ctx<'_>, key: &str, v: &str) -> Result<String, ConfigError> {
@@ -144,6 +152,12 @@ impl RawContainer {
                 format!("{i:?} is not an image reference (expected for example repo/name:tag)"),
             ));
         }
+        let start_within = cx.duration(
+            "container.start_within",
+            &self.start_within,
+            Duration::ZERO,
+            DAY,
+        )?;
         Ok(ContainerConfig {
             selector,
             stop_timeout,
@@ -151,6 +165,7 @@ impl RawContainer {
             crashes_before_shutdown,
             alert_log_lines,
             image,
+            start_within: (!start_within.is_zero()).then_some(start_within),
         })
     }
 }
@@ -198,6 +213,16 @@ mod tests {
                 with("pre_stop_command = [\"\"]", "", ""),
                 "container.pre_stop_command[0]",
                 "empty",
+            ),
+            (
+                with("start_within = \"later\"", "", ""),
+                "container.start_within",
+                "not a duration",
+            ),
+            (
+                with("start_within = \"2d\"", "", ""),
+                "container.start_within",
+                "out of range",
             ),
         ]);
     }

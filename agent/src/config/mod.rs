@@ -228,6 +228,7 @@ mod tests {
         );
         assert_eq!(c.container.alert_log_lines, m.container.alert_log_lines);
         assert_eq!(c.container.pre_stop_command, m.container.pre_stop_command);
+        assert_eq!(c.container.start_within, m.container.start_within);
         assert_eq!(c.activity.interface, m.activity.interface);
         assert_eq!(
             c.activity.min_packets_per_second,
@@ -276,6 +277,9 @@ mod tests {
         assert_eq!(c.container.stop_timeout, Duration::from_secs(120));
         assert_eq!(c.container.crashes_before_shutdown, 1);
         assert_eq!(c.container.alert_log_lines, 20);
+        assert_eq!(c.container.start_within, Some(Duration::from_secs(600)));
+        let off = parse("agent.toml", &with("start_within = \"0s\"", "", "")).unwrap();
+        assert_eq!(off.container.start_within, None, "0s turns the check off");
         assert_eq!(c.activity.interface, InterfaceChoice::Auto);
         assert_eq!(c.activity.min_packets_per_second, 2.0);
         assert_eq!(c.activity.sample_interval, Duration::from_secs(10));

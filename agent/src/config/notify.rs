@@ -33,6 +33,7 @@ fn d_webhook_events() -> Vec<String> {
         "crash",
         "max_uptime",
         "needs_operator",
+        "never_started",
     ]
     .map(String::from)
     .to_vec()
@@ -238,7 +239,7 @@ mod tests {
         use EventKind::*;
         assert_eq!(
             c.alerts.unwrap().events,
-            vec![IdleStop, Crash, MaxUptime, NeedsOperator]
+            vec![IdleStop, Crash, MaxUptime, NeedsOperator, NeverStarted]
         );
         assert_eq!(c.notify.players_every, Duration::from_secs(120));
         let w = &c.notify.webhooks;
@@ -247,7 +248,14 @@ mod tests {
         assert_eq!(w[0].url_parameter, "/cm/discord");
         assert_eq!(
             w[0].events,
-            vec![Online, IdleStop, Crash, MaxUptime, NeedsOperator]
+            vec![
+                Online,
+                IdleStop,
+                Crash,
+                MaxUptime,
+                NeedsOperator,
+                NeverStarted
+            ]
         );
         assert_eq!(w[1].kind, WebhookKind::Json);
         assert_eq!(w[1].events, vec![Players, Online], "duplicates folded");

@@ -122,6 +122,7 @@ pub async fn containers(args: ContainersArgs) -> ExitCode {
         crashes_before_shutdown: 1,
         alert_log_lines: args.log_lines,
         image: None,
+        start_within: None,
     };
     let docker = match DockerContainers::from_env(config) {
         Ok(d) => d,

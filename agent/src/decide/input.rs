@@ -98,6 +98,13 @@ pub enum Completion {
     Prepared,
     /// The launching hook is completed.
     LaunchCompleted,
+    /// What the Docker API said about a game that never ran ([`Action::DiagnoseStart`](super::Action::DiagnoseStart)).
+    /// `known` is false when the API could not be asked (Docker unreachable): then nobody
+    /// knows whether the game runs, and it is not stopped for it.
+    StartDiagnosed {
+        why: String,
+        known: bool,
+    },
     /// A must-happen call keeps failing (it is still being retried): an operator must act.
     Stuck(Problem),
 }

@@ -17,6 +17,13 @@
 //! 9. Warmed states do nothing visible.
 //! 10. People are told once per event: `online` when the record points here and the game is
 //!     ready, `idle_stop` only after the game is saved (see [`Alert`]).
+//! 11. A game that never starts ends the boot with one `never_started` alert carrying the
+//!     reason, and a scale-in (DNS goes back in the drain): no container of the game ran within
+//!     `start_within` of going into service (the reason is asked of the Docker API first), or
+//!     its container exited, `crashes_before_shutdown` times in a row, before the game was ever
+//!     ready (the probe's first answer; without a probe a running container is ready, so such
+//!     exits stay crashes). A container that runs is starting, however long it takes to answer:
+//!     a game that is slow to load is never `never_started`, and one with players never is.
 //!
 //! What it takes is in `input` ([`Input`], [`Observation`], [`Completion`]); what it returns is
 //! in `output` ([`Action`], [`Alert`], [`ScaleReason`], [`Verdict`]). This file is the state
@@ -33,7 +40,8 @@ pub use input::{
     Completion, ContainerEvent, Input, LifecycleState, Observation, PacketReading, ProbeReading,
 };
 pub use output::{
-    Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason, Verdict,
+    Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason, StartFailure,
+    Verdict,
 };
 
 /// A gap of more than this many sample intervals between two samples counts as unknown
@@ -68,6 +76,9 @@ pub struct Policy {
     pub prepare_image: bool,
     /// What says the game is up, for the `online` notification.
     pub ready_when: Readiness,
+    /// How long after going into service a container of the game must have run (rule 11);
+    /// `None` when the agent does not watch a container, or the check is off.
+    pub start_within: Option<Duration>,
 }
 
 /// What tells the core that the game is ready for players (with the record pointing here).
@@ -137,6 +148,15 @@ pub struct Core {
     streak_alerted: bool,
     running_since: Option<Instant>,
     container_running: bool,
+    /// Whether a container of the game has run in this boot (rule 11).
+    ever_ran: bool,
+    /// When the instance first went into service in this boot (rule 11 counts from it).
+    served_at: Option<Instant>,
+    /// The `start_within` check: `Pending` until due, `Running` while the Docker API is asked,
+    /// `Done` once decided.
+    start_check: Step,
+    /// `never_started` is told once per boot.
+    never_started_sent: bool,
     scale_in: Option<ScaleIn>,
     max_uptime_fired: bool,
     max_uptime_alerted: bool,
@@ -162,6 +182,11 @@ impl Core {
     pub fn new(policy: Policy, now: Instant, uptime: Duration) -> Self {
         let booted = now.checked_sub(uptime).unwrap_or(now);
         let next_metrics = policy.metrics_interval.map(|i| now + i);
+        let start_check = if policy.start_within.is_some() {
+            Step::Pending
+        } else {
+            Step::Skip
+        };
         Self {
             policy,
             booted,
@@ -177,6 +202,10 @@ impl Core {
             streak_alerted: false,
             running_since: None,
             container_running: false,
+            ever_ran: false,
+            served_at: None,
+            start_check,
+            never_started_sent: false,
             scale_in: None,
             max_uptime_fired: false,
             max_uptime_alerted: false,
@@ -202,7 +231,22 @@ impl Core {
             (Some(m), false) => Some(self.booted + m),
             _ => None,
         };
-        [max_uptime, self.next_metrics].into_iter().flatten().min()
+        [max_uptime, self.next_metrics, self.start_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When the `start_within` check is due, while it is still to be made.
+    fn start_deadline(&self) -> Option<Instant> {
+        match (self.start_check, self.served_at, self.policy.start_within) {
+            (Step::Pending, Some(at), Some(within))
+                if !self.ever_ran && !self.game_ready && !self.warmed() =>
+            {
+                Some(at + within)
+            }
+            _ => None,
+        }
     }
 
     /// Whether the core has emitted [`Action::Exit`].
@@ -356,6 +400,7 @@ impl Core {
         match ev {
             ContainerEvent::Running { .. } => {
                 self.container_running = true;
+                self.ever_ran = true;
                 self.running_since = Some(now);
                 if self.policy.ready_when == Readiness::ContainerRuns {
                     self.game_ready = true;
@@ -388,6 +433,19 @@ impl Core {
                 }
                 self.streak_alerted = true;
                 let scaling_in = self.policy.scaling && self.scale_in.is_none() && !self.warmed();
+                // Rule 11: exits before the game was ever ready are a start that failed.
+                if !self.game_ready && self.policy.ready_when == Readiness::ProbeAnswers {
+                    self.start_check = Step::Done;
+                    let failure = StartFailure::Exited {
+                        exit_code,
+                        oom_killed,
+                        crashes: self.crash_streak,
+                        container: name,
+                        log_tail,
+                    };
+                    self.never_started(failure, out);
+                    return;
+                }
                 if scaling_in {
                     self.request_scale_in(
                         ScaleReason::Crash {
@@ -410,6 +468,21 @@ impl Core {
         }
     }
 
+    /// Rule 11's outcome: one alert with the reason, and the scale-in (when the agent scales).
+    fn never_started(&mut self, failure: StartFailure, out: &mut Output) {
+        if std::mem::replace(&mut self.never_started_sent, true) {
+            return;
+        }
+        let scaling_in = self.policy.scaling && self.scale_in.is_none() && !self.warmed();
+        if scaling_in {
+            self.request_scale_in(ScaleReason::NeverStarted(failure.clone()), out);
+        }
+        out.actions.push(Action::Alert(Alert::NeverStarted {
+            failure,
+            scaling_in,
+        }));
+    }
+
     fn end_streak(&mut self) {
         self.crash_streak = 0;
         self.streak_alerted = false;
@@ -422,6 +495,7 @@ impl Core {
         );
         if in_service && self.drain.is_none() {
             self.served = true;
+            self.served_at.get_or_insert(now);
             if self.policy.dns && !self.dns_requested {
                 self.dns_requested = true;
                 out.actions.push(Action::UpdateDns);
@@ -609,6 +683,28 @@ impl Core {
             }
             Completion::Prepared => self.complete_launch(out),
             Completion::LaunchCompleted => {}
+            Completion::StartDiagnosed { why, known } => {
+                if self.start_check != Step::Running {
+                    return;
+                }
+                self.start_check = Step::Done;
+                // A container may have started while the Docker API was asked (then it is
+                // starting, not failed); a game that answers the probe runs whatever Docker
+                // says; and a Docker API that cannot be asked tells nothing (rule 4's spirit:
+                // not knowing never stops the game; `no_docker` tells the operator).
+                if !known
+                    || self.ever_ran
+                    || self.game_ready
+                    || self.drain.is_some()
+                    || self.warmed()
+                {
+                    return;
+                }
+                let waited = self
+                    .served_at
+                    .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                self.never_started(StartFailure::NoContainer { waited, why }, out);
+            }
             Completion::Stuck(problem) => {
                 out.actions
                     .push(Action::Alert(Alert::NeedsOperator(problem)));
@@ -635,6 +731,14 @@ impl Core {
             && self.crash_streak > 0
         {
             self.end_streak();
+        }
+        if let Some(due) = self.start_deadline()
+            && now >= due
+        {
+            self.start_check = Step::Running;
+            out.actions.push(Action::DiagnoseStart {
+                waited: now.saturating_duration_since(self.served_at.unwrap_or(now)),
+            });
         }
         if let Some(max) = self.policy.max_uptime
             && !self.max_uptime_fired

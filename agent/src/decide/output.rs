@@ -39,6 +39,8 @@ pub enum ScaleReason {
     MaxUptime {
         uptime: Duration,
     },
+    /// The game never started (see [`StartFailure`]).
+    NeverStarted(StartFailure),
 }
 
 impl ScaleReason {
@@ -48,6 +50,7 @@ impl ScaleReason {
             Self::Idle { .. } => "idle",
             Self::Crash { .. } => "crash",
             Self::MaxUptime { .. } => "max_uptime",
+            Self::NeverStarted(_) => "never_started",
         }
     }
 }
@@ -79,6 +82,51 @@ impl fmt::Display for ScaleReason {
                 "the instance has been up for {}",
                 humantime::format_duration(Duration::from_secs(uptime.as_secs()))
             ),
+            Self::NeverStarted(failure) => write!(f, "the game never started: {failure}"),
+        }
+    }
+}
+
+/// Why the game never started (the `never_started` outcome, rule 11 of the core).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// No container of the game ran within `start_within` of the instance going into service.
+    /// `why` is what the Docker API said when the agent looked (the pull error of the image, or
+    /// that the image is there and nothing ran it).
+    NoContainer { waited: Duration, why: String },
+    /// The game's container exited before the game was ever up (before the probe's first
+    /// answer), `crashes` times in a row.
+    Exited {
+        exit_code: i64,
+        oom_killed: bool,
+        crashes: u32,
+        container: String,
+        log_tail: Vec<String>,
+    },
+}
+
+impl fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoContainer { waited, why } => write!(
+                f,
+                "no container of the game ran within {} ({why})",
+                humantime::format_duration(Duration::from_secs(waited.as_secs()))
+            ),
+            Self::Exited {
+                exit_code,
+                oom_killed: true,
+                ..
+            } => write!(
+                f,
+                "its container was killed for lack of memory before the game was up (exit code {exit_code})"
+            ),
+            Self::Exited {
+                exit_code, crashes, ..
+            } => write!(
+                f,
+                "its container exited with code {exit_code} before the game was up ({crashes} time(s) in a row)"
+            ),
         }
     }
 }
@@ -92,16 +140,18 @@ pub enum EventKind {
     Crash,
     MaxUptime,
     NeedsOperator,
+    NeverStarted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         Self::Online,
         Self::Players,
         Self::IdleStop,
         Self::Crash,
         Self::MaxUptime,
         Self::NeedsOperator,
+        Self::NeverStarted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +162,7 @@ impl EventKind {
             Self::Crash => "crash",
             Self::MaxUptime => "max_uptime",
             Self::NeedsOperator => "needs_operator",
+            Self::NeverStarted => "never_started",
         }
     }
 
@@ -187,6 +238,11 @@ pub enum Alert {
         scaling_in: bool,
     },
     NeedsOperator(Problem),
+    /// The game never started; `scaling_in` when the agent scales to zero for it.
+    NeverStarted {
+        failure: StartFailure,
+        scaling_in: bool,
+    },
 }
 
 impl Alert {
@@ -198,6 +254,7 @@ impl Alert {
             Self::Crash { .. } => EventKind::Crash,
             Self::MaxUptime { .. } => EventKind::MaxUptime,
             Self::NeedsOperator(_) => EventKind::NeedsOperator,
+            Self::NeverStarted { .. } => EventKind::NeverStarted,
         }
     }
 }
@@ -239,6 +296,12 @@ pub enum Action {
     PrepareForPool,
     /// Complete the launching hook: the instance may go into the warm pool, or into service.
     CompleteLaunch,
+    /// No container of the game has run within `start_within`: find out why from the Docker
+    /// API (pull the image, or see that it is there), then report
+    /// [`Completion::StartDiagnosed`](super::Completion::StartDiagnosed).
+    DiagnoseStart {
+        waited: Duration,
+    },
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,
 }

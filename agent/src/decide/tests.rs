@@ -21,6 +21,7 @@ fn policy() -> Policy {
         launch_hook: false,
         prepare_image: false,
         ready_when: Readiness::ProbeAnswers,
+        start_within: None,
     }
 }
 
@@ -467,6 +468,7 @@ fn running() -> Input {
 fn a_crash_scales_in_with_one_alert_carrying_the_logs() {
     let mut r = Rig::new(policy());
     r.at(S, running());
+    r.sample(with_probe(quiet(), players(0))); // the game is up: exits are crashes now
     let a = r.at(S, exited(3, false, false));
     assert!(
         matches!(
@@ -486,6 +488,7 @@ fn crash_streaks_need_n_in_a_row() {
     let mut p = policy();
     p.crashes_before_shutdown = 3;
     let mut r = Rig::new(p);
+    r.sample(with_probe(quiet(), players(0)));
     assert!(r.at(S, exited(1, false, false)).is_empty());
     assert!(r.at(S, exited(1, false, false)).is_empty());
     // A clean exit that nobody asked for ends the streak.
@@ -507,6 +510,7 @@ fn a_long_healthy_run_ends_the_streak() {
     let mut p = policy();
     p.crashes_before_shutdown = 2;
     let mut r = Rig::new(p);
+    r.sample(with_probe(quiet(), players(0)));
     r.at(S, exited(1, false, false));
     r.at(S, running());
     r.at(CRASH_STREAK_RESET + S, Input::Tick);
@@ -534,6 +538,166 @@ fn requested_and_terminating_exits_are_not_crashes() {
     assert!(
         !a.iter()
             .any(|x| matches!(x, Action::ScaleToZero(_) | Action::Alert(_))),
+        "{a:?}"
+    );
+}
+
+fn start_policy(within: u64) -> Policy {
+    Policy {
+        start_within: Some(Duration::from_secs(within)),
+        metrics_interval: None,
+        ..policy()
+    }
+}
+
+fn never_started_alerts(r: &Rig) -> Vec<&StartFailure> {
+    r.alerts()
+        .into_iter()
+        .filter_map(|a| match a {
+            Alert::NeverStarted { failure, .. } => Some(failure),
+            _ => None,
+        })
+        .collect()
+}
+
+fn diagnose_requests(r: &Rig) -> usize {
+    r.log
+        .iter()
+        .filter(|(_, a)| matches!(a, Action::DiagnoseStart { .. }))
+        .count()
+}
+
+#[test]
+fn no_container_within_start_within_asks_docker_then_alerts_once_and_scales_in() {
+    let mut r = Rig::new(start_policy(120));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    // The deadline counts from going into service, and the core asks to be woken for it.
+    assert_eq!(r.core.next_wake().map(|t| t - r.now), Some(120 * S));
+    assert!(r.at(119 * S, Input::Tick).is_empty());
+    let a = r.at(S, Input::Tick);
+    assert!(
+        matches!(a.as_slice(), [Action::DiagnoseStart { waited }] if *waited == 120 * S),
+        "{a:?}"
+    );
+    assert!(r.at(10 * S, Input::Tick).is_empty(), "asked once");
+    let why = "the image example/game:1 cannot be pulled: connection refused".to_string();
+    let a = r.at(
+        S,
+        Input::Done(Completion::StartDiagnosed {
+            why: why.clone(),
+            known: true,
+        }),
+    );
+    assert!(
+        matches!(
+            a.as_slice(),
+            [
+                Action::ScaleToZero(ScaleReason::NeverStarted(StartFailure::NoContainer { .. })),
+                Action::Alert(Alert::NeverStarted { failure: StartFailure::NoContainer { why: w, waited }, scaling_in: true })
+            ] if *w == why && *waited == 131 * S
+        ),
+        "{a:?}"
+    );
+    // The scale-in ends in a termination: the drain reverts DNS as for every stop.
+    let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(a.contains(&Action::RevertDns), "{a:?}");
+    r.at(3600 * S, Input::Tick);
+    assert_eq!(never_started_alerts(&r).len(), 1);
+}
+
+#[test]
+fn a_container_that_runs_is_starting_however_long_it_takes_to_answer() {
+    let mut r = Rig::new(start_policy(60));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(30 * S, running());
+    // Loading for an hour without answering the probe: not never_started.
+    for _ in 0..360 {
+        r.sample(with_probe(quiet(), probe_err()));
+    }
+    assert_eq!(diagnose_requests(&r), 0);
+    assert!(never_started_alerts(&r).is_empty());
+}
+
+#[test]
+fn a_diagnosis_that_comes_after_the_container_started_or_that_is_unknown_stops_nothing() {
+    for (late_start, known) in [(true, true), (false, false)] {
+        let mut r = Rig::new(start_policy(60));
+        r.at(S, Input::Lifecycle(LifecycleState::InService));
+        r.at(60 * S, Input::Tick);
+        assert_eq!(diagnose_requests(&r), 1);
+        if late_start {
+            r.at(S, running());
+        }
+        let a = r.at(
+            S,
+            Input::Done(Completion::StartDiagnosed {
+                why: "Docker could not be asked".into(),
+                known,
+            }),
+        );
+        assert!(a.is_empty(), "{a:?}");
+        assert!(r.scale_ins().is_empty() && never_started_alerts(&r).is_empty());
+        assert_eq!(
+            r.core.next_wake().map(|t| t > r.now),
+            Some(true),
+            "no busy wake-ups"
+        );
+    }
+}
+
+#[test]
+fn start_within_does_not_run_in_the_warm_pool_nor_when_off() {
+    let mut r = Rig::new(Policy {
+        start_within: Some(60 * S),
+        ..pool_policy()
+    });
+    r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Pending".into())),
+    );
+    r.at(3600 * S, Input::Tick);
+    assert_eq!(diagnose_requests(&r), 0);
+    let mut r = Rig::new(policy());
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(3600 * S, Input::Tick);
+    assert_eq!(diagnose_requests(&r), 0);
+}
+
+#[test]
+fn an_exit_before_the_game_was_ever_up_is_never_started_with_its_exit_code() {
+    let mut r = Rig::new(start_policy(600));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(S, running());
+    let a = r.at(S, exited(2, false, false));
+    assert!(
+        matches!(
+            a.as_slice(),
+            [
+                Action::ScaleToZero(ScaleReason::NeverStarted(_)),
+                Action::Alert(Alert::NeverStarted { failure: StartFailure::Exited { exit_code: 2, log_tail, .. }, scaling_in: true })
+            ] if log_tail == &vec!["panic: out of cheese".to_string()]
+        ),
+        "{a:?}"
+    );
+    assert!(
+        !r.alerts().iter().any(|a| matches!(a, Alert::Crash { .. })),
+        "one alert, not two"
+    );
+    // Without a probe a running container is the game being up: its exits stay crashes.
+    let mut r = Rig::new(Policy {
+        ready_when: Readiness::ContainerRuns,
+        ..start_policy(600)
+    });
+    r.at(S, running());
+    let a = r.at(S, exited(2, false, false));
+    assert!(
+        matches!(
+            a.as_slice(),
+            [
+                Action::ScaleToZero(ScaleReason::Crash { .. }),
+                Action::Alert(Alert::Crash { .. })
+            ]
+        ),
         "{a:?}"
     );
 }
@@ -1001,6 +1165,50 @@ proptest! {
         }
     }
 
+    /// Rule 11: once the game has answered with players, no sequence of samples, container
+    /// events, ticks or diagnoses makes it `never_started`; and without an answer it is
+    /// `never_started` at most once.
+    #[test]
+    fn a_game_with_players_is_never_never_started(
+        evs in prop::collection::vec(ev_strategy(), 1..200),
+        within in 1u64..900,
+        players_at in 0usize..50,
+        known in any::<bool>(),
+    ) {
+        let mut r = Rig::new(Policy { start_within: Some(Duration::from_secs(within)), ..prop_policy(1, 0, false) });
+        r.at(S, Input::Lifecycle(LifecycleState::InService));
+        let mut had_players = false;
+        for (i, ev) in evs.iter().enumerate() {
+            if i == players_at {
+                r.at(S, running());
+                r.sample(with_probe(busy(), players(2)));
+                had_players = true;
+            }
+            let before = never_started_alerts(&r).len();
+            let actions = match ev {
+                Ev::Sample(s, x) => r.at(Duration::from_secs(*s), Input::Observation(obs(*x, *s))),
+                Ev::Crash(c) => r.at(S, exited(*c, false, false)),
+                Ev::CleanExit => r.at(S, exited(0, false, false)),
+                Ev::Requested(c) => r.at(S, exited(*c, true, false)),
+                Ev::Running => r.at(S, running()),
+                Ev::Tick(s) => r.at(Duration::from_secs(*s), Input::Tick),
+            };
+            let mut follow = vec![];
+            for a in &actions {
+                if let Action::DiagnoseStart { .. } = a {
+                    follow.push(Input::Done(Completion::StartDiagnosed { why: "pull failed".into(), known }));
+                }
+            }
+            for f in follow {
+                r.at(S, f);
+            }
+            if had_players {
+                prop_assert_eq!(never_started_alerts(&r).len(), before, "never_started after players were online");
+            }
+        }
+        prop_assert!(never_started_alerts(&r).len() <= 1);
+    }
+
     /// Probe errors and unknown packet counts never lead to a scale-in.
     #[test]
     fn probe_errors_and_unknown_counts_never_scale_in(
@@ -1043,6 +1251,8 @@ proptest! {
         let mut p = prop_policy(threshold, 0, stop_on_max);
         p.scaling = false; // no ScaledIn feedback needed: streaks end only by clean exits
         let mut r = Rig::new(p);
+        // The game is up (rule 11's never_started, told once per boot, is its own property).
+        r.sample(with_probe(quiet(), players(0)));
         let mut streak = 0u32;
         let mut expected_crash_alerts = 0;
         for ev in &evs {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::decide::{Alert, EventKind, Problem};
+use crate::decide::{Alert, EventKind, Problem, StartFailure};
 
 /// Who the messages are about.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -236,6 +236,65 @@ impl Message {
                 }
                 m.fields.push(("Up for".into(), human_minutes(*uptime)));
                 m.data = json!({ "uptime_seconds": uptime.as_secs(), "scaling_in": scaling_in });
+            }
+            Alert::NeverStarted {
+                failure,
+                scaling_in,
+            } => {
+                m.tone = Tone::Bad;
+                m.title = format!("{server}: the game never started");
+                m.text = format!("The game server {server} did not start: {failure}.");
+                m.text.push_str(if *scaling_in {
+                    " The address goes back to sleeping and the instance shuts down."
+                } else {
+                    " The instance keeps running."
+                });
+                m.next = Some(match failure {
+                    StartFailure::NoContainer { .. } => {
+                        "The operator should check the stack's ContainerImage (its name, tag and registry) and the ECS agent's log on the instance; a lookup wakes it again."
+                            .to_string()
+                    }
+                    StartFailure::Exited { .. } => {
+                        "The operator should read the game's log below (its settings, secrets and data); a lookup wakes it again."
+                            .to_string()
+                    }
+                });
+                match failure {
+                    StartFailure::NoContainer { waited, why } => {
+                        m.fields.push(("Waited".into(), human_minutes(*waited)));
+                        m.fields.push(("Reason".into(), why.clone()));
+                        m.data = json!({
+                            "reason": "no_container",
+                            "waited_seconds": waited.as_secs(),
+                            "why": why,
+                            "scaling_in": scaling_in,
+                        });
+                    }
+                    StartFailure::Exited {
+                        exit_code,
+                        oom_killed,
+                        crashes,
+                        container,
+                        log_tail,
+                    } => {
+                        m.fields.push(("Exit code".into(), exit_code.to_string()));
+                        if *crashes > 1 {
+                            m.fields
+                                .push(("Exits in a row".into(), crashes.to_string()));
+                        }
+                        m.fields.push(("Container".into(), container.clone()));
+                        m.log_tail.clone_from(log_tail);
+                        m.data = json!({
+                            "reason": "exited",
+                            "exit_code": exit_code,
+                            "oom_killed": oom_killed,
+                            "crashes": crashes,
+                            "container": container,
+                            "scaling_in": scaling_in,
+                            "log_tail": log_tail,
+                        });
+                    }
+                }
             }
             Alert::NeedsOperator(problem) => {
                 m.tone = Tone::Bad;
@@ -504,7 +563,70 @@ mod tests {
             Alert::NeedsOperator(Problem::LifecycleStuck {
                 error: "e".repeat(5000),
             }),
+            Alert::NeverStarted {
+                failure: StartFailure::NoContainer {
+                    waited: Duration::from_secs(610),
+                    why: format!(
+                        "the image 127.0.0.1:5999/game:1 cannot be pulled: {}",
+                        "connection refused ".repeat(300)
+                    ),
+                },
+                scaling_in: true,
+            },
+            Alert::NeverStarted {
+                failure: StartFailure::Exited {
+                    exit_code: 1,
+                    oom_killed: false,
+                    crashes: 1,
+                    container: "ecs-game-1".into(),
+                    log_tail: vec!["json.decoder.JSONDecodeError: Expecting property name".into()],
+                },
+                scaling_in: true,
+            },
         ]
+    }
+
+    #[test]
+    fn never_started_says_why_and_that_the_server_goes_back_to_sleep() {
+        let all = every_alert();
+        let pulled = Message::new(&all[10], &cx());
+        assert_eq!(pulled.kind, EventKind::NeverStarted);
+        assert_eq!(pulled.title, "valheim.example.com: the game never started");
+        assert!(
+            pulled
+                .text
+                .contains("no container of the game ran within 10m")
+                && pulled.text.contains("cannot be pulled")
+                && pulled.text.contains("goes back to sleeping"),
+            "{}",
+            pulled.text
+        );
+        assert!(
+            pulled
+                .next
+                .as_deref()
+                .is_some_and(|n| n.contains("ContainerImage"))
+        );
+        let (subject, body) = pulled.sns();
+        assert!(
+            subject.contains("never started") && body.contains("Reason: the image"),
+            "{body}"
+        );
+        assert_eq!(pulled.json()["data"]["reason"], "no_container");
+        let exited = Message::new(&all[11], &cx());
+        assert!(
+            exited
+                .text
+                .contains("exited with code 1 before the game was up"),
+            "{}",
+            exited.text
+        );
+        let (_, body) = exited.sns();
+        assert!(
+            body.contains("JSONDecodeError") && body.contains("Exit code: 1"),
+            "{body}"
+        );
+        assert_eq!(exited.json()["data"]["exit_code"], 1);
     }
 
     fn chars(v: &Value) -> usize {

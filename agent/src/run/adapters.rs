@@ -91,6 +91,10 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
         launch_hook: scaling.is_some_and(|s| s.launch_hook.is_some())
             && adapters.capacity.is_some(),
         prepare_image: config.container.image.is_some() && adapters.containers.is_some(),
+        start_within: config
+            .container
+            .start_within
+            .filter(|_| adapters.containers.is_some()),
         ready_when: if adapters.probe.is_some() {
             Readiness::ProbeAnswers
         } else if adapters.containers.is_some() {

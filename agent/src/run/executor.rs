@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::options::RunOptions;
 use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
 use crate::config::Config;
-use crate::container::{Containers, StopReport};
+use crate::container::{ContainerError, Containers, StopReport};
 use crate::decide::{Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason};
 use crate::notify::Notifier;
 use crate::retry::{CALL_TIMEOUT, retry, retry_within};
@@ -27,6 +27,9 @@ pub const STUCK_AFTER: u32 = 8;
 /// A pull of the game's image while preparing for the warm pool: bound per attempt, attempts.
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 const PULL_ATTEMPTS: u32 = 3;
+/// How long the agent waits on Docker when it asks why the game never ran (a pull of the
+/// image): a pull still going after this is a slow start, not a failure.
+pub const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the core's actions as owned tasks and reports completions back.
 #[derive(Debug)]
@@ -77,6 +80,7 @@ impl Executor {
             Action::CompleteLifecycle => self.complete_lifecycle(),
             Action::PrepareForPool => self.prepare_for_pool(),
             Action::CompleteLaunch => self.complete_launch(),
+            Action::DiagnoseStart { waited } => self.diagnose_start(waited),
         }
     }
 
@@ -333,6 +337,53 @@ impl Executor {
         });
     }
 
+    /// No container of the game ran within `start_within`: asks the Docker API why, the way
+    /// the ECS agent met it (the pull of the game's image, which it also needs). ECS's own
+    /// stopped reason is not used: the agent's introspection API carries none, and
+    /// DescribeTasks would need a new IAM right (docs/notifications.md, `never_started`).
+    fn diagnose_start(&mut self, waited: Duration) {
+        let image = self.config.container.image.clone();
+        let waited_s = waited.as_secs();
+        info!(
+            event = "start_check",
+            waited_s,
+            image = image.as_deref().unwrap_or(""),
+            "No container of the game has run since the instance went into service; asking Docker why."
+        );
+        let Some(containers) = self.containers.clone() else {
+            self.report(Completion::StartDiagnosed {
+                why: "the agent does not watch a container".into(),
+                known: false,
+            });
+            return;
+        };
+        let Some(image) = image else {
+            self.report(Completion::StartDiagnosed {
+                why: "nothing ran the game's container; the ECS agent's log on the instance (/var/log/ecs/ecs-agent.log) says why (set [container] image to have the agent check the image)".into(),
+                known: true,
+            });
+            return;
+        };
+        if self.options.dry_run {
+            self.report(Completion::StartDiagnosed {
+                why: format!("dry run: the image {image} was not checked"),
+                known: true,
+            });
+            return;
+        }
+        let done = self.done.clone();
+        self.tasks.spawn(async move {
+            let (why, known) = start_diagnosis(&image, timeout(DIAGNOSE_TIMEOUT, containers.prepare_image(&image)).await);
+            if known {
+                warn!(event = "start_diagnosed", image = %image, why = %why, "The game never started.");
+            } else {
+                info!(event = "start_diagnosed", image = %image, why = %why, known = false,
+                    "Cannot tell why the game has not started; it is not stopped for it.");
+            }
+            let _ = done.send(Completion::StartDiagnosed { why, known });
+        });
+    }
+
     /// Completes the launching hook (CONTINUE), retried until it holds.
     fn complete_launch(&mut self) {
         let dry = self.options.dry_run;
@@ -369,6 +420,44 @@ impl Executor {
 
 /// Keeps the lifecycle action alive while the game saves: a heartbeat every `every`, until the
 /// stop ends (never, without a lifecycle hook to keep alive).
+/// What the Docker API's answer says about a game that never ran: the reason, and whether it
+/// is known (a pull error, or an image that is there and that nothing ran) or not (Docker not
+/// answering, a pull still going or that just worked: the game may yet start).
+fn start_diagnosis(
+    image: &str,
+    pulled: Result<Result<bool, ContainerError>, tokio::time::error::Elapsed>,
+) -> (String, bool) {
+    match pulled {
+        Ok(Err(ContainerError::Docker {
+            call: "pull image",
+            reason,
+        })) => (
+            format!("the image {image} cannot be pulled: {reason}"),
+            true,
+        ),
+        Ok(Ok(false)) => (
+            format!(
+                "the image {image} is on the instance, but nothing ran it; the ECS agent's log on the instance (/var/log/ecs/ecs-agent.log) says why, for example a task that does not fit the instance"
+            ),
+            true,
+        ),
+        Ok(Ok(true)) => (
+            format!(
+                "the image {image} was missing and has just been pulled; the game may still start"
+            ),
+            false,
+        ),
+        Ok(Err(e)) => (format!("Docker could not be asked: {e}"), false),
+        Err(_) => (
+            format!(
+                "pulling the image {image} took more than {}s; the game may still start",
+                DIAGNOSE_TIMEOUT.as_secs()
+            ),
+            false,
+        ),
+    }
+}
+
 async fn heartbeats(cap: Option<Arc<dyn Capacity>>, every: Duration) {
     let Some(cap) = cap else {
         return std::future::pending::<()>().await;
@@ -431,4 +520,51 @@ fn log_stopped(report: Option<&StopReport>) {
 /// Heartbeats during a slow save: often enough for any hook timeout of 30 s or more.
 pub fn heartbeat_every(stop_timeout: Duration) -> Duration {
     (stop_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn elapsed() -> tokio::time::error::Elapsed {
+        match timeout(Duration::ZERO, std::future::pending::<()>()).await {
+            Err(e) => e,
+            Ok(()) => unreachable!("a pending future never finishes"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_pull_error_or_an_image_nothing_ran_is_a_known_reason() {
+        let image = "example/game:1";
+        let pull = |reason: &str| {
+            Ok(Err(ContainerError::Docker {
+                call: "pull image",
+                reason: reason.into(),
+            }))
+        };
+        let (why, known) = start_diagnosis(image, pull("manifest unknown"));
+        assert!(
+            known && why == "the image example/game:1 cannot be pulled: manifest unknown",
+            "{why}"
+        );
+        let (why, known) = start_diagnosis(image, Ok(Ok(false)));
+        assert!(
+            known && why.contains("is on the instance, but nothing ran it"),
+            "{why}"
+        );
+        for (answer, says) in [
+            (Ok(Ok(true)), "has just been pulled"),
+            (
+                Ok(Err(ContainerError::Docker {
+                    call: "inspect image",
+                    reason: "connection refused".into(),
+                })),
+                "Docker could not be asked",
+            ),
+            (Err(elapsed().await), "took more than 120s"),
+        ] {
+            let (why, known) = start_diagnosis(image, answer);
+            assert!(!known && why.contains(says), "{why}");
+        }
+    }
 }
