@@ -623,6 +623,7 @@ async fn alerts_arrive_through_sns() {
             idle_for: Duration::from_secs(420),
             uptime: Duration::from_secs(3600),
             saved: Some(true),
+            unused: false,
         },
         Alert::Crash {
             exit_code: 137,

@@ -484,6 +484,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         prepare_image: false,
         ready_when: Readiness::ContainerRuns,
         start_within: None,
+        unused_after: None,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {

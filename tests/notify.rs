@@ -87,6 +87,7 @@ fn events() -> Vec<Alert> {
             idle_for: Duration::from_secs(420),
             uptime: Duration::from_secs(5400),
             saved: Some(true),
+            unused: false,
         },
         Alert::Crash {
             exit_code: 3,

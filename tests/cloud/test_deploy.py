@@ -17,7 +17,7 @@ AGENT_CONFIG_KEYS = {
     "container": {"ecs_container_name", "stop_timeout", "pre_stop_command",
                   "crashes_before_shutdown", "alert_log_lines", "image", "start_within"},
     "activity": {"interface", "ports", "min_packets_per_second", "sample_interval", "idle_after",
-                 "boot_grace", "keep_awake_file"},
+                 "boot_grace", "unused_after", "keep_awake_file"},
     "activity.probe": {"kind", "address", "timeout"},
     "dns": {"hosted_zone_id", "record_name", "ttl", "unavailable_ipv4", "ipv6"},
     "scaling": {"auto_scaling_group", "lifecycle_hook", "launch_hook", "max_uptime", "stop_on_max_uptime"},

@@ -24,6 +24,8 @@ pub(super) struct RawActivity {
     idle_after: String,
     #[serde(default = "d_boot_grace")]
     boot_grace: String,
+    #[serde(default = "d_unused_after")]
+    unused_after: String,
     #[serde(default = "d_keep_awake")]
     keep_awake_file: String,
     probe: Option<RawProbe>,
@@ -43,6 +45,9 @@ fn d_idle_after() -> String {
 }
 fn d_boot_grace() -> String {
     "10m".into()
+}
+fn d_unused_after() -> String {
+    "5m".into()
 }
 fn d_keep_awake() -> String {
     "/etc/container-manager/keep-awake".into()
@@ -151,6 +156,9 @@ pub struct ActivityConfig {
     pub sample_interval: Duration,
     pub idle_after: Duration,
     pub boot_grace: Duration,
+    /// A wake in which no player ever came ends this long after the game is up (`None`: "0s",
+    /// off; then only `idle_after` ends it).
+    pub unused_after: Option<Duration>,
     pub keep_awake_file: PathBuf,
     pub probe: Option<ProbeConfig>,
 }
@@ -233,6 +241,21 @@ impl RawActivity {
         }
         let boot_grace =
             cx.duration("activity.boot_grace", &self.boot_grace, Duration::ZERO, DAY)?;
+        let unused_after = cx.duration(
+            "activity.unused_after",
+            &self.unused_after,
+            Duration::ZERO,
+            DAY,
+        )?;
+        if !unused_after.is_zero() && unused_after < sample_interval {
+            return Err(cx.err(
+                "activity.unused_after",
+                format!(
+                    "{:?} is shorter than activity.sample_interval {:?} (expected \"0s\" for off, or at least one sample interval)",
+                    self.unused_after, self.sample_interval
+                ),
+            ));
+        }
         let keep_awake_file = PathBuf::from(&self.keep_awake_file);
         if !keep_awake_file.is_absolute() {
             return Err(cx.err(
@@ -254,6 +277,7 @@ impl RawActivity {
             sample_interval,
             idle_after,
             boot_grace,
+            unused_after: (!unused_after.is_zero()).then_some(unused_after),
             keep_awake_file,
             probe,
         })
@@ -270,6 +294,16 @@ mod tests {
     #[test]
     fn bad_inputs_name_their_key() {
         assert_rejected(&[
+            (
+                with("", "unused_after = \"1s\"", ""),
+                "activity.unused_after",
+                "at least one sample interval",
+            ),
+            (
+                with("", "unused_after = \"soon\"", ""),
+                "activity.unused_after",
+                "not a duration",
+            ),
             (
                 with("", "", "").replace(
                     "ports = [\"udp:2456-2458\"]",

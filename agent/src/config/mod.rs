@@ -237,6 +237,7 @@ mod tests {
         assert_eq!(c.activity.sample_interval, m.activity.sample_interval);
         assert_eq!(c.activity.idle_after, m.activity.idle_after);
         assert_eq!(c.activity.boot_grace, m.activity.boot_grace);
+        assert_eq!(c.activity.unused_after, m.activity.unused_after);
         assert_eq!(c.activity.keep_awake_file, m.activity.keep_awake_file);
         let d = c.dns.as_ref().unwrap();
         assert_eq!(d.ttl, d_ttl());
@@ -285,6 +286,7 @@ mod tests {
         assert_eq!(c.activity.sample_interval, Duration::from_secs(10));
         assert_eq!(c.activity.idle_after, Duration::from_secs(420));
         assert_eq!(c.activity.boot_grace, Duration::from_secs(600));
+        assert_eq!(c.activity.unused_after, Some(Duration::from_secs(300)));
         assert_eq!(
             c.activity.keep_awake_file,
             PathBuf::from("/etc/container-manager/keep-awake")

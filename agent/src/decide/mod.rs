@@ -24,6 +24,11 @@
 //!     ready (the probe's first answer; without a probe a running container is ready, so such
 //!     exits stay crashes). A container that runs is starting, however long it takes to answer:
 //!     a game that is slow to load is never `never_started`, and one with players never is.
+//! 12. A wake nobody comes to ends sooner: when no sample has been active since the game was
+//!     up (ready, as for `online`) and `unused_after` has passed since, scale in (whatever
+//!     `boot_grace` and `idle_after` say), and `idle_stop` says nobody came. Once any sample of
+//!     this wake is active (a player, game traffic, the keep-awake file, or a count that failed),
+//!     the rule is off until the next wake.
 //!
 //! What it takes is in `input` ([`Input`], [`Observation`], [`Completion`]); what it returns is
 //! in `output` ([`Action`], [`Alert`], [`ScaleReason`], [`Verdict`]). This file is the state
@@ -76,6 +81,8 @@ pub struct Policy {
     pub prepare_image: bool,
     /// What says the game is up, for the `online` notification.
     pub ready_when: Readiness,
+    /// A wake nobody came to ends this long after the game is up (rule 12); `None`: off.
+    pub unused_after: Option<Duration>,
     /// How long after going into service a container of the game must have run (rule 11);
     /// `None` when the agent does not watch a container, or the check is off.
     pub start_within: Option<Duration>,
@@ -169,8 +176,13 @@ pub struct Core {
     /// The last player count reported in a `players` notification (the first answer is the
     /// baseline, not a change).
     players_reported: Option<u32>,
-    /// Set by an idle scale-in: the `idle_stop` notification goes out once the game is saved.
-    idle_stop_pending: Option<Duration>,
+    /// Set by an idle scale-in: the `idle_stop` notification goes out once the game is saved
+    /// (how long it was idle, and whether nobody came at all).
+    idle_stop_pending: Option<(Duration, bool)>,
+    /// When the game was first up in this wake (rule 12 counts from it).
+    ready_at: Option<Instant>,
+    /// Whether a sample of this wake, since the game was up, was active (rule 12 is off then).
+    someone_came: bool,
     // Metrics accumulated since the last publish.
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
@@ -216,6 +228,8 @@ impl Core {
             online_sent: false,
             players_reported: None,
             idle_stop_pending: None,
+            ready_at: None,
+            someone_came: false,
             next_metrics,
             packets_sum: None,
             players: None,
@@ -310,6 +324,10 @@ impl Core {
             self.report_players(*online, *max, out);
         }
         self.check_online(now, out);
+        let ready = self.game_ready || self.policy.ready_when == Readiness::InService;
+        if self.ready_at.is_none() && self.served && ready {
+            self.ready_at = Some(now);
+        }
 
         let gap = self.last_sample.is_some_and(|prev| {
             now.saturating_duration_since(prev) > self.policy.sample_interval * GAP_FACTOR
@@ -323,6 +341,9 @@ impl Core {
         };
         if active {
             self.last_active = now;
+            if self.ready_at.is_some() {
+                self.someone_came = true;
+            }
         }
         let idle_for = self.idle_for(now);
         let mut verdict = Verdict {
@@ -334,15 +355,32 @@ impl Core {
         if !active && self.drain.is_none() && !self.warmed() {
             let grace_left = (self.booted + self.policy.boot_grace).saturating_duration_since(now);
             let idle_left = self.policy.idle_after.saturating_sub(idle_for);
-            verdict.remaining = Some(idle_left.max(grace_left));
+            let mut remaining = idle_left.max(grace_left);
+            // Rule 12: nobody came since the game was up.
+            let unused_left = match (self.policy.unused_after, self.ready_at) {
+                (Some(after), Some(at)) if !self.someone_came => {
+                    Some(after.saturating_sub(now.saturating_duration_since(at)))
+                }
+                _ => None,
+            };
+            if let Some(left) = unused_left {
+                remaining = remaining.min(left);
+            }
+            verdict.remaining = Some(remaining);
             if idle_left.is_zero() && grace_left.is_zero() {
-                self.idle(idle_for, basis, out);
+                self.idle(idle_for, basis, ScaleReason::Idle { idle_for }, out);
+            } else if unused_left.is_some_and(|l| l.is_zero()) {
+                let up_for = self
+                    .ready_at
+                    .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                // Quiet since it was up: told as the minutes it stood ready for nobody.
+                self.idle(up_for, basis, ScaleReason::Unused { up_for }, out);
             }
         }
         out.verdict = Some(verdict);
     }
 
-    fn idle(&mut self, idle_for: Duration, basis: &str, out: &mut Output) {
+    fn idle(&mut self, idle_for: Duration, basis: &str, reason: ScaleReason, out: &mut Output) {
         if !self.policy.scaling {
             if !self.idle_without_scaling_noted {
                 self.idle_without_scaling_noted = true;
@@ -358,9 +396,10 @@ impl Core {
         if self.scale_in.is_some() {
             return;
         }
-        self.request_scale_in(ScaleReason::Idle { idle_for }, out);
+        let unused = matches!(reason, ScaleReason::Unused { .. });
+        self.request_scale_in(reason, out);
         // Told once the game is saved, when the group terminates the instance.
-        self.idle_stop_pending = Some(idle_for);
+        self.idle_stop_pending = Some((idle_for, unused));
     }
 
     /// The `online` notification, once per boot: in service, the record pointing here (when
@@ -602,10 +641,11 @@ impl Core {
         // The game is saved (or there was none): now the idle stop can be told, with the
         // outcome of the save. Only for a termination: the group acted on the scale-in.
         if d.cause == DrainCause::Terminating
-            && let Some(idle_for) = self.idle_stop_pending.take()
+            && let Some((idle_for, unused)) = self.idle_stop_pending.take()
         {
             out.actions.push(Action::Alert(Alert::IdleStop {
                 idle_for,
+                unused,
                 uptime: now.saturating_duration_since(self.booted),
                 saved: d.saved,
             }));
@@ -656,8 +696,12 @@ impl Core {
                     s.done_at = Some(now);
                 }
                 // If the group keeps us (the wake-up path set the capacity back to 1), give
-                // the players a whole new idle window before trying again.
+                // the players a whole new idle window before trying again; that is a new wake,
+                // with a new `unused_after` window.
                 self.last_active = now;
+                if self.ready_at.is_some() {
+                    self.ready_at = Some(now);
+                }
                 self.end_streak();
             }
             Completion::GracefulStopDone { saved } => {

@@ -39,6 +39,10 @@ pub enum ScaleReason {
     MaxUptime {
         uptime: Duration,
     },
+    /// Nobody came in the `unused_after` after the game was up (rule 12).
+    Unused {
+        up_for: Duration,
+    },
     /// The game never started (see [`StartFailure`]).
     NeverStarted(StartFailure),
 }
@@ -50,6 +54,7 @@ impl ScaleReason {
             Self::Idle { .. } => "idle",
             Self::Crash { .. } => "crash",
             Self::MaxUptime { .. } => "max_uptime",
+            Self::Unused { .. } => "unused",
             Self::NeverStarted(_) => "never_started",
         }
     }
@@ -81,6 +86,11 @@ impl fmt::Display for ScaleReason {
                 f,
                 "the instance has been up for {}",
                 humantime::format_duration(Duration::from_secs(uptime.as_secs()))
+            ),
+            Self::Unused { up_for } => write!(
+                f,
+                "nobody came in the {} the game was up",
+                humantime::format_duration(Duration::from_secs(up_for.as_secs()))
             ),
             Self::NeverStarted(failure) => write!(f, "the game never started: {failure}"),
         }
@@ -215,10 +225,12 @@ pub enum Alert {
         max: u32,
     },
     /// The idle server's game was stopped (and saved) before the instance goes away.
+    /// `unused`: nobody came at all in this wake (rule 12), rather than players who left.
     IdleStop {
         idle_for: Duration,
         uptime: Duration,
         saved: Option<bool>,
+        unused: bool,
     },
     /// Idle, but `[scaling]` is not configured: the instance keeps running.
     IdleNoScaling {

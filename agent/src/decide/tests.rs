@@ -22,6 +22,7 @@ fn policy() -> Policy {
         prepare_image: false,
         ready_when: Readiness::ProbeAnswers,
         start_within: None,
+        unused_after: None,
     }
 }
 
@@ -165,6 +166,7 @@ fn quiet_for_idle_after_scales_in_once_with_one_alert() {
                 idle_for,
                 uptime,
                 saved: Some(true),
+                unused: false,
             }),
             Action::PublishMetrics { flush: true, .. },
         ] => {
@@ -702,6 +704,98 @@ fn an_exit_before_the_game_was_ever_up_is_never_started_with_its_exit_code() {
     );
 }
 
+fn unused_policy(after: u64) -> Policy {
+    Policy {
+        unused_after: Some(Duration::from_secs(after)),
+        boot_grace: 600 * S,
+        idle_after: 420 * S,
+        metrics_interval: None,
+        ..policy()
+    }
+}
+
+fn unused_scale_ins(r: &Rig) -> Vec<Duration> {
+    r.scale_ins()
+        .into_iter()
+        .filter_map(|s| match s {
+            ScaleReason::Unused { up_for } => Some(*up_for),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_wake_nobody_came_to_ends_unused_after_the_game_is_up_despite_boot_grace() {
+    let mut r = Rig::new(unused_policy(120));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.at(S, Input::Done(Completion::DnsUpdated));
+    // Booting: the probe does not answer yet; this time does not count.
+    for _ in 0..6 {
+        r.sample(with_probe(quiet(), probe_err()));
+    }
+    assert!(r.scale_ins().is_empty());
+    // Up at the first answer (0 players); 12 more quiet samples of 10 s are 120 s.
+    for _ in 0..12 {
+        r.sample(with_probe(quiet(), players(0)));
+        assert!(r.scale_ins().is_empty(), "too early");
+    }
+    r.sample(with_probe(quiet(), players(0)));
+    assert_eq!(unused_scale_ins(&r), vec![120 * S]);
+    // Told after the save, as nobody came.
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
+    assert!(
+        r.alerts().iter().any(
+            |a| matches!(a, Alert::IdleStop { unused: true, idle_for, .. } if *idle_for == 120 * S)
+        ),
+        "{:?}",
+        r.alerts()
+    );
+}
+
+#[test]
+fn a_wake_with_a_player_is_never_ended_by_unused_after() {
+    let mut r = Rig::new(unused_policy(60));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.sample(with_probe(quiet(), players(0)));
+    r.sample(with_probe(quiet(), players(1))); // someone came and left at once
+    for _ in 0..45 {
+        r.sample(with_probe(quiet(), players(0)));
+    }
+    assert!(unused_scale_ins(&r).is_empty());
+    // Only the idle rule ends it (boot_grace 600 s, idle_after 420 s).
+    assert!(
+        matches!(r.scale_ins().as_slice(), [ScaleReason::Idle { .. }]),
+        "{:?}",
+        r.scale_ins()
+    );
+}
+
+#[test]
+fn an_unknown_count_or_the_keep_awake_file_keeps_an_unused_wake_up() {
+    for o in [
+        unknown(),
+        Observation {
+            keep_awake: Some(true),
+            ..quiet()
+        },
+    ] {
+        let mut p = unused_policy(60);
+        p.ready_when = Readiness::ContainerRuns;
+        let mut r = Rig::new(p);
+        r.at(S, Input::Lifecycle(LifecycleState::InService));
+        r.at(S, running());
+        r.sample(o.clone());
+        for _ in 0..30 {
+            r.sample(quiet());
+        }
+        assert!(unused_scale_ins(&r).is_empty(), "{o:?}");
+    }
+}
+
 #[test]
 fn max_uptime_alerts_once_and_scales_in_only_when_asked() {
     for stop in [false, true] {
@@ -1207,6 +1301,36 @@ proptest! {
             }
         }
         prop_assert!(never_started_alerts(&r).len() <= 1);
+    }
+
+    /// Rule 12: a wake in which any sample was active after the game was up is never ended
+    /// by `unused_after`.
+    #[test]
+    fn a_wake_with_a_player_is_never_ended_by_unused(
+        evs in prop::collection::vec(ev_strategy(), 1..200),
+        after in 10u64..900,
+    ) {
+        let mut r = Rig::new(Policy { unused_after: Some(Duration::from_secs(after)), ..prop_policy(1, 0, false) });
+        r.at(S, Input::Lifecycle(LifecycleState::InService));
+        r.sample(with_probe(quiet(), players(0))); // the game is up
+        let mut came = false;
+        for ev in &evs {
+            let before = unused_scale_ins(&r).len();
+            match ev {
+                Ev::Sample(s, x) => {
+                    came |= oracle_active(*x, *s);
+                    r.at(Duration::from_secs(*s), Input::Observation(obs(*x, *s)));
+                }
+                Ev::Crash(c) => { r.at(S, exited(*c, false, false)); }
+                Ev::CleanExit => { r.at(S, exited(0, false, false)); }
+                Ev::Requested(c) => { r.at(S, exited(*c, true, false)); }
+                Ev::Running => { r.at(S, running()); }
+                Ev::Tick(s) => { r.at(Duration::from_secs(*s), Input::Tick); }
+            }
+            if came {
+                prop_assert_eq!(unused_scale_ins(&r).len(), before, "ended by unused_after after a player came");
+            }
+        }
     }
 
     /// Probe errors and unknown packet counts never lead to a scale-in.

@@ -119,8 +119,13 @@ impl Message {
                 idle_for,
                 uptime,
                 saved,
+                unused,
             } => {
-                m.title = format!("{server} stopped: nobody was playing");
+                m.title = if *unused {
+                    format!("{server} stopped: nobody came")
+                } else {
+                    format!("{server} stopped: nobody was playing")
+                };
                 let save = match saved {
                     Some(true) => "The world was saved before the server stopped.",
                     Some(false) => {
@@ -129,10 +134,17 @@ impl Message {
                     }
                     None => "No game was running, so there was nothing to save.",
                 };
-                m.text = format!(
-                    "Nobody played on {server} for {}, so it was shut down to save money. {save}",
-                    human_minutes(*idle_for)
-                );
+                m.text = if *unused {
+                    format!(
+                        "{server} was woken up, but nobody joined in the {} it was ready, so it was shut down to save money. {save}",
+                        human_minutes(*idle_for)
+                    )
+                } else {
+                    format!(
+                        "Nobody played on {server} for {}, so it was shut down to save money. {save}",
+                        human_minutes(*idle_for)
+                    )
+                };
                 m.next = Some(format!(
                     "Look up {server} again (open the game's server list, or connect) to start it."
                 ));
@@ -151,6 +163,7 @@ impl Message {
                     "idle_seconds": idle_for.as_secs(),
                     "uptime_seconds": uptime.as_secs(),
                     "saved": saved,
+                    "nobody_came": unused,
                 });
             }
             Alert::IdleNoScaling { idle_for, detail } => {
@@ -537,11 +550,13 @@ mod tests {
                 idle_for: Duration::from_secs(420),
                 uptime: Duration::from_secs(7260),
                 saved: Some(true),
+                unused: false,
             },
             Alert::IdleStop {
                 idle_for: Duration::from_secs(420),
                 uptime: Duration::from_secs(7260),
                 saved: Some(false),
+                unused: false,
             },
             Alert::IdleNoScaling {
                 idle_for: Duration::from_secs(420),
@@ -583,7 +598,26 @@ mod tests {
                 },
                 scaling_in: true,
             },
+            Alert::IdleStop {
+                idle_for: Duration::from_secs(300),
+                uptime: Duration::from_secs(420),
+                saved: Some(true),
+                unused: true,
+            },
         ]
+    }
+
+    #[test]
+    fn an_unused_wake_says_nobody_came() {
+        let m = Message::new(&every_alert()[12], &cx());
+        assert_eq!(m.kind, EventKind::IdleStop);
+        assert_eq!(m.title, "valheim.example.com stopped: nobody came");
+        assert!(
+            m.text.contains("nobody joined in the 5m it was ready"),
+            "{}",
+            m.text
+        );
+        assert_eq!(m.json()["data"]["nobody_came"], true);
     }
 
     #[test]
@@ -735,7 +769,7 @@ mod tests {
         let stop = Message::new(&every_alert()[3], &cx()).json();
         assert_eq!(
             stop["data"],
-            json!({"idle_seconds": 420, "uptime_seconds": 7260, "saved": true})
+            json!({"idle_seconds": 420, "uptime_seconds": 7260, "saved": true, "nobody_came": false})
         );
     }
 

@@ -76,6 +76,7 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
         sample_interval: config.activity.sample_interval,
         idle_after: config.activity.idle_after,
         boot_grace: config.activity.boot_grace,
+        unused_after: config.activity.unused_after,
         crashes_before_shutdown: config.container.crashes_before_shutdown,
         max_uptime: scaling.map(|s| s.max_uptime),
         stop_on_max_uptime: scaling.is_some_and(|s| s.stop_on_max_uptime),
