@@ -192,7 +192,7 @@ if [[ $region != us-east-1 ]]; then
     aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
         --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
         --parameter-overrides "ServerName=$server" "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId" \
-        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" >&2 \
+        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" "UnusedWakesPerDay=${p_UnusedWakesPerDay:-3}" >&2 \
         || die "the deploy of $wake_stack in us-east-1 failed"
 fi
 

@@ -485,6 +485,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         ready_when: Readiness::ContainerRuns,
         start_within: None,
         unused_after: None,
+        wake_budget: None,
     };
     let crashy = |out: &[Action]| {
         out.iter().any(|a| {

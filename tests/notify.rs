@@ -357,6 +357,14 @@ impl Capacity for Cloud {
     async fn heartbeat(&self) -> Result<(), AwsError> {
         Ok(())
     }
+    async fn record_unused_wake(&self, _at: u64) -> Result<u32, AwsError> {
+        record(&self.0, "record unused wake");
+        Ok(1)
+    }
+    async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
+        record(&self.0, "clear unused wakes");
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

@@ -20,7 +20,8 @@ AGENT_CONFIG_KEYS = {
                  "boot_grace", "unused_after", "keep_awake_file"},
     "activity.probe": {"kind", "address", "timeout"},
     "dns": {"hosted_zone_id", "record_name", "ttl", "unavailable_ipv4", "ipv6"},
-    "scaling": {"auto_scaling_group", "lifecycle_hook", "launch_hook", "max_uptime", "stop_on_max_uptime"},
+    "scaling": {"auto_scaling_group", "lifecycle_hook", "launch_hook", "max_uptime", "stop_on_max_uptime",
+                "unused_wakes_per_day"},
     "metrics": {"namespace", "interval"},
     "alerts": {"sns_topic_arn"},
 }
@@ -200,9 +201,10 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     groups = {g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]}
     assert {f"/container-manager/{name}/game", f"/aws/route53/container-manager-{name}"} <= groups
     wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
-    assert wake["Environment"]["Variables"] == {
+    # Lambda's variables are strings; moto keeps a Ref'd Number as a number.
+    assert {k: str(v) for k, v in wake["Environment"]["Variables"].items()} == {
         "RECORD_NAME": values["RecordName"], "AUTO_SCALING_GROUP": f"container-manager-{name}",
-        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1"}
+        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1", "WAKE_BUDGET": "3"}
     assert aws("cloudwatch").list_dashboards()["DashboardEntries"][0]["DashboardName"] == f"container-manager-{name}"
     assert outputs["WakeStackCommand"].startswith("none")
 

@@ -464,7 +464,8 @@ def log_group_of(deployed_template: dict, physical: dict[str, str], function: st
 
 def _function_env(moto_url: str, function_name: str) -> dict[str, str]:
     conf = _client(moto_url, "lambda").get_function_configuration(FunctionName=function_name)
-    return dict(conf.get("Environment", {}).get("Variables", {}))
+    # Lambda's variables are strings (moto keeps a Ref'd Number as a number).
+    return {k: str(v) for k, v in conf.get("Environment", {}).get("Variables", {}).items()}
 
 
 def _load_function(code: str, name: str, aws_url: str, env: dict[str, str]) -> types.ModuleType:

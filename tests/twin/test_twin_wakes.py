@@ -56,3 +56,47 @@ def test_a_player_who_comes_keeps_the_wake_past_unused_after():
         print(f"still up {time.time() - left['t']:.0f} s after the player left")
         tw.sleep_now()
         tw.wait_instances(0, 150)
+
+
+def ledger(tw: Twin) -> str:
+    (group,) = tw.client("autoscaling", direct=True).describe_auto_scaling_groups(
+        AutoScalingGroupNames=[tw.deployed.group])["AutoScalingGroups"]
+    return next((t["Value"] for t in group.get("Tags", []) if t["Key"] == "container-manager:unused-wakes"), "")
+
+
+def test_lookups_stop_waking_once_the_budget_is_spent_and_a_players_wake_resets_it():
+    with Twin(overrides={**DEFAULTS, "UnusedWakesPerDay": "1"}) as tw:
+        tw.alert_queue()
+        # A bot's lookup: the one wake nobody joins that the budget allows.
+        tw.player("--lookups-only", "1")
+        tw.wait_for("instance_launching", BOOT)
+        scale = tw.wait_for("scale_in_requested", BOOT + UNUSED, source="agent")
+        assert scale["reason"] == "unused", scale
+        tw.wait_instances(0, 150)
+        assert len(ledger(tw).split()) == 1, ledger(tw)
+        alerts = tw.alerts()
+        told = [a for a in alerts if "no longer wake the server" in a["subject"]]
+        assert len(told) == 1 and "set-desired-capacity" in told[0]["message"], alerts
+        # Lookups every second for 30 s: none wakes the server.
+        spent = time.time()
+        bot = tw.player("--lookups-only", "30")
+        bot.wait(90)
+        results = [e["result"] for e in tw.named("wake_invoked") if e["t"] >= spent]
+        assert results and set(results) == {"budget spent"}, results
+        assert tw.desired() == 0 and not tw.active()
+        assert [a for a in tw.alerts() if "no longer wake" in a["subject"]] == [], "told once"
+        # The operator wakes it anyway; a player comes: the budget starts again.
+        tw.client("autoscaling").set_desired_capacity(
+            AutoScalingGroupName=tw.deployed.group, DesiredCapacity=1, HonorCooldown=False)
+        tw.player("--play-seconds", "5", "--rate", "5")
+        tw.wait_for("connected", BOOT, source="player", after=spent)
+        tw.wait_for("wake_recorded", 30, source="agent", pred=lambda e: e.get("joined") in (True, "true"))
+        assert ledger(tw) == ""
+        tw.sleep_now()
+        tw.wait_instances(0, 150)
+        # A lookup wakes it again.
+        again = time.time()
+        tw.player("--lookups-only", "1")
+        woke = tw.wait_for("wake_invoked", 30, after=again, pred=lambda e: e["result"] == "woken")
+        print(f"woken again {woke['t'] - again:.1f} s after the lookup, once a player had come")
+        tw.wait_for("instance_launching", BOOT, after=again)

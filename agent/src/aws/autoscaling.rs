@@ -13,6 +13,31 @@ use super::traits::{AwsError, Capacity};
 
 const SERVICE: &str = "autoscaling";
 
+/// The group tag that holds the wake budget's ledger: the end times (Unix seconds, separated by
+/// spaces) of the last day's wakes nobody joined. The wake function reads it
+/// (`cloud/container-manager.yaml`, `WakeFunction`).
+pub const UNUSED_WAKES_TAG: &str = "container-manager:unused-wakes";
+/// A day, in seconds: how far back the ledger counts.
+pub const LEDGER_WINDOW_SECS: u64 = 86_400;
+/// At most this many entries are kept (a tag value holds 256 characters; 20 entries of 10
+/// digits and a space fit).
+const LEDGER_MAX: usize = 20;
+
+/// The ledger's entries still within the day before `now`, plus `add`: parsed leniently (what
+/// is not a number is dropped), the newest kept.
+pub fn ledger(value: &str, now: u64, add: Option<u64>) -> Vec<u64> {
+    let mut kept: Vec<u64> = value
+        .split_whitespace()
+        .filter_map(|t| t.parse::<u64>().ok())
+        .filter(|t| *t <= now && now - t < LEDGER_WINDOW_SECS)
+        .chain(add)
+        .collect();
+    kept.sort_unstable();
+    let skip = kept.len().saturating_sub(LEDGER_MAX);
+    kept.drain(..skip);
+    kept
+}
+
 /// Finds this instance's group once, lazily: from `scaling.auto_scaling_group` when set,
 /// otherwise with `DescribeAutoScalingInstances`. A failed lookup is not cached, so the run
 /// loop's retries retry it; a found group (or "not in any group") is.
@@ -153,9 +178,60 @@ impl Capacity for AutoScaling {
             .map_err(|e| call_error("RecordLifecycleActionHeartbeat", &e))?;
         Ok(())
     }
+
+    async fn record_unused_wake(&self, at: u64) -> Result<u32, AwsError> {
+        let group = self.group.require().await?;
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(&group)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
+        let old = out
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.tags())
+            .find(|t| t.key() == Some(UNUSED_WAKES_TAG))
+            .and_then(|t| t.value())
+            .unwrap_or("");
+        let kept = ledger(old, at, Some(at));
+        let value = kept
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        self.set_ledger(&group, value).await?;
+        info!(group = %group, unused_wakes = kept.len(), "Recorded a wake nobody joined.");
+        Ok(u32::try_from(kept.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        self.set_ledger(&group, String::new()).await?;
+        debug!(group = %group, "A player came: the wake budget starts again.");
+        Ok(())
+    }
 }
 
 impl AutoScaling {
+    async fn set_ledger(&self, group: &str, value: String) -> Result<(), AwsError> {
+        let tag = aws_sdk_autoscaling::types::Tag::builder()
+            .resource_id(group)
+            .resource_type("auto-scaling-group")
+            .key(UNUSED_WAKES_TAG)
+            .value(value)
+            .propagate_at_launch(false)
+            .build();
+        self.client
+            .create_or_update_tags()
+            .tags(tag)
+            .send()
+            .await
+            .map_err(|e| call_error("CreateOrUpdateTags", &e))?;
+        Ok(())
+    }
+
     async fn complete(&self, hook: &str) -> Result<(), AwsError> {
         let group = self.group.require().await?;
         self.client
@@ -176,5 +252,38 @@ fn call_error<E: std::error::Error + 'static>(call: &'static str, e: &E) -> AwsE
         service: SERVICE,
         call,
         reason: DisplayErrorContext(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_keeps_the_last_day_newest_first_out_and_drops_what_is_not_a_time() {
+        let now = 1_000_000;
+        let old = format!(
+            "{} {} junk {} {}",
+            now - 90_000,
+            now - 86_400,
+            now - 3_600,
+            now + 5
+        );
+        assert_eq!(ledger(&old, now, None), vec![now - 3_600]);
+        assert_eq!(ledger("", now, Some(now)), vec![now]);
+        let full: String = (0..30).map(|i| format!("{} ", now - 100 + i)).collect();
+        let kept = ledger(&full, now, Some(now));
+        assert_eq!(kept.len(), LEDGER_MAX);
+        assert_eq!(kept.last(), Some(&now));
+        let value = kept
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            value.len() <= 256,
+            "a tag value holds 256 characters: {}",
+            value.len()
+        );
     }
 }

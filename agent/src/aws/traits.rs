@@ -72,6 +72,12 @@ pub trait Capacity: Send + Sync + std::fmt::Debug {
     /// Completes the launching hook (CONTINUE): into the warm pool, or into service.
     async fn complete_launch(&self) -> Result<(), AwsError>;
     async fn heartbeat(&self) -> Result<(), AwsError>;
+    /// The wake budget's ledger, kept on the group where the wake function reads it in the call
+    /// it makes anyway: records a wake nobody joined, ending at `at` (Unix seconds), and returns
+    /// how many the last 24 hours hold, this one included.
+    async fn record_unused_wake(&self, at: u64) -> Result<u32, AwsError>;
+    /// A wake someone joined: the ledger starts again.
+    async fn clear_unused_wakes(&self) -> Result<(), AwsError>;
 }
 
 /// CloudWatch custom metrics.

@@ -20,10 +20,15 @@ pub(super) struct RawScaling {
     max_uptime: String,
     #[serde(default)]
     stop_on_max_uptime: bool,
+    #[serde(default = "d_unused_wakes")]
+    unused_wakes_per_day: i64,
 }
 
 fn d_max_uptime() -> String {
     "8h".into()
+}
+fn d_unused_wakes() -> i64 {
+    3
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +42,10 @@ pub struct ScalingConfig {
     pub launch_hook: Option<String>,
     pub max_uptime: Duration,
     pub stop_on_max_uptime: bool,
+    /// The wake budget: after this many wakes in a day that nobody joined, lookups stop waking
+    /// the server (the wake function reads the ledger the agent keeps on the group). `None`:
+    /// 0, no budget.
+    pub unused_wakes_per_day: Option<u32>,
 }
 
 impl RawScaling {
@@ -75,12 +84,25 @@ impl RawScaling {
         };
         let hook = hook_name("scaling.lifecycle_hook", self.lifecycle_hook)?;
         let launch_hook = hook_name("scaling.launch_hook", self.launch_hook)?;
+        let unused_wakes_per_day = match u32::try_from(self.unused_wakes_per_day) {
+            Ok(n) if n <= 20 => (n > 0).then_some(n),
+            _ => {
+                return Err(cx.err(
+                    "scaling.unused_wakes_per_day",
+                    format!(
+                        "{} is out of range (expected a whole number from 0, no budget, to 20)",
+                        self.unused_wakes_per_day
+                    ),
+                ));
+            }
+        };
         Ok(ScalingConfig {
             auto_scaling_group: group,
             lifecycle_hook: hook,
             launch_hook,
             max_uptime,
             stop_on_max_uptime: self.stop_on_max_uptime,
+            unused_wakes_per_day,
         })
     }
 }
@@ -93,6 +115,11 @@ mod tests {
     #[test]
     fn bad_inputs_name_their_key() {
         assert_rejected(&[
+            (
+                with("", "", "[scaling]\nunused_wakes_per_day = 21"),
+                "scaling.unused_wakes_per_day",
+                "0, no budget, to 20",
+            ),
             (
                 with("", "", "[scaling]\nmax_uptime = \"10s\""),
                 "scaling.max_uptime",

@@ -105,6 +105,11 @@ pub enum Completion {
         why: String,
         known: bool,
     },
+    /// The ledger was written: how many wakes of the last day nobody joined (`None` for a
+    /// joined wake, or when the ledger could not be written).
+    WakeRecorded {
+        unused_today: Option<u32>,
+    },
     /// A must-happen call keeps failing (it is still being retried): an operator must act.
     Stuck(Problem),
 }

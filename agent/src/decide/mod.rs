@@ -83,6 +83,9 @@ pub struct Policy {
     pub ready_when: Readiness,
     /// A wake nobody came to ends this long after the game is up (rule 12); `None`: off.
     pub unused_after: Option<Duration>,
+    /// How many wakes a day nobody joined before lookups stop waking the server (rule 12's
+    /// ledger, kept on the group); `None`: no ledger.
+    pub wake_budget: Option<u32>,
     /// How long after going into service a container of the game must have run (rule 11);
     /// `None` when the agent does not watch a container, or the check is off.
     pub start_within: Option<Duration>,
@@ -183,6 +186,8 @@ pub struct Core {
     ready_at: Option<Instant>,
     /// Whether a sample of this wake, since the game was up, was active (rule 12 is off then).
     someone_came: bool,
+    /// Whether the operator was told that the wake budget is spent (once per boot).
+    budget_told: bool,
     // Metrics accumulated since the last publish.
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
@@ -230,6 +235,7 @@ impl Core {
             idle_stop_pending: None,
             ready_at: None,
             someone_came: false,
+            budget_told: false,
             next_metrics,
             packets_sum: None,
             players: None,
@@ -341,8 +347,11 @@ impl Core {
         };
         if active {
             self.last_active = now;
-            if self.ready_at.is_some() {
-                self.someone_came = true;
+            if self.ready_at.is_some() && !std::mem::replace(&mut self.someone_came, true) {
+                // Someone came: the budget of wakes nobody joined starts again.
+                if self.policy.wake_budget.is_some() && self.policy.scaling {
+                    out.actions.push(Action::RecordWake { joined: true });
+                }
             }
         }
         let idle_for = self.idle_for(now);
@@ -374,7 +383,11 @@ impl Core {
                     .ready_at
                     .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
                 // Quiet since it was up: told as the minutes it stood ready for nobody.
+                let asked = self.scale_in.is_none() && self.policy.scaling;
                 self.idle(up_for, basis, ScaleReason::Unused { up_for }, out);
+                if asked && self.policy.wake_budget.is_some() {
+                    out.actions.push(Action::RecordWake { joined: false });
+                }
             }
         }
         out.verdict = Some(verdict);
@@ -727,6 +740,16 @@ impl Core {
             }
             Completion::Prepared => self.complete_launch(out),
             Completion::LaunchCompleted => {}
+            Completion::WakeRecorded { unused_today } => {
+                if let (Some(wakes), Some(budget)) = (unused_today, self.policy.wake_budget)
+                    && wakes >= budget
+                    && !std::mem::replace(&mut self.budget_told, true)
+                {
+                    out.actions.push(Action::Alert(Alert::NeedsOperator(
+                        Problem::WakeBudgetSpent { wakes, budget },
+                    )));
+                }
+            }
             Completion::StartDiagnosed { why, known } => {
                 if self.start_check != Step::Running {
                     return;

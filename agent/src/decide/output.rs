@@ -196,6 +196,9 @@ pub enum Problem {
     DnsStuck { error: String },
     /// The group cannot be scaled to zero: the instance keeps running.
     ScaleInStuck { error: String },
+    /// `wakes` wakes in the last day had nobody join, the budget: lookups no longer wake the
+    /// server until the oldest is a day old, or a wake someone joins.
+    WakeBudgetSpent { wakes: u32, budget: u32 },
 }
 
 impl Problem {
@@ -208,6 +211,7 @@ impl Problem {
             Self::LifecycleStuck { .. } => "lifecycle_stuck",
             Self::DnsStuck { .. } => "dns_stuck",
             Self::ScaleInStuck { .. } => "scale_in_stuck",
+            Self::WakeBudgetSpent { .. } => "wake_budget_spent",
         }
     }
 }
@@ -313,6 +317,11 @@ pub enum Action {
     /// [`Completion::StartDiagnosed`](super::Completion::StartDiagnosed).
     DiagnoseStart {
         waited: Duration,
+    },
+    /// Write this wake's outcome into the wake budget's ledger (rule 12): `joined` clears it, a
+    /// wake nobody joined adds to it; then report [`Completion::WakeRecorded`](super::Completion::WakeRecorded).
+    RecordWake {
+        joined: bool,
     },
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,

@@ -23,6 +23,7 @@ fn policy() -> Policy {
         ready_when: Readiness::ProbeAnswers,
         start_within: None,
         unused_after: None,
+        wake_budget: None,
     }
 }
 
@@ -772,6 +773,71 @@ fn a_wake_with_a_player_is_never_ended_by_unused_after() {
         "{:?}",
         r.scale_ins()
     );
+}
+
+fn record_wakes(r: &Rig) -> Vec<bool> {
+    r.log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::RecordWake { joined } => Some(*joined),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_ledger_hears_each_wake_once_and_the_operator_once_when_the_budget_is_spent() {
+    // A wake nobody joined: recorded with the scale-in; at the budget, one needs_operator.
+    let mut r = Rig::new(Policy {
+        wake_budget: Some(3),
+        ..unused_policy(60)
+    });
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    for _ in 0..8 {
+        r.sample(with_probe(quiet(), players(0)));
+    }
+    assert_eq!(record_wakes(&r), vec![false]);
+    for n in [2, 3, 3] {
+        r.at(
+            S,
+            Input::Done(Completion::WakeRecorded {
+                unused_today: Some(n),
+            }),
+        );
+    }
+    let told: Vec<_> = r
+        .alerts()
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Alert::NeedsOperator(Problem::WakeBudgetSpent {
+                    wakes: 3,
+                    budget: 3
+                })
+            )
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{:?}", r.alerts());
+
+    // A wake someone joined: cleared once, at the first active sample after the game is up.
+    let mut r = Rig::new(Policy {
+        wake_budget: Some(3),
+        ..unused_policy(60)
+    });
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.sample(with_probe(busy(), probe_err())); // before it is up: players waiting, not counted
+    assert!(record_wakes(&r).is_empty());
+    r.sample(with_probe(quiet(), players(0)));
+    r.sample(with_probe(quiet(), players(2)));
+    r.sample(with_probe(busy(), players(3)));
+    assert_eq!(record_wakes(&r), vec![true]);
+    // Without a budget there is no ledger.
+    let mut r = Rig::new(unused_policy(60));
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.sample(with_probe(quiet(), players(0)));
+    r.sample(with_probe(quiet(), players(1)));
+    assert!(record_wakes(&r).is_empty());
 }
 
 #[test]

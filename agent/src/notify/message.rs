@@ -481,6 +481,14 @@ fn operator_text(problem: &Problem) -> (&'static str, String, &'static str, Opti
             "Check the instance role's route53:ChangeResourceRecordSets permission and the hosted zone id.",
             Some(error),
         ),
+        Problem::WakeBudgetSpent { wakes, budget } => (
+            "lookups no longer wake the server",
+            format!(
+                "{wakes} wakes in the last day had nobody join (the budget is {budget}): something looks the name up without playing, a bot or a link preview. Lookups do not wake the server until the oldest of them is a day old."
+            ),
+            "To wake it anyway: aws autoscaling set-desired-capacity --auto-scaling-group-name container-manager-<server> --desired-capacity 1. A wake someone joins starts the count again.",
+            None,
+        ),
         Problem::ScaleInStuck { error } => (
             "cannot scale to zero",
             "The agent decided to stop the server but cannot set the Auto Scaling group's capacity to 0, so the instance keeps running. It keeps retrying.".into(),
@@ -604,6 +612,10 @@ mod tests {
                 saved: Some(true),
                 unused: true,
             },
+            Alert::NeedsOperator(Problem::WakeBudgetSpent {
+                wakes: 3,
+                budget: 3,
+            }),
         ]
     }
 
@@ -618,6 +630,24 @@ mod tests {
             m.text
         );
         assert_eq!(m.json()["data"]["nobody_came"], true);
+        let spent = Message::new(&every_alert()[13], &cx());
+        assert_eq!(
+            spent.title,
+            "valheim.example.com: lookups no longer wake the server"
+        );
+        assert!(
+            spent
+                .text
+                .contains("3 wakes in the last day had nobody join"),
+            "{}",
+            spent.text
+        );
+        assert!(
+            spent
+                .next
+                .as_deref()
+                .is_some_and(|n| n.contains("set-desired-capacity"))
+        );
     }
 
     #[test]

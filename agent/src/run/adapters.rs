@@ -77,6 +77,7 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
         idle_after: config.activity.idle_after,
         boot_grace: config.activity.boot_grace,
         unused_after: config.activity.unused_after,
+        wake_budget: scaling.and_then(|s| s.unused_wakes_per_day),
         crashes_before_shutdown: config.container.crashes_before_shutdown,
         max_uptime: scaling.map(|s| s.max_uptime),
         stop_on_max_uptime: scaling.is_some_and(|s| s.stop_on_max_uptime),

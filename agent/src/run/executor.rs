@@ -30,6 +30,8 @@ const PULL_ATTEMPTS: u32 = 3;
 /// How long the agent waits on Docker when it asks why the game never ran (a pull of the
 /// image): a pull still going after this is a slow start, not a failure.
 pub const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Attempts at writing the wake budget's ledger.
+const LEDGER_ATTEMPTS: u32 = 5;
 
 /// Runs the core's actions as owned tasks and reports completions back.
 #[derive(Debug)]
@@ -81,6 +83,7 @@ impl Executor {
             Action::PrepareForPool => self.prepare_for_pool(),
             Action::CompleteLaunch => self.complete_launch(),
             Action::DiagnoseStart { waited } => self.diagnose_start(waited),
+            Action::RecordWake { joined } => self.record_wake(joined),
         }
     }
 
@@ -134,6 +137,64 @@ impl Executor {
                 info!(event = "scale_in_done", "Desired capacity set to 0.");
                 let _ = done.send(Completion::ScaledIn);
             }
+        });
+    }
+
+    /// Writes the wake's outcome into the wake budget's ledger on the group (a few attempts: a
+    /// ledger that misses one entry lets one more wake through, nothing worse).
+    fn record_wake(&mut self, joined: bool) {
+        let dry = self.options.dry_run;
+        let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+            info!(
+                event = "wake_recorded",
+                joined,
+                dry_run = dry,
+                "Would record this wake's outcome."
+            );
+            self.report(Completion::WakeRecorded { unused_today: None });
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let unused_today = if joined {
+                let cleared = retry(
+                    "clear the wake ledger",
+                    Some(LEDGER_ATTEMPTS),
+                    &cancel,
+                    |_, _| {},
+                    || cap.clear_unused_wakes(),
+                )
+                .await;
+                if cleared.is_some() {
+                    info!(
+                        event = "wake_recorded",
+                        joined, "A player came: the wake budget starts again."
+                    );
+                }
+                None
+            } else {
+                let n = retry(
+                    "record a wake nobody joined",
+                    Some(LEDGER_ATTEMPTS),
+                    &cancel,
+                    |_, _| {},
+                    || cap.record_unused_wake(now),
+                )
+                .await;
+                if let Some(n) = n {
+                    info!(
+                        event = "wake_recorded",
+                        joined,
+                        unused_today = n,
+                        "Recorded a wake nobody joined."
+                    );
+                }
+                n
+            };
+            let _ = done.send(Completion::WakeRecorded { unused_today });
         });
     }
 
