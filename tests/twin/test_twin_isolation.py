@@ -47,6 +47,7 @@ def test_two_twins_each_agent_sees_only_its_own_game_and_a_crash_alerts_only_its
         assert id_a.startswith(ra["id"]) and id_b.startswith(rb["id"]), (ra, rb, id_a, id_b)
 
         # A crash in a's game: a's agent alerts and scales a in; b keeps playing, untold.
+        a.wait_game_up(30)  # a crash of a game that was up (an exit before is never_started)
         a.plant_crash()
         exited = a.wait_for("container_exited", 30, source="agent")
         assert exited["crash"] in (True, "true")

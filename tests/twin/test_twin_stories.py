@@ -157,6 +157,7 @@ def test_story_3_crash():
         tw.player("--play-seconds", "3")
         tw.wait_for("connected", BOOT, source="player")
         inst = only_instance(tw)
+        tw.wait_game_up(30)  # a crash of a game that was up (an exit before is never_started)
         tw.plant_crash()
         exited = tw.wait_for("container_exited", 30, source="agent")
         assert exited["exit_code"] in (3, "3") and exited["crash"] in (True, "true")

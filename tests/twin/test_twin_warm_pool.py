@@ -111,6 +111,7 @@ def test_a_crash_on_a_warm_started_instance_keeps_every_guarantee():
         tw.wait_for("connected", BOOT, source="player")
         (inst,) = serving(tw)
         assert inst.container == pooled.container
+        tw.wait_game_up(30, after=woke)  # a crash of a game that was up (an exit before is never_started)
         tw.plant_crash()
         scale = tw.wait_for("scale_in_requested", 30, source="agent", after=woke)
         assert scale["reason"] == "crash"

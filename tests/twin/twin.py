@@ -1274,6 +1274,13 @@ class Twin:
         world = self.params.get("Env2", "WORLD_NAME=world").split("=", 1)[1]
         return self.data_dir() / "worlds" / f"{world}.json"
 
+    def wait_game_up(self, timeout: float, after: float = 0.0) -> dict:
+        """The agent's first sample with the probe's player count: from then on the agent knows
+        the game is up, so an exit is a crash (before it, an exit is a game that never started:
+        the core's rule 11)."""
+        return self.wait_for("sample", timeout, source="agent", after=after,
+                             pred=lambda e: e.get("players") not in (None, ""))
+
     def plant_crash(self) -> None:
         folder = self.data_dir()
         folder.mkdir(parents=True, exist_ok=True)
