@@ -10,6 +10,7 @@
 #   make destroy PARAMS=...                                               keeps the world's data
 #   make world-import PARAMS=... FROM=./my-world  |  make world-export PARAMS=... [TO=world.tar.gz]
 #   make world-restore PARAMS=... [DATE=2026-12-02]  |  make shell PARAMS=...   (docs/cloud.md)
+#   make status|wake|sleep PARAMS=...    the running server (all of these are cloud/cm VERB)
 #
 # CARGO_TARGET_DIR is kept outside the clone so a fresh clone reuses compiled dependencies.
 export CARGO_TARGET_DIR ?= /var/cache/container-manager/target
@@ -23,12 +24,12 @@ PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
 # side on STORY_WORKERS pytest-xdist workers (tests/harness/stories.sh; each twin has a slot of
 # its own), the slowest files first so that the last one to start is short. 3 workers on 2 cores:
 # the stories mostly wait on their timers (figures in tests/twin/README.md).
-STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py never_started.py wakes.py) tests/e2e \
+STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py never_started.py wakes.py operator.py) tests/e2e \
 	$(addprefix tests/twin/test_twin_,warm_pool.py isolation.py smoke.py)
 export STORY_WORKERS ?= 3
 
 .PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
-	world-import world-export world-restore shell clean
+	world-import world-export world-restore shell status wake sleep clean
 
 setup:
 	tests/harness/setup.sh
@@ -115,29 +116,39 @@ package-check: setup
 # us-east-1), puts the package into the stack's private bucket. Your AWS CLI's credentials.
 deploy:
 	@test -n "$(PARAMS)" || { echo "usage: make deploy PARAMS=cloud/examples/valheim.json [REGION=...]" >&2; exit 2; }
-	cloud/deploy.sh deploy $(PARAMS) $(if $(REGION),--region $(REGION))
+	cloud/cm deploy $(PARAMS) $(if $(REGION),--region $(REGION))
 
 destroy:
 	@test -n "$(PARAMS)" || { echo "usage: make destroy PARAMS=cloud/examples/valheim.json [REGION=...]" >&2; exit 2; }
-	cloud/deploy.sh destroy $(PARAMS) $(if $(REGION),--region $(REGION))
+	cloud/cm destroy $(PARAMS) $(if $(REGION),--region $(REGION))
 
 # The operator's hands on the world (docs/cloud.md, "Your world's files"): while the server
 # sleeps, each runs as a maintenance boot with no game, and the server goes back to zero.
 world-import:
 	@test -n "$(PARAMS)" -a -n "$(FROM)" || { echo "usage: make world-import PARAMS=my-valheim.json FROM=./my-world (a folder or a .tar.gz)" >&2; exit 2; }
-	cloud/world.sh import $(PARAMS) $(FROM) $(if $(REGION),--region $(REGION))
+	cloud/cm import $(PARAMS) $(FROM) $(if $(REGION),--region $(REGION))
 
 world-export:
 	@test -n "$(PARAMS)" || { echo "usage: make world-export PARAMS=my-valheim.json [TO=world.tar.gz]" >&2; exit 2; }
-	cloud/world.sh export $(PARAMS) $(TO) $(if $(REGION),--region $(REGION))
+	cloud/cm export $(PARAMS) $(TO) $(if $(REGION),--region $(REGION))
 
 world-restore:
 	@test -n "$(PARAMS)" || { echo "usage: make world-restore PARAMS=my-valheim.json [DATE=YYYY-MM-DD]" >&2; exit 2; }
-	cloud/world.sh restore $(PARAMS) $(if $(DATE),--date $(DATE)) $(if $(REGION),--region $(REGION))
+	cloud/cm restore $(PARAMS) $(if $(DATE),--date $(DATE)) $(if $(REGION),--region $(REGION))
 
 shell:
 	@test -n "$(PARAMS)" || { echo "usage: make shell PARAMS=my-valheim.json" >&2; exit 2; }
-	cloud/world.sh shell $(PARAMS) $(if $(REGION),--region $(REGION))
+	cloud/cm shell $(PARAMS) $(if $(REGION),--region $(REGION))
+
+# The operator's command for the running server (cloud/cm; `cloud/cm --help`): status reads
+# only; wake starts it; sleep stops it through the save path, refused while players are on.
+status wake:
+	@test -n "$(PARAMS)" || { echo "usage: make $@ PARAMS=my-valheim.json" >&2; exit 2; }
+	cloud/cm $@ $(PARAMS) $(if $(REGION),--region $(REGION))
+
+sleep:
+	@test -n "$(PARAMS)" || { echo "usage: make sleep PARAMS=my-valheim.json [FORCE=1]" >&2; exit 2; }
+	cloud/cm sleep $(PARAMS) $(if $(FORCE),--force) $(if $(REGION),--region $(REGION))
 
 clean:
 	cargo clean

@@ -365,6 +365,14 @@ impl Capacity for Cloud {
         record(&self.0, "clear unused wakes");
         Ok(())
     }
+    async fn record_stop(&self, _at: u64, reason: &str, _detail: &str) -> Result<(), AwsError> {
+        record(&self.0, &format!("record stop {reason}"));
+        Ok(())
+    }
+    async fn record_online(&self, _at: u64) -> Result<(), AwsError> {
+        record(&self.0, "record online");
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

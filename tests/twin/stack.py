@@ -247,6 +247,16 @@ def run_deploy(aws_url: str, command: str, params: dict[str, str], workdir: Path
 
 
 WORLD = ROOT / "cloud" / "world.sh"
+CM = ROOT / "cloud" / "cm"
+
+
+def run_cm(aws_url: str, verb: str, params_file: Path, *args: str, timeout: float = 120) -> DeployRun:
+    """Runs the operator's command (cloud/cm) against the emulator, as a user would with the
+    parameter file they deployed with."""
+    start = time.time()
+    r = subprocess.run([str(CM), verb, str(params_file), *args], env=aws_cli_env(aws_url),
+                       capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
 
 
 def run_world(aws_url: str, params_file: Path, *args: str, env: dict[str, str] | None = None,

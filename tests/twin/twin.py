@@ -688,6 +688,10 @@ class Twin:
         the parameter file the deploy command was given."""
         return stack.run_world(self.shim.aws, self.deploy_dir / "params.json", *args, env=env, timeout=timeout)
 
+    def cm(self, verb: str, *args: str, timeout: float = 120) -> stack.DeployRun:
+        """The operator's command (cloud/cm VERB PARAMS.json ...), with the deploy's parameter file."""
+        return stack.run_cm(self.shim.aws, verb, self.deploy_dir / "params.json", *args, timeout=timeout)
+
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
         return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}

@@ -17,6 +17,19 @@ const SERVICE: &str = "autoscaling";
 /// spaces) of the last day's wakes nobody joined. The wake function reads it
 /// (`cloud/container-manager.yaml`, `WakeFunction`).
 pub const UNUSED_WAKES_TAG: &str = "container-manager:unused-wakes";
+/// The group tag that holds the last stop the agent decided: "<Unix seconds> <reason> <text>",
+/// read by the operator's `status` (`cloud/cm`).
+pub const LAST_STOP_TAG: &str = "container-manager:last-stop";
+
+/// The group tag that holds when the game was last up for players (Unix seconds).
+pub const ONLINE_TAG: &str = "container-manager:online";
+
+/// The last-stop tag's value, within a tag value's 256 characters.
+pub fn last_stop_value(at: u64, reason: &str, detail: &str) -> String {
+    let value = format!("{at} {reason} {detail}");
+    value.chars().take(256).collect()
+}
+
 /// A day, in seconds: how far back the ledger counts.
 pub const LEDGER_WINDOW_SECS: u64 = 86_400;
 /// At most this many entries are kept (a tag value holds 256 characters; 20 entries of 10
@@ -206,6 +219,17 @@ impl Capacity for AutoScaling {
         Ok(u32::try_from(kept.len()).unwrap_or(u32::MAX))
     }
 
+    async fn record_stop(&self, at: u64, reason: &str, detail: &str) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        self.set_tag(&group, LAST_STOP_TAG, last_stop_value(at, reason, detail))
+            .await
+    }
+
+    async fn record_online(&self, at: u64) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        self.set_tag(&group, ONLINE_TAG, at.to_string()).await
+    }
+
     async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
         let group = self.group.require().await?;
         self.set_ledger(&group, String::new()).await?;
@@ -216,10 +240,14 @@ impl Capacity for AutoScaling {
 
 impl AutoScaling {
     async fn set_ledger(&self, group: &str, value: String) -> Result<(), AwsError> {
+        self.set_tag(group, UNUSED_WAKES_TAG, value).await
+    }
+
+    async fn set_tag(&self, group: &str, key: &str, value: String) -> Result<(), AwsError> {
         let tag = aws_sdk_autoscaling::types::Tag::builder()
             .resource_id(group)
             .resource_type("auto-scaling-group")
-            .key(UNUSED_WAKES_TAG)
+            .key(key)
             .value(value)
             .propagate_at_launch(false)
             .build();
@@ -258,6 +286,16 @@ fn call_error<E: std::error::Error + 'static>(call: &'static str, e: &E) -> AwsE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_stop_fits_a_tag_value() {
+        assert_eq!(
+            last_stop_value(7, "idle", "no players for 7m"),
+            "7 idle no players for 7m"
+        );
+        let long = last_stop_value(7, "never_started", &"é".repeat(400));
+        assert_eq!(long.chars().count(), 256);
+    }
 
     #[test]
     fn the_ledger_keeps_the_last_day_newest_first_out_and_drops_what_is_not_a_time() {

@@ -78,6 +78,12 @@ pub trait Capacity: Send + Sync + std::fmt::Debug {
     async fn record_unused_wake(&self, at: u64) -> Result<u32, AwsError>;
     /// A wake someone joined: the ledger starts again.
     async fn clear_unused_wakes(&self) -> Result<(), AwsError>;
+    /// Why the agent scaled the server to zero, kept on the group where the operator's `status`
+    /// reads it after the instance is gone: `at` (Unix seconds), the reason's kind and its text.
+    async fn record_stop(&self, at: u64, reason: &str, detail: &str) -> Result<(), AwsError>;
+    /// That the game is up for players (the moment of the `online` notification), kept on the
+    /// group: `status` tells "up" from "waking" by it, without touching the instance.
+    async fn record_online(&self, at: u64) -> Result<(), AwsError>;
 }
 
 /// CloudWatch custom metrics.

@@ -136,6 +136,26 @@ impl Executor {
             {
                 info!(event = "scale_in_done", "Desired capacity set to 0.");
                 let _ = done.send(Completion::ScaledIn);
+                // Why, kept on the group for the operator's `status` (a few attempts: a missing
+                // record costs an explanation, nothing else).
+                let at = unix_now();
+                let (kind, detail) = (reason.kind(), reason.to_string());
+                if retry(
+                    "record the stop's reason",
+                    Some(LEDGER_ATTEMPTS),
+                    &cancel,
+                    |_, _| {},
+                    || cap.record_stop(at, kind, &detail),
+                )
+                .await
+                .is_some()
+                {
+                    info!(
+                        event = "stop_recorded",
+                        reason = kind,
+                        "The stop's reason is kept on the group."
+                    );
+                }
             }
         });
     }
@@ -156,9 +176,7 @@ impl Executor {
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
         self.tasks.spawn(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = unix_now();
             let unused_today = if joined {
                 let cleared = retry(
                     "clear the wake ledger",
@@ -200,6 +218,30 @@ impl Executor {
 
     /// Hands an alert to the notifier.
     fn alert(&mut self, alert: Alert) {
+        // The game is up for players: kept on the group for the operator's `status`.
+        if matches!(alert, Alert::Online { .. })
+            && let Some(cap) = self.capacity.clone().filter(|_| !self.options.dry_run)
+        {
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(async move {
+                let at = unix_now();
+                if retry(
+                    "record that the game is up",
+                    Some(LEDGER_ATTEMPTS),
+                    &cancel,
+                    |_, _| {},
+                    || cap.record_online(at),
+                )
+                .await
+                .is_some()
+                {
+                    info!(
+                        event = "online_recorded",
+                        "The game being up is kept on the group."
+                    );
+                }
+            });
+        }
         // Sent apart from the loop: never waits, never blocks an action.
         self.notifier.notify(alert);
     }
@@ -481,6 +523,13 @@ impl Executor {
 
 /// Keeps the lifecycle action alive while the game saves: a heartbeat every `every`, until the
 /// stop ends (never, without a lifecycle hook to keep alive).
+/// Seconds since the Unix epoch (0 on a clock before 1970).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// What the Docker API's answer says about a game that never ran: the reason, and whether it
 /// is known (a pull error, or an image that is there and that nothing ran) or not (Docker not
 /// answering, a pull still going or that just worked: the game may yet start).
