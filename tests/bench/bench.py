@@ -392,7 +392,44 @@ def cost_section() -> list[str]:
         spot = total(monthly_cost({**base, "InstanceType": itype, "CapacityType": "spot", "StopTimeoutSeconds": "100",
                                    "SpotInstanceTypes": itype}))
         rows.append(f"| {itype} | {price:.4f} | {od:.2f} | {spot:.2f} | < 120.00 a year |")
-    return rows
+    return rows + [""] + bot_rows()
+
+
+SAVE_MIN = 0.5                # the save and the termination after a scale-in
+BOT_EVERY_MIN = 5             # a bot's (or a link preview's) lookup, with nobody playing
+BOT_TARGET = 60               # issue 36: instance-minutes a day at most
+
+
+def bot_rows() -> list[str]:
+    """What a lookup every 5 minutes that no player follows costs a day, with the template's
+    defaults, before the unused-wake rule and its budget and after (issue 36)."""
+    sys.path.insert(0, str(ROOT / "tests" / "twin"))
+    import stack
+
+    defaults = {k: float(v.get("Default", 0)) for k, v in stack.load_template(stack.TEMPLATE)["Parameters"].items()
+                if k in ("BootGraceMinutes", "IdleMinutes", "UnusedMinutes", "UnusedWakesPerDay")}
+    # Before: a wake lasted the boot grace plus idle_after (from the boot), longer than the bot's
+    # period, so every lookup found the server up or woke it again: it never slept.
+    wake_before = max(BOOT_MIN, defaults["BootGraceMinutes"]) + defaults["IdleMinutes"] + SAVE_MIN
+    before = 1440.0 if wake_before >= BOT_EVERY_MIN else 1440.0 / BOT_EVERY_MIN * wake_before
+    # After: a wake nobody joins lasts the boot, UnusedMinutes and the save, and only the budget's
+    # number of them wake it in a day.
+    wake_after = BOOT_MIN + defaults["UnusedMinutes"] + SAVE_MIN
+    after = min(1440.0, defaults["UnusedWakesPerDay"] * wake_after)
+    price = PRICES["t3a.medium"] + PUBLIC_IPV4_H
+    verdict = "meets it" if after <= BOT_TARGET else "misses it"
+    return [
+        f"A bot that looks the name up every {BOT_EVERY_MIN} minutes, nobody playing (the template's defaults: "
+        f"BootGraceMinutes {defaults['BootGraceMinutes']:.0f}, IdleMinutes {defaults['IdleMinutes']:.0f}, "
+        f"UnusedMinutes {defaults['UnusedMinutes']:.0f}, UnusedWakesPerDay {defaults['UnusedWakesPerDay']:.0f}; "
+        f"a {BOOT_MIN}-min boot and a {SAVE_MIN}-min save, the model's, not measured on AWS):",
+        "",
+        "| | one wake | wakes a day | instance-minutes a day | $/month (t3a.medium + IPv4) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| before (boot grace + idle_after) | {wake_before:.1f} min | never sleeps | {before:.0f} | {before / 60 * price * 30:.2f} |",
+        f"| after (unused_after + the budget) | {wake_after:.1f} min | {defaults['UnusedWakesPerDay']:.0f} | "
+        f"**{after:.1f}** (target {BOT_TARGET}: {verdict}) | {after / 60 * price * 30:.2f} |",
+    ]
 
 
 def main() -> int:
