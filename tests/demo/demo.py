@@ -187,6 +187,7 @@ def story_crash() -> bool:
         tw.alert_queue()
         tw.player("--play-seconds", "2")
         tw.wait_for("connected", 240, source="player")
+        tw.wait_game_up(30)  # the agent has the game's answer: an exit now is a crash
         say("a bug in the game: it will crash now")
         tw.plant_crash()
         tw.wait_for("instance_terminated", 200, source="asg")
