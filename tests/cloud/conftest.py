@@ -51,6 +51,15 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def params(tmp_path):
+    """The Valheim example, as a user's own parameter file (for the operator's commands)."""
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    out = tmp_path / "my-valheim.json"
+    out.write_text(path.read_text())
+    return out
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A moto server on 127.0.0.1 for the whole session, with dummy credentials."""

@@ -5,9 +5,7 @@ The verbs against a deployed stack are the stories in tests/twin/test_twin_opera
 import os
 import subprocess
 
-import pytest
-
-from conftest import EXAMPLES, ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN
 
 CM = ROOT / "cloud" / "cm"
 VERBS = ["deploy", "destroy", "status", "wake", "sleep", "import", "export", "backups", "restore", "shell"]
@@ -19,14 +17,6 @@ def run(args, env_extra=None):
                 "AWS_SECRET_ACCESS_KEY": "testing"})
     env.update(env_extra or {})
     return subprocess.run([str(CM), *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-
-
-@pytest.fixture
-def params(tmp_path):
-    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
-    out = tmp_path / "my-valheim.json"
-    out.write_text(path.read_text())
-    return out
 
 
 def test_every_verb_has_help_and_the_top_level_lists_them():

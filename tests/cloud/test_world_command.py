@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, VENV_BIN
+from conftest import ROOT, VENV_BIN
 
 WORLD = ROOT / "cloud" / "world.sh"
 NOWHERE = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # any AWS call would fail at once
@@ -23,14 +23,6 @@ def run(args, env_extra=None):
                 "AWS_SECRET_ACCESS_KEY": "testing"})
     env.update(env_extra or {})
     return subprocess.run(["bash", str(WORLD), *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-
-
-@pytest.fixture
-def params(tmp_path):
-    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
-    out = tmp_path / "my-valheim.json"
-    out.write_text(path.read_text())
-    return out
 
 
 def archive(path, members):

@@ -214,7 +214,7 @@ impl Capacity for AutoScaling {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(" ");
-        self.set_ledger(&group, value).await?;
+        self.set_tag(&group, UNUSED_WAKES_TAG, value).await?;
         info!(group = %group, unused_wakes = kept.len(), "Recorded a wake nobody joined.");
         Ok(u32::try_from(kept.len()).unwrap_or(u32::MAX))
     }
@@ -232,17 +232,14 @@ impl Capacity for AutoScaling {
 
     async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
         let group = self.group.require().await?;
-        self.set_ledger(&group, String::new()).await?;
+        self.set_tag(&group, UNUSED_WAKES_TAG, String::new())
+            .await?;
         debug!(group = %group, "A player came: the wake budget starts again.");
         Ok(())
     }
 }
 
 impl AutoScaling {
-    async fn set_ledger(&self, group: &str, value: String) -> Result<(), AwsError> {
-        self.set_tag(group, UNUSED_WAKES_TAG, value).await
-    }
-
     async fn set_tag(&self, group: &str, key: &str, value: String) -> Result<(), AwsError> {
         let tag = aws_sdk_autoscaling::types::Tag::builder()
             .resource_id(group)

@@ -27,16 +27,10 @@ struct RawWebhook {
 }
 
 fn d_webhook_events() -> Vec<String> {
-    [
-        "online",
-        "idle_stop",
-        "crash",
-        "max_uptime",
-        "needs_operator",
-        "never_started",
-    ]
-    .map(String::from)
-    .to_vec()
+    // The operator's events, and `online` for the players.
+    let mut events = vec!["online".to_string()];
+    events.extend(super::alerts::d_sns_events());
+    events
 }
 fn d_players_every() -> String {
     "5m".into()

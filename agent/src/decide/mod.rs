@@ -313,6 +313,11 @@ impl Core {
         self.drain.is_some() || self.lifecycle == Some(LifecycleState::Terminating)
     }
 
+    /// Whether the game is ready for players (`policy.ready_when`), as `online` and rule 12 see it.
+    fn ready(&self) -> bool {
+        self.game_ready || self.policy.ready_when == Readiness::InService
+    }
+
     fn warmed(&self) -> bool {
         matches!(self.lifecycle, Some(LifecycleState::Warmed(_)))
     }
@@ -330,8 +335,7 @@ impl Core {
             self.report_players(*online, *max, out);
         }
         self.check_online(now, out);
-        let ready = self.game_ready || self.policy.ready_when == Readiness::InService;
-        if self.ready_at.is_none() && self.served && ready {
+        if self.ready_at.is_none() && self.served && self.ready() {
             self.ready_at = Some(now);
         }
 
@@ -418,7 +422,7 @@ impl Core {
     /// The `online` notification, once per boot: in service, the record pointing here (when
     /// DNS is managed) and the game ready.
     fn check_online(&mut self, now: Instant, out: &mut Output) {
-        let ready = self.game_ready || self.policy.ready_when == Readiness::InService;
+        let ready = self.ready();
         if self.online_sent
             || !self.served
             || !ready

@@ -212,13 +212,13 @@ impl Message {
                 } else {
                     "The operator should read the game's log.".into()
                 });
-                m.fields.push(("Exit code".into(), exit_code.to_string()));
-                if *crashes > 1 {
-                    m.fields
-                        .push(("Crashes in a row".into(), crashes.to_string()));
-                }
-                m.fields.push(("Container".into(), container.clone()));
-                m.log_tail.clone_from(log_tail);
+                m.exit_fields(
+                    *exit_code,
+                    *crashes,
+                    "Crashes in a row",
+                    container,
+                    log_tail,
+                );
                 m.data = json!({
                     "exit_code": exit_code,
                     "oom_killed": oom_killed,
@@ -290,13 +290,7 @@ impl Message {
                         container,
                         log_tail,
                     } => {
-                        m.fields.push(("Exit code".into(), exit_code.to_string()));
-                        if *crashes > 1 {
-                            m.fields
-                                .push(("Exits in a row".into(), crashes.to_string()));
-                        }
-                        m.fields.push(("Container".into(), container.clone()));
-                        m.log_tail.clone_from(log_tail);
+                        m.exit_fields(*exit_code, *crashes, "Exits in a row", container, log_tail);
                         m.data = json!({
                             "reason": "exited",
                             "exit_code": exit_code,
@@ -322,6 +316,26 @@ impl Message {
             }
         }
         m
+    }
+
+    /// A container's exit, for `crash` and `never_started`: its code, how many in a row (under
+    /// `in_a_row`, when more than one), the container, and its last log lines.
+    fn exit_fields(
+        &mut self,
+        exit_code: i64,
+        times: u32,
+        in_a_row: &str,
+        container: &str,
+        log_tail: &[String],
+    ) {
+        self.fields
+            .push(("Exit code".into(), exit_code.to_string()));
+        if times > 1 {
+            self.fields.push((in_a_row.into(), times.to_string()));
+        }
+        self.fields
+            .push(("Container".into(), container.to_string()));
+        self.log_tail = log_tail.to_vec();
     }
 
     /// SNS: a subject of at most 100 characters and a plain-text body.

@@ -30,7 +30,7 @@ const PULL_ATTEMPTS: u32 = 3;
 /// How long the agent waits on Docker when it asks why the game never ran (a pull of the
 /// image): a pull still going after this is a slow start, not a failure.
 pub const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Attempts at writing the wake budget's ledger.
+/// Attempts at writing a note on the group (`on_group`).
 const LEDGER_ATTEMPTS: u32 = 5;
 
 /// Runs the core's actions as owned tasks and reports completions back.
@@ -140,13 +140,9 @@ impl Executor {
                 // record costs an explanation, nothing else).
                 let at = unix_now();
                 let (kind, detail) = (reason.kind(), reason.to_string());
-                if retry(
-                    "record the stop's reason",
-                    Some(LEDGER_ATTEMPTS),
-                    &cancel,
-                    |_, _| {},
-                    || cap.record_stop(at, kind, &detail),
-                )
+                if on_group("record the stop's reason", &cancel, || {
+                    cap.record_stop(at, kind, &detail)
+                })
                 .await
                 .is_some()
                 {
@@ -178,13 +174,9 @@ impl Executor {
         self.tasks.spawn(async move {
             let now = unix_now();
             let unused_today = if joined {
-                let cleared = retry(
-                    "clear the wake ledger",
-                    Some(LEDGER_ATTEMPTS),
-                    &cancel,
-                    |_, _| {},
-                    || cap.clear_unused_wakes(),
-                )
+                let cleared = on_group("clear the wake ledger", &cancel, || {
+                    cap.clear_unused_wakes()
+                })
                 .await;
                 if cleared.is_some() {
                     info!(
@@ -194,13 +186,9 @@ impl Executor {
                 }
                 None
             } else {
-                let n = retry(
-                    "record a wake nobody joined",
-                    Some(LEDGER_ATTEMPTS),
-                    &cancel,
-                    |_, _| {},
-                    || cap.record_unused_wake(now),
-                )
+                let n = on_group("record a wake nobody joined", &cancel, || {
+                    cap.record_unused_wake(now)
+                })
                 .await;
                 if let Some(n) = n {
                     info!(
@@ -225,13 +213,9 @@ impl Executor {
             let cancel = self.cancel.clone();
             self.tasks.spawn(async move {
                 let at = unix_now();
-                if retry(
-                    "record that the game is up",
-                    Some(LEDGER_ATTEMPTS),
-                    &cancel,
-                    |_, _| {},
-                    || cap.record_online(at),
-                )
+                if on_group("record that the game is up", &cancel, || {
+                    cap.record_online(at)
+                })
                 .await
                 .is_some()
                 {
@@ -523,6 +507,19 @@ impl Executor {
 
 /// Keeps the lifecycle action alive while the game saves: a heartbeat every `every`, until the
 /// stop ends (never, without a lifecycle hook to keep alive).
+/// A note the agent keeps on its group (the wake ledger, the last stop, the game being up): a
+/// few attempts, because a missing note costs an explanation or one more wake, nothing else.
+async fn on_group<T, Fut>(
+    what: &str,
+    cancel: &CancellationToken,
+    call: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = Result<T, crate::aws::AwsError>>,
+{
+    retry(what, Some(LEDGER_ATTEMPTS), cancel, |_, _| {}, call).await
+}
+
 /// Seconds since the Unix epoch (0 on a clock before 1970).
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
