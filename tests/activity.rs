@@ -23,7 +23,9 @@ use container_manager_agent::activity::{
     CounterError, PacketCounter, PlayerCount, ProbeError, query,
 };
 use container_manager_agent::config::{InterfaceChoice, PortSpec, ProbeKind};
-use game_servers::{A2sMode, McMode, a2s_info, a2s_server, mc_response, mc_server, varint};
+use game_servers::{
+    A2sMode, McMode, a2s_info, a2s_info_with_bots, a2s_server, mc_response, mc_server, varint,
+};
 use netns::TestNet;
 use sender::Step;
 
@@ -357,6 +359,7 @@ async fn a2s_plain_reply() {
         c,
         PlayerCount {
             players: 3,
+            bots: 0,
             max_players: 10,
             name: "Plain server".into()
         }
@@ -372,6 +375,7 @@ async fn a2s_answers_the_challenge() {
         c,
         PlayerCount {
             players: 7,
+            bots: 0,
             max_players: 64,
             name: "Challenged server".into()
         }
@@ -381,6 +385,26 @@ async fn a2s_answers_the_challenge() {
         1,
         "the challenged request came back"
     );
+}
+
+#[tokio::test]
+async fn a2s_server_full_of_bots_has_no_players() {
+    // Six bots and no human, over real UDP: the probe reports 0 players, so the server can idle.
+    let s = a2s_server(A2sMode::Raw(a2s_info_with_bots("Bot farm", 6, 16, 6))).await;
+    let c = probe(ProbeKind::A2s, s.addr).await.unwrap();
+    assert_eq!(
+        c,
+        PlayerCount {
+            players: 0,
+            bots: 6,
+            max_players: 16,
+            name: "Bot farm".into()
+        }
+    );
+    // One human among the bots keeps it awake.
+    let s = a2s_server(A2sMode::Raw(a2s_info_with_bots("Bot farm", 7, 16, 6))).await;
+    let c = probe(ProbeKind::A2s, s.addr).await.unwrap();
+    assert_eq!((c.players, c.bots), (1, 6));
 }
 
 #[tokio::test]
@@ -430,6 +454,7 @@ async fn minecraft_plain_and_chat_descriptions() {
         c,
         PlayerCount {
             players: 4,
+            bots: 0,
             max_players: 20,
             name: "A Minecraft Server".into()
         }
@@ -447,6 +472,7 @@ async fn minecraft_plain_and_chat_descriptions() {
         c,
         PlayerCount {
             players: 0,
+            bots: 0,
             max_players: 8,
             name: "Hello world".into()
         }
@@ -516,7 +542,7 @@ async fn probe_command_prints_json_and_fails_clearly() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v,
-        serde_json::json!({"players": 7, "max_players": 64, "name": "Challenged server"})
+        serde_json::json!({"players": 7, "bots": 0, "max_players": 64, "name": "Challenged server"})
     );
 
     let m = mc_server(McMode::Json(
@@ -537,7 +563,7 @@ async fn probe_command_prints_json_and_fails_clearly() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v,
-        serde_json::json!({"players": 2, "max_players": 5, "name": "mc"})
+        serde_json::json!({"players": 2, "bots": 0, "max_players": 5, "name": "mc"})
     );
 
     let silent = a2s_server(A2sMode::Silent).await;

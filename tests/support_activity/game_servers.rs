@@ -44,13 +44,18 @@ impl Drop for A2sServer {
 
 /// The Source A2S_INFO reply, field by field as documented.
 pub fn a2s_info(name: &str, players: u8, max: u8) -> Vec<u8> {
+    a2s_info_with_bots(name, players, max, 0)
+}
+
+/// The same reply from a server with `bots` bots among its `players` (A2S counts them in).
+pub fn a2s_info_with_bots(name: &str, players: u8, max: u8, bots: u8) -> Vec<u8> {
     let mut v = vec![0xFF, 0xFF, 0xFF, 0xFF, b'I', 17];
     for s in [name, "de_dust2", "valheim", "Valheim"] {
         v.extend_from_slice(s.as_bytes());
         v.push(0);
     }
     v.extend_from_slice(&892_970u32.to_le_bytes()[..2]); // app id (short)
-    v.extend_from_slice(&[players, max, 0, b'd', b'l', 0, 1]); // players, max, bots, type, env, visibility, vac
+    v.extend_from_slice(&[players, max, bots, b'd', b'l', 0, 1]); // players, max, bots, type, env, visibility, vac
     v.extend_from_slice(b"0.217.46\0");
     v.push(0x00); // extra data flag: none
     v

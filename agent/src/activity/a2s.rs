@@ -3,8 +3,9 @@
 //! The client sends `FF FF FF FF 'T' "Source Engine Query\0"`. Current servers first answer
 //! with `S2C_CHALLENGE` (`FF FF FF FF 'A'` and a 4-byte challenge); the client then repeats the
 //! request with the challenge appended. The info reply is `FF FF FF FF 'I'` (Source) or
-//! `FF FF FF FF 'm'` (the obsolete GoldSource format); both carry the server name and the
-//! player and maximum player counts. Split replies (`FF FF FF FE`) are not supported: an info
+//! `FF FF FF FF 'm'` (the obsolete GoldSource format); both carry the server name, the
+//! player and maximum player counts, and the number of bots, which the player count includes:
+//! the probe reports humans only (players minus bots). Split replies (`FF FF FF FE`) are not supported: an info
 //! reply fits one packet.
 //!
 //! The reply is untrusted: the parser reads only within the datagram, the receive buffer has a
@@ -89,6 +90,18 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The count of one info reply. A2S counts bots among the players and gives their number
+/// apart; only humans keep a server awake, so the bots are taken off (a bots field larger than
+/// the players field, which a broken server could send, leaves 0 humans).
+fn count(name: &[u8], players: u8, max_players: u8, bots: u8) -> PlayerCount {
+    PlayerCount {
+        players: u32::from(players.saturating_sub(bots)),
+        bots: u32::from(bots),
+        max_players: u32::from(max_players),
+        name: String::from_utf8_lossy(name).into_owned(),
+    }
+}
+
 /// Parses one datagram from the server.
 pub fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
     let Some((header, body)) = datagram.split_first_chunk::<5>() else {
@@ -114,11 +127,8 @@ pub fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
             r.skip(2, "app id")?;
             let players = r.byte("players")?;
             let max_players = r.byte("max players")?;
-            Ok(Reply::Info(PlayerCount {
-                players: u32::from(players),
-                max_players: u32::from(max_players),
-                name: String::from_utf8_lossy(name).into_owned(),
-            }))
+            let bots = r.byte("bots")?;
+            Ok(Reply::Info(count(name, players, max_players, bots)))
         }
         b'm' => {
             r.string("address")?;
@@ -128,11 +138,16 @@ pub fn parse_reply(datagram: &[u8]) -> Result<Reply, ParseError> {
             r.string("game")?;
             let players = r.byte("players")?;
             let max_players = r.byte("max players")?;
-            Ok(Reply::Info(PlayerCount {
-                players: u32::from(players),
-                max_players: u32::from(max_players),
-                name: String::from_utf8_lossy(name).into_owned(),
-            }))
+            r.skip(3, "protocol, type and environment")?;
+            r.byte("visibility")?;
+            if r.byte("mod")? == 1 {
+                r.string("mod link")?;
+                r.string("mod download link")?;
+                r.skip(1 + 4 + 4 + 1 + 1, "mod details")?;
+            }
+            r.byte("VAC")?;
+            let bots = r.byte("bots")?;
+            Ok(Reply::Info(count(name, players, max_players, bots)))
         }
         other => Err(ParseError::UnexpectedType(other)),
     }
@@ -193,12 +208,16 @@ mod tests {
     use proptest::prelude::*;
 
     fn info(name: &str, players: u8, max: u8) -> Vec<u8> {
+        info_with_bots(name, players, max, 0)
+    }
+
+    fn info_with_bots(name: &str, players: u8, max: u8, bots: u8) -> Vec<u8> {
         let mut v = b"\xFF\xFF\xFF\xFFI\x11".to_vec();
         for s in [name, "map", "folder", "game"] {
             v.extend_from_slice(s.as_bytes());
             v.push(0);
         }
-        v.extend_from_slice(&[0x1a, 0x0a, players, max, 0, b'd', b'l', 0, 1]);
+        v.extend_from_slice(&[0x1a, 0x0a, players, max, bots, b'd', b'l', 0, 1]);
         v.extend_from_slice(b"1.0\0");
         v
     }
@@ -209,28 +228,72 @@ mod tests {
             parse_reply(&info("My server", 3, 10)),
             Ok(Reply::Info(PlayerCount {
                 players: 3,
+                bots: 0,
                 max_players: 10,
                 name: "My server".into()
             }))
         );
     }
 
-    #[test]
-    fn goldsource_info() {
+    fn goldsource(players: u8, max: u8, bots: u8, with_mod: bool) -> Vec<u8> {
         let mut v = b"\xFF\xFF\xFF\xFFm".to_vec();
         for s in ["1.2.3.4:27015", "Old", "map", "cstrike", "CS"] {
             v.extend_from_slice(s.as_bytes());
             v.push(0);
         }
-        v.extend_from_slice(&[5, 16, 47]);
+        // players, max, protocol, type, environment, visibility, mod
+        v.extend_from_slice(&[players, max, 47, b'd', b'l', 0, u8::from(with_mod)]);
+        if with_mod {
+            v.extend_from_slice(b"http://mod\0http://dl\0\0");
+            v.extend_from_slice(&[1, 0, 0, 0, 0, 16, 0, 0, 1, 1]); // version, size, type, dll
+        }
+        v.extend_from_slice(&[1, bots]); // VAC, bots
+        v
+    }
+
+    #[test]
+    fn goldsource_info() {
+        for with_mod in [false, true] {
+            assert_eq!(
+                parse_reply(&goldsource(5, 16, 2, with_mod)),
+                Ok(Reply::Info(PlayerCount {
+                    players: 3,
+                    bots: 2,
+                    max_players: 16,
+                    name: "Old".into()
+                })),
+                "with_mod: {with_mod}"
+            );
+        }
+        let full = goldsource(5, 16, 2, true);
         assert_eq!(
-            parse_reply(&v),
+            parse_reply(&full[..full.len() - 1]),
+            Err(ParseError::Truncated("bots"))
+        );
+    }
+
+    #[test]
+    fn bots_are_not_players() {
+        // A server that fills its slots with bots and has no human is empty.
+        assert_eq!(
+            parse_reply(&info_with_bots("Bots only", 6, 10, 6)),
             Ok(Reply::Info(PlayerCount {
-                players: 5,
-                max_players: 16,
-                name: "Old".into()
+                players: 0,
+                bots: 6,
+                max_players: 10,
+                name: "Bots only".into()
             }))
         );
+        // Two humans among bots count as two.
+        let Ok(Reply::Info(c)) = parse_reply(&info_with_bots("Mixed", 8, 10, 6)) else {
+            panic!("not an info reply");
+        };
+        assert_eq!((c.players, c.bots), (2, 6));
+        // A broken server that reports more bots than players has no human, not a huge count.
+        let Ok(Reply::Info(c)) = parse_reply(&info_with_bots("Broken", 1, 10, 9)) else {
+            panic!("not an info reply");
+        };
+        assert_eq!((c.players, c.bots), (0, 9));
     }
 
     #[test]
@@ -252,8 +315,8 @@ mod tests {
         let full = info("n", 1, 2);
         for cut in 0..full.len() {
             let r = parse_reply(&full[..cut]);
-            // The parser needs everything up to max players; the 9 bytes after it are unused.
-            assert_eq!(r.is_ok(), cut >= full.len() - 9, "cut at {cut}: {r:?}");
+            // The parser needs everything up to the bots; the 8 bytes after them are unused.
+            assert_eq!(r.is_ok(), cut >= full.len() - 8, "cut at {cut}: {r:?}");
         }
         assert_eq!(
             parse_reply(b"\xFF\xFF\xFF\xFEI"),
@@ -281,9 +344,10 @@ mod tests {
         }
 
         #[test]
-        fn round_trips(name in "[a-zA-Z0-9 ]{0,40}", players in any::<u8>(), max in any::<u8>()) {
-            let parsed = parse_reply(&info(&name, players, max));
-            prop_assert_eq!(parsed, Ok(Reply::Info(PlayerCount { players: u32::from(players), max_players: u32::from(max), name })));
+        fn round_trips(name in "[a-zA-Z0-9 ]{0,40}", players in any::<u8>(), max in any::<u8>(), bots in any::<u8>()) {
+            let parsed = parse_reply(&info_with_bots(&name, players, max, bots));
+            let humans = u32::from(players.saturating_sub(bots));
+            prop_assert_eq!(parsed, Ok(Reply::Info(PlayerCount { players: humans, bots: u32::from(bots), max_players: u32::from(max), name })));
         }
     }
 }

@@ -128,6 +128,7 @@ pub fn parse_frame(body: &[u8]) -> Result<PlayerCount, ParseError> {
     let count = |what, v: i64| u32::try_from(v).map_err(|_| ParseError::Count(what, v));
     Ok(PlayerCount {
         players: count("online", status.players.online)?,
+        bots: 0,
         max_players: count("max", status.players.max)?,
         name: strip_formatting(&flatten(&status.description)),
     })
@@ -292,6 +293,7 @@ mod tests {
             Ok(PlayerCount {
                 players: 3,
                 max_players: 20,
+                bots: 0,
                 name: "Hello".into()
             })
         );
@@ -301,6 +303,7 @@ mod tests {
             Ok(PlayerCount {
                 players: 0,
                 max_players: 10,
+                bots: 0,
                 name: "A BC".into()
             })
         );
@@ -364,7 +367,7 @@ mod tests {
         #[test]
         fn counts_round_trip(online in any::<u32>(), max in any::<u32>(), name in "[a-zA-Z0-9 ]{0,30}") {
             let json = serde_json::json!({"players": {"online": online, "max": max}, "description": {"text": name}}).to_string();
-            prop_assert_eq!(parse_response(&response(&json)), Ok(PlayerCount { players: online, max_players: max, name }));
+            prop_assert_eq!(parse_response(&response(&json)), Ok(PlayerCount { players: online, bots: 0, max_players: max, name }));
         }
     }
 }

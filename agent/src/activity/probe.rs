@@ -10,7 +10,11 @@ use async_trait::async_trait;
 /// The player count a game reported.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PlayerCount {
+    /// Human players only: a game that fills slots with bots reports them apart (A2S's bots
+    /// field), and they are not counted here. A server with bots and no human is empty.
     pub players: u32,
+    /// The bots the game reported on top of `players` (0 when the protocol has none).
+    pub bots: u32,
     pub max_players: u32,
     pub name: String,
 }
