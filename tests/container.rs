@@ -476,6 +476,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         crashes_before_shutdown: 1,
         max_uptime: None,
         stop_on_max_uptime: false,
+        max_uptime_backstop: true,
         scaling: true,
         lifecycle_hook: true,
         dns: false,

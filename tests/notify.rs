@@ -100,6 +100,7 @@ fn events() -> Vec<Alert> {
         Alert::MaxUptime {
             uptime: Duration::from_secs(8 * 3600),
             scaling_in: true,
+            unconfirmed_for: None,
         },
         Alert::NeedsOperator(Problem::LifecycleStuck {
             error: "AccessDenied".into(),

@@ -246,6 +246,10 @@ mod tests {
         let s = c.scaling.as_ref().unwrap();
         assert_eq!(s.max_uptime, Duration::from_secs(8 * 3600));
         assert!(!s.stop_on_max_uptime);
+        assert!(
+            s.max_uptime_backstop,
+            "the all-night backstop is on by default"
+        );
         assert_eq!(s.auto_scaling_group, None);
         assert_eq!(s.lifecycle_hook, None);
         assert_eq!(c.notify, NotifyConfig::default());
@@ -339,6 +343,7 @@ auto_scaling_group = "asg-1"
 lifecycle_hook = "drain"
 max_uptime = "2d"
 stop_on_max_uptime = true
+max_uptime_backstop = false
 [metrics]
 namespace = "Games"
 interval = "30s"
@@ -382,6 +387,7 @@ sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:alerts"
         assert_eq!(s.lifecycle_hook.as_deref(), Some("drain"));
         assert_eq!(s.max_uptime, Duration::from_secs(172_800));
         assert!(s.stop_on_max_uptime);
+        assert!(!s.max_uptime_backstop);
         let m = c.metrics.unwrap();
         assert_eq!(
             (m.namespace.as_str(), m.interval),

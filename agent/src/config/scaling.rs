@@ -20,12 +20,17 @@ pub(super) struct RawScaling {
     max_uptime: String,
     #[serde(default)]
     stop_on_max_uptime: bool,
+    #[serde(default = "d_backstop")]
+    max_uptime_backstop: bool,
     #[serde(default = "d_unused_wakes")]
     unused_wakes_per_day: i64,
 }
 
 fn d_max_uptime() -> String {
     "8h".into()
+}
+fn d_backstop() -> bool {
+    true
 }
 fn d_unused_wakes() -> i64 {
     3
@@ -41,7 +46,12 @@ pub struct ScalingConfig {
     /// and as soon as it enters service. `None`: no launching hook.
     pub launch_hook: Option<String>,
     pub max_uptime: Duration,
+    /// Past `max_uptime`, stop whatever the players (otherwise: see `max_uptime_backstop`).
     pub stop_on_max_uptime: bool,
+    /// Past `max_uptime`, stop a server with no confirmed player (the probe counted one, game
+    /// traffic, or the keep-awake file, within `idle_after`); one with a player only alerts.
+    /// On by default: errors in measuring keep a server up, but never past `max_uptime`.
+    pub max_uptime_backstop: bool,
     /// The wake budget: after this many wakes in a day that nobody joined, lookups stop waking
     /// the server (the wake function reads the ledger the agent keeps on the group). `None`:
     /// 0, no budget.
@@ -102,6 +112,7 @@ impl RawScaling {
             launch_hook,
             max_uptime,
             stop_on_max_uptime: self.stop_on_max_uptime,
+            max_uptime_backstop: self.max_uptime_backstop,
             unused_wakes_per_day,
         })
     }
@@ -133,6 +144,11 @@ mod tests {
             (
                 with("", "", "[scaling]\nstop_on_max_uptime = \"yes\""),
                 "scaling.stop_on_max_uptime",
+                "invalid type",
+            ),
+            (
+                with("", "", "[scaling]\nmax_uptime_backstop = 1"),
+                "scaling.max_uptime_backstop",
                 "invalid type",
             ),
         ]);

@@ -12,7 +12,13 @@
 //!    of more than [`GAP_FACTOR`] sample intervals) counts as active too.
 //! 5. The keep-awake file blocks idling.
 //! 6. `crashes_before_shutdown` unrequested crashes in a row scale to zero, with one alert.
-//! 7. `max_uptime` alerts once, and scales to zero when `stop_on_max_uptime`.
+//! 7. `max_uptime` alerts once, and scales to zero when `stop_on_max_uptime`. Past it, the
+//!    backstop (`max_uptime_backstop`, on by default) scales to zero a server with no confirmed
+//!    player: no sample in the last `idle_after` counted a player, saw game traffic or found the
+//!    keep-awake file (errors in measuring confirm nobody). A server with a confirmed player
+//!    only gets the alert; the backstop stops it once the confirmation is `idle_after` old, with
+//!    one more alert that says why. It counts from the agent's start at the latest, so a
+//!    restarted agent watches for `idle_after` before it can stop anything.
 //! 8. Termination and Spot notices: graceful stop, DNS revert, metrics flush, lifecycle action.
 //! 9. Warmed states do nothing visible.
 //! 10. People are told once per event: `online` when the record points here and the game is
@@ -67,6 +73,8 @@ pub struct Policy {
     /// `Some` when `[scaling]` is configured.
     pub max_uptime: Option<Duration>,
     pub stop_on_max_uptime: bool,
+    /// Past `max_uptime`, scale in when no player is confirmed (rule 7's backstop).
+    pub max_uptime_backstop: bool,
     /// Whether the agent may scale the group (`[scaling]` present).
     pub scaling: bool,
     /// Whether there is a termination lifecycle hook to complete.
@@ -170,6 +178,13 @@ pub struct Core {
     scale_in: Option<ScaleIn>,
     max_uptime_fired: bool,
     max_uptime_alerted: bool,
+    /// When a sample last confirmed a player (or the keep-awake file), or the agent's start.
+    last_confirmed: Instant,
+    /// Whether the backstop's own alert went out (once per boot).
+    backstop_alerted: bool,
+    /// Whether any sample of this agent confirmed a player: until then, a restarted agent past
+    /// `max_uptime` does not yet know whether to only alert.
+    confirmed_seen: bool,
     idle_without_scaling_noted: bool,
     drain: Option<Drain>,
     // The `online` notification: the record points here, the game is ready, sent once.
@@ -226,6 +241,9 @@ impl Core {
             scale_in: None,
             max_uptime_fired: false,
             max_uptime_alerted: false,
+            last_confirmed: now,
+            backstop_alerted: false,
+            confirmed_seen: false,
             idle_without_scaling_noted: false,
             drain: None,
             dns_pointed: false,
@@ -247,14 +265,23 @@ impl Core {
         if self.drain.is_some() {
             return None;
         }
+        // The alert-only message waits for a confirmed player while the backstop is armed
+        // (see `timers`): no wake-up for it then, the backstop's own is due.
         let max_uptime = match (self.policy.max_uptime, self.max_uptime_fired) {
-            (Some(m), false) => Some(self.booted + m),
+            (Some(m), false) if self.confirmed_seen || self.backstop_due().is_none() => {
+                Some(self.booted + m)
+            }
             _ => None,
         };
-        [max_uptime, self.next_metrics, self.start_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            max_uptime,
+            self.next_metrics,
+            self.start_deadline(),
+            self.backstop_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// When the `start_within` check is due, while it is still to be made.
@@ -267,6 +294,20 @@ impl Core {
             }
             _ => None,
         }
+    }
+
+    /// When rule 7's backstop scales in, while it is armed: past `max_uptime`, `idle_after` after
+    /// the last confirmed player.
+    fn backstop_due(&self) -> Option<Instant> {
+        let p = &self.policy;
+        let max = p.max_uptime?;
+        let armed = p.max_uptime_backstop
+            && !p.stop_on_max_uptime
+            && p.scaling
+            && self.scale_in.is_none()
+            && self.drain.is_none()
+            && !self.warmed();
+        armed.then(|| (self.booted + max).max(self.last_confirmed + p.idle_after))
     }
 
     /// Whether the core has emitted [`Action::Exit`].
@@ -343,7 +384,12 @@ impl Core {
             now.saturating_duration_since(prev) > self.policy.sample_interval * GAP_FACTOR
         });
         self.last_sample = Some(now);
-        let (active, basis) = classify(&obs, self.policy.min_packets_per_second);
+        let evidence = Evidence::of(&obs, self.policy.min_packets_per_second);
+        if evidence.confirms() {
+            self.last_confirmed = now;
+            self.confirmed_seen = true;
+        }
+        let (active, basis) = (evidence.active(), evidence.basis());
         let (active, basis) = if gap {
             (true, "samples were missing")
         } else {
@@ -811,9 +857,34 @@ impl Core {
                 waited: now.saturating_duration_since(self.served_at.unwrap_or(now)),
             });
         }
+        if let Some(due) = self.backstop_due()
+            && now >= due
+        {
+            let uptime = now.saturating_duration_since(self.booted);
+            let unconfirmed_for = now.saturating_duration_since(self.last_confirmed);
+            self.max_uptime_fired = true;
+            self.max_uptime_alerted = true;
+            self.request_scale_in(
+                ScaleReason::MaxUptime {
+                    uptime,
+                    unconfirmed_for: Some(unconfirmed_for),
+                },
+                out,
+            );
+            if !std::mem::replace(&mut self.backstop_alerted, true) {
+                out.actions.push(Action::Alert(Alert::MaxUptime {
+                    uptime,
+                    scaling_in: true,
+                    unconfirmed_for: Some(unconfirmed_for),
+                }));
+            }
+        }
+        // With the backstop armed, the alert-only message waits for a confirmed player (the
+        // backstop tells its own stop otherwise).
         if let Some(max) = self.policy.max_uptime
             && !self.max_uptime_fired
             && !self.warmed()
+            && (self.confirmed_seen || self.backstop_due().is_none())
         {
             let uptime = now.saturating_duration_since(self.booted);
             if uptime >= max {
@@ -822,12 +893,21 @@ impl Core {
                     && self.policy.scaling
                     && self.scale_in.is_none();
                 if scaling_in {
-                    self.request_scale_in(ScaleReason::MaxUptime { uptime }, out);
+                    self.request_scale_in(
+                        ScaleReason::MaxUptime {
+                            uptime,
+                            unconfirmed_for: None,
+                        },
+                        out,
+                    );
                 }
                 if !self.max_uptime_alerted {
                     self.max_uptime_alerted = true;
-                    out.actions
-                        .push(Action::Alert(Alert::MaxUptime { uptime, scaling_in }));
+                    out.actions.push(Action::Alert(Alert::MaxUptime {
+                        uptime,
+                        scaling_in,
+                        unconfirmed_for: None,
+                    }));
                 }
             }
         }
@@ -852,30 +932,74 @@ impl Core {
 
 /// Whether one observation shows activity, and on what basis (rules 3, 4 and 5).
 pub fn classify(obs: &Observation, min_pps: f64) -> (bool, &'static str) {
-    if obs.keep_awake == Some(true) {
-        return (true, "the keep-awake file exists");
-    }
-    match &obs.probe {
-        Some(ProbeReading::Players { online, .. }) if *online > 0 => {
-            return (true, "players are online");
+    let e = Evidence::of(obs, min_pps);
+    (e.active(), e.basis())
+}
+
+/// What one observation says about players (rules 3, 4 and 5), before gaps between samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// The keep-awake file exists: the operator's word.
+    KeepAwake,
+    /// The probe counted players.
+    Players,
+    /// No probe answer, and the game's ports saw traffic at the threshold.
+    Traffic,
+    /// The probe answered 0.
+    NoPlayers,
+    /// No probe answer, and the ports were quiet.
+    Quiet,
+    /// No probe answer, and the packets could not be counted: active, but confirms nobody.
+    Uncounted,
+}
+
+impl Evidence {
+    pub fn of(obs: &Observation, min_pps: f64) -> Self {
+        if obs.keep_awake == Some(true) {
+            return Self::KeepAwake;
         }
-        Some(ProbeReading::Players { .. }) => return (false, "the game reports 0 players"),
-        Some(ProbeReading::Failed { .. }) | None => {}
-    }
-    match &obs.packets {
-        PacketReading::Unknown { .. } => (true, "packets could not be counted"),
-        PacketReading::Known { total, .. } => {
-            let secs = obs.interval.as_secs_f64();
-            let rate = if secs > 0.0 {
-                *total as f64 / secs
-            } else {
-                0.0
-            };
-            if rate >= min_pps && *total > 0 {
-                (true, "game traffic")
-            } else {
-                (false, "game traffic below the threshold")
+        match &obs.probe {
+            Some(ProbeReading::Players { online, .. }) if *online > 0 => return Self::Players,
+            Some(ProbeReading::Players { .. }) => return Self::NoPlayers,
+            Some(ProbeReading::Failed { .. }) | None => {}
+        }
+        match &obs.packets {
+            PacketReading::Unknown { .. } => Self::Uncounted,
+            PacketReading::Known { total, .. } => {
+                let secs = obs.interval.as_secs_f64();
+                let rate = if secs > 0.0 {
+                    *total as f64 / secs
+                } else {
+                    0.0
+                };
+                if rate >= min_pps && *total > 0 {
+                    Self::Traffic
+                } else {
+                    Self::Quiet
+                }
             }
+        }
+    }
+
+    /// Whether it keeps the server awake (rule 4: not knowing counts as active).
+    pub fn active(self) -> bool {
+        !matches!(self, Self::NoPlayers | Self::Quiet)
+    }
+
+    /// Whether it confirms someone is there (or the operator wants the server up): rule 7's
+    /// backstop stops only servers without it. An error in measuring confirms nobody.
+    pub fn confirms(self) -> bool {
+        matches!(self, Self::KeepAwake | Self::Players | Self::Traffic)
+    }
+
+    pub fn basis(self) -> &'static str {
+        match self {
+            Self::KeepAwake => "the keep-awake file exists",
+            Self::Players => "players are online",
+            Self::Traffic => "game traffic",
+            Self::NoPlayers => "the game reports 0 players",
+            Self::Quiet => "game traffic below the threshold",
+            Self::Uncounted => "packets could not be counted",
         }
     }
 }

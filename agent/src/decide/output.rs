@@ -36,8 +36,11 @@ pub enum ScaleReason {
         oom_killed: bool,
         crashes: u32,
     },
+    /// Up for `max_uptime`: asked for (`stop_on_max_uptime`), or the backstop, when no player
+    /// has been confirmed for `unconfirmed_for`.
     MaxUptime {
         uptime: Duration,
+        unconfirmed_for: Option<Duration>,
     },
     /// Nobody came in the `unused_after` after the game was up (rule 12).
     Unused {
@@ -82,10 +85,22 @@ impl fmt::Display for ScaleReason {
                 f,
                 "the game crashed with exit code {exit_code} (crash {crashes} in a row)"
             ),
-            Self::MaxUptime { uptime } => write!(
+            Self::MaxUptime {
+                uptime,
+                unconfirmed_for: None,
+            } => write!(
                 f,
                 "the instance has been up for {}",
                 humantime::format_duration(Duration::from_secs(uptime.as_secs()))
+            ),
+            Self::MaxUptime {
+                uptime,
+                unconfirmed_for: Some(quiet),
+            } => write!(
+                f,
+                "the instance has been up for {} with no player confirmed for {}",
+                humantime::format_duration(Duration::from_secs(uptime.as_secs())),
+                humantime::format_duration(Duration::from_secs(quiet.as_secs()))
             ),
             Self::Unused { up_for } => write!(
                 f,
@@ -249,9 +264,12 @@ pub enum Alert {
         log_tail: Vec<String>,
         scaling_in: bool,
     },
+    /// Up for `max_uptime`. `unconfirmed_for`: the backstop stops it, no player having been
+    /// confirmed for that long (the count or the traffic could not be measured).
     MaxUptime {
         uptime: Duration,
         scaling_in: bool,
+        unconfirmed_for: Option<Duration>,
     },
     NeedsOperator(Problem),
     /// The game never started; `scaling_in` when the agent scales to zero for it.

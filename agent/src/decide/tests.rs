@@ -14,6 +14,7 @@ fn policy() -> Policy {
         crashes_before_shutdown: 1,
         max_uptime: Some(8 * 3600 * S),
         stop_on_max_uptime: false,
+        max_uptime_backstop: false,
         scaling: true,
         lifecycle_hook: true,
         dns: true,
@@ -1628,4 +1629,257 @@ fn an_unknown_lifecycle_state_still_saves_on_shutdown() {
     );
     assert!(matches!(a[0], Action::GracefulStop { .. }), "{a:?}");
     assert!(a.contains(&Action::RevertDns));
+}
+
+// ------------------------------------------------------------ rule 7's backstop
+
+fn backstop_policy() -> Policy {
+    Policy {
+        max_uptime_backstop: true,
+        metrics_interval: None,
+        ..policy()
+    }
+}
+
+/// The probe and the packet counter both fail: errors keep the server up (rule 4), but not
+/// past `max_uptime`.
+fn errors() -> Observation {
+    with_probe(unknown(), probe_err())
+}
+
+fn backstop_stops(r: &Rig) -> Vec<(Duration, Duration)> {
+    r.log
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::ScaleToZero(ScaleReason::MaxUptime {
+                unconfirmed_for: Some(q),
+                ..
+            }) => Some((*t, *q)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn backstop_stops_a_server_whose_measuring_fails_at_max_uptime_with_one_alert() {
+    // Booted 7 h 55 min ago; the probe and the packet counter fail from the start.
+    let mut r = Rig::with_uptime(backstop_policy(), 8 * 3600 * S - 300 * S);
+    for _ in 0..29 {
+        r.sample(errors());
+    }
+    assert!(r.scale_ins().is_empty(), "errors never idle: {:?}", r.log);
+    assert!(r.alerts().is_empty(), "{:?}", r.alerts());
+    for _ in 0..2 {
+        r.sample(errors());
+    }
+    let stops = backstop_stops(&r);
+    assert_eq!(stops.len(), 1, "{:?}", r.log);
+    assert_eq!(stops[0].0, 300 * S, "at max_uptime, not later");
+    assert_eq!(
+        stops[0].1,
+        300 * S,
+        "nobody confirmed since the agent started"
+    );
+    match r.alerts().as_slice() {
+        [
+            Alert::MaxUptime {
+                scaling_in: true,
+                unconfirmed_for: Some(q),
+                ..
+            },
+        ] => assert_eq!(*q, 300 * S),
+        other => panic!("{other:?}"),
+    }
+    // It stops through the lifecycle hook's save, like every scale-in.
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(
+        r.log
+            .iter()
+            .any(|(_, a)| matches!(a, Action::GracefulStop { .. })),
+        "{:?}",
+        r.log
+    );
+    for _ in 0..50 {
+        r.sample(errors());
+    }
+    assert_eq!(r.scale_ins().len(), 1);
+    assert_eq!(r.alerts().len(), 1);
+}
+
+#[test]
+fn backstop_only_alerts_while_a_player_is_confirmed_and_stops_once_nobody_is() {
+    let mut r = Rig::with_uptime(backstop_policy(), 8 * 3600 * S - 60 * S);
+    for _ in 0..20 {
+        r.sample(with_probe(unknown(), players(3)));
+    }
+    // Past max_uptime with players: one alert, no stop.
+    assert!(r.scale_ins().is_empty(), "{:?}", r.log);
+    assert!(
+        matches!(
+            r.alerts().as_slice(),
+            [Alert::MaxUptime {
+                scaling_in: false,
+                unconfirmed_for: None,
+                ..
+            }]
+        ),
+        "{:?}",
+        r.alerts()
+    );
+    // Then the probe and the counter fail: still up for idle_after (a player was just seen).
+    for _ in 0..5 {
+        r.sample(errors());
+    }
+    assert!(r.scale_ins().is_empty(), "{:?}", r.log);
+    r.sample(errors());
+    let stops = backstop_stops(&r);
+    assert_eq!(stops.len(), 1, "{:?}", r.log);
+    assert_eq!(stops[0].1, 60 * S);
+    assert_eq!(r.alerts().len(), 2, "{:?}", r.alerts());
+    assert!(matches!(
+        r.alerts()[1],
+        Alert::MaxUptime {
+            scaling_in: true,
+            unconfirmed_for: Some(_),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn backstop_counts_game_traffic_and_the_keep_awake_file_as_confirmed() {
+    for confirming in [
+        with_probe(busy(), probe_err()),
+        Observation {
+            keep_awake: Some(true),
+            ..errors()
+        },
+    ] {
+        let mut r = Rig::with_uptime(backstop_policy(), 9 * 3600 * S);
+        for _ in 0..100 {
+            r.sample(confirming.clone());
+        }
+        assert!(r.scale_ins().is_empty(), "{confirming:?}: {:?}", r.log);
+        assert_eq!(r.alerts().len(), 1, "{confirming:?}: {:?}", r.alerts());
+    }
+}
+
+#[test]
+fn a_restarted_agent_past_max_uptime_watches_idle_after_before_the_backstop() {
+    // The agent restarts on an instance up for 10 h: it knows nothing of the last hour.
+    let mut r = Rig::with_uptime(backstop_policy(), 10 * 3600 * S);
+    let wake = r.core.next_wake().unwrap();
+    assert_eq!(wake - r.t0, 60 * S, "its first wake-up is the backstop's");
+    for _ in 0..5 {
+        r.sample(errors());
+    }
+    assert!(r.log.is_empty(), "nothing said or done yet: {:?}", r.log);
+    r.sample(errors());
+    assert_eq!(backstop_stops(&r).len(), 1, "{:?}", r.log);
+    assert_eq!(
+        r.alerts().len(),
+        1,
+        "one alert, the backstop's: {:?}",
+        r.alerts()
+    );
+}
+
+#[test]
+fn backstop_off_or_stop_on_max_uptime_keep_their_meaning() {
+    // Off: errors keep the server up past max_uptime, with one alert (the old default).
+    let mut p = backstop_policy();
+    p.max_uptime_backstop = false;
+    let mut r = Rig::with_uptime(p, 8 * 3600 * S - 60 * S);
+    for _ in 0..100 {
+        r.sample(errors());
+    }
+    assert!(r.scale_ins().is_empty(), "{:?}", r.log);
+    assert_eq!(r.alerts().len(), 1);
+    // stop_on_max_uptime stops even a full server, as asked, and is not the backstop.
+    let mut p = backstop_policy();
+    p.stop_on_max_uptime = true;
+    let mut r = Rig::with_uptime(p, 8 * 3600 * S - 60 * S);
+    for _ in 0..100 {
+        r.sample(with_probe(busy(), players(4)));
+    }
+    assert!(backstop_stops(&r).is_empty());
+    assert!(matches!(
+        r.scale_ins().as_slice(),
+        [ScaleReason::MaxUptime {
+            unconfirmed_for: None,
+            ..
+        }]
+    ));
+}
+
+#[derive(Debug, Clone)]
+enum Seen {
+    Players(u32),
+    Zero,
+    Busy,
+    Quiet,
+    Errors,
+    KeepAwake,
+    /// No sample for this many seconds (a stalled sampler).
+    Gap(u64),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Rule 7's backstop never stops a server with a player confirmed in the last `idle_after`
+    /// (whatever errors, gaps and quiet samples come between), and past `max_uptime` a server
+    /// with no confirmed player is always stopped within `idle_after` plus a sample.
+    #[test]
+    fn backstop_never_stops_a_confirmed_player_and_always_stops_the_unconfirmed(
+        seen in prop::collection::vec(prop_oneof![
+            3 => (1u32..5).prop_map(Seen::Players),
+            1 => Just(Seen::Zero),
+            2 => Just(Seen::Busy),
+            1 => Just(Seen::Quiet),
+            4 => Just(Seen::Errors),
+            1 => Just(Seen::KeepAwake),
+            1 => (1u64..200).prop_map(Seen::Gap),
+        ], 1..200),
+        before in 0u64..600,
+    ) {
+        let mut p = backstop_policy();
+        p.max_uptime = Some(3600 * S);
+        let idle_after = p.idle_after;
+        let before = Duration::from_secs(before);
+        let mut r = Rig::with_uptime(p, 3600 * S - before);
+        let mut confirmed_at = Duration::ZERO; // the agent's start
+        for s in &seen {
+            let obs = match s {
+                Seen::Players(n) => with_probe(quiet(), players(*n)),
+                Seen::Zero => with_probe(busy(), players(0)),
+                Seen::Busy => with_probe(busy(), probe_err()),
+                Seen::Quiet => with_probe(quiet(), probe_err()),
+                Seen::Errors => errors(),
+                Seen::KeepAwake => Observation { keep_awake: Some(true), ..errors() },
+                Seen::Gap(secs) => {
+                    r.at(Duration::from_secs(*secs), Input::Tick);
+                    continue;
+                }
+            };
+            let stopped_before = r.scale_ins().len();
+            r.sample(obs);
+            let t = r.now - r.t0;
+            if matches!(s, Seen::Players(_) | Seen::Busy | Seen::KeepAwake) && stopped_before == 0 {
+                confirmed_at = t;
+            }
+            for (at, _) in backstop_stops(&r) {
+                prop_assert!(at >= confirmed_at + idle_after,
+                    "stopped at {at:?}, a player confirmed at {confirmed_at:?}");
+            }
+        }
+        // Then nobody is confirmed for idle_after and a sample, past max_uptime.
+        if r.now - r.t0 < before {
+            r.at(before - (r.now - r.t0), Input::Tick);
+        }
+        for _ in 0..7 {
+            r.sample(errors());
+        }
+        prop_assert!(!r.scale_ins().is_empty(), "still up: {:?}", r.log);
+    }
 }

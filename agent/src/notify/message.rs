@@ -228,27 +228,48 @@ impl Message {
                     "log_tail": log_tail,
                 });
             }
-            Alert::MaxUptime { uptime, scaling_in } => {
+            Alert::MaxUptime {
+                uptime,
+                scaling_in,
+                unconfirmed_for,
+            } => {
                 m.tone = Tone::Warning;
                 m.title = format!("{server}: up for {}", human_minutes(*uptime));
-                if *scaling_in {
-                    m.text = format!(
-                        "{server} has been running for {}, its maximum, so it is shutting down now. The world is saved first.",
-                        human_minutes(*uptime)
-                    );
-                    m.next = Some(format!("Look up {server} again to start it."));
-                } else {
-                    m.text = format!(
-                        "{server} has been running for {}, longer than its max_uptime. It keeps running.",
-                        human_minutes(*uptime)
-                    );
-                    m.next = Some(
-                        "The operator should check whether someone is playing or the server is stuck."
-                            .into(),
-                    );
+                match (scaling_in, unconfirmed_for) {
+                    (true, Some(quiet)) => {
+                        m.text = format!(
+                            "{server} has been running for {}, longer than its max_uptime, and no player has been seen for {}, so it is shutting down now. The world is saved first.",
+                            human_minutes(*uptime),
+                            human_minutes(*quiet)
+                        );
+                        m.next = Some(format!(
+                            "Look up {server} again to start it. The operator should check why the player count or the traffic could not be measured."
+                        ));
+                    }
+                    (true, None) => {
+                        m.text = format!(
+                            "{server} has been running for {}, its maximum, so it is shutting down now. The world is saved first.",
+                            human_minutes(*uptime)
+                        );
+                        m.next = Some(format!("Look up {server} again to start it."));
+                    }
+                    (false, _) => {
+                        m.text = format!(
+                            "{server} has been running for {}, longer than its max_uptime. It keeps running while someone plays.",
+                            human_minutes(*uptime)
+                        );
+                        m.next = Some(
+                            "The operator should check whether someone is playing or the server is stuck."
+                                .into(),
+                        );
+                    }
                 }
                 m.fields.push(("Up for".into(), human_minutes(*uptime)));
-                m.data = json!({ "uptime_seconds": uptime.as_secs(), "scaling_in": scaling_in });
+                m.data = json!({
+                    "uptime_seconds": uptime.as_secs(),
+                    "scaling_in": scaling_in,
+                    "unconfirmed_seconds": unconfirmed_for.map(|d| d.as_secs()),
+                });
             }
             Alert::NeverStarted {
                 failure,
@@ -595,6 +616,7 @@ mod tests {
             Alert::MaxUptime {
                 uptime: Duration::from_secs(8 * 3600),
                 scaling_in: false,
+                unconfirmed_for: None,
             },
             Alert::NeedsOperator(Problem::NoMetadata),
             Alert::NeedsOperator(Problem::LifecycleStuck {
@@ -630,7 +652,34 @@ mod tests {
                 wakes: 3,
                 budget: 3,
             }),
+            Alert::MaxUptime {
+                uptime: Duration::from_secs(9 * 3600),
+                scaling_in: true,
+                unconfirmed_for: Some(Duration::from_secs(600)),
+            },
         ]
+    }
+
+    #[test]
+    fn the_backstop_says_nobody_was_seen_and_that_the_world_is_saved() {
+        let all = every_alert();
+        let m = Message::new(all.last().expect("every_alert is not empty"), &cx());
+        assert_eq!(m.kind, EventKind::MaxUptime);
+        assert!(
+            m.text.contains("no player has been seen for 10m")
+                && m.text.contains("shutting down now")
+                && m.text.contains("world is saved first"),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.next
+                .as_deref()
+                .is_some_and(|n| n.contains("could not be measured")),
+            "{:?}",
+            m.next
+        );
+        assert_eq!(m.data["unconfirmed_seconds"], 600);
     }
 
     #[test]

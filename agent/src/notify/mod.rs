@@ -470,6 +470,7 @@ mod tests {
             n.notify(Alert::MaxUptime {
                 uptime: Duration::from_secs(3600 * (i + 1)),
                 scaling_in: false,
+                unconfirmed_for: None,
             });
         }
         assert_eq!(Instant::now(), t0, "notify never waits");

@@ -81,6 +81,7 @@ pub fn policy(config: &Config, adapters: &Adapters) -> Policy {
         crashes_before_shutdown: config.container.crashes_before_shutdown,
         max_uptime: scaling.map(|s| s.max_uptime),
         stop_on_max_uptime: scaling.is_some_and(|s| s.stop_on_max_uptime),
+        max_uptime_backstop: scaling.is_some_and(|s| s.max_uptime_backstop),
         scaling: scaling.is_some() && adapters.capacity.is_some(),
         lifecycle_hook: scaling.is_some_and(|s| s.lifecycle_hook.is_some())
             && adapters.capacity.is_some(),
