@@ -723,6 +723,98 @@ async fn outage_delays_but_never_loses_actions() {
     );
 }
 
+/// AWS denies the scale-in and the metrics (an explicit deny in the instance role's policy, as
+/// after a hand-edited role or an SCP): each is told once, naming the IAM action to allow, the
+/// must-happen scale-in is retried slowly instead of with the backoff, and the metrics are not
+/// retried within a publish. The server keeps running, as with every error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_call_is_told_once_naming_the_permission_and_retried_slowly() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let agent = Agent::start(&shim, config(&world, false), Game::new(Duration::ZERO), 100).await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+    shim.post(
+        "/_shim/deny",
+        json!({"policy": {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Deny",
+            "Action": ["autoscaling:SetDesiredCapacity", "cloudwatch:PutMetric*"],
+            "Resource": "*"
+        }]}}),
+    )
+    .await;
+    let denied_from = unix_now();
+    agent.packets.store(0, Ordering::SeqCst); // idle after 1 s: the agent scales in
+    // The queue is drained at each read: keep what each read got.
+    let got = Mutex::new(Vec::new());
+    eventually("both refusals told", Duration::from_secs(30), || async {
+        let mut all = got.lock().unwrap().clone();
+        all.extend(shim.messages(&world).await);
+        let enough = all.len() >= 2;
+        *got.lock().unwrap() = all;
+        enough.then_some(())
+    })
+    .await;
+    let messages = got.lock().unwrap().clone();
+    sleep(Duration::from_secs(12)).await;
+    let mut messages_later = messages.clone();
+    messages_later.extend(shim.messages(&world).await);
+    let denied = shim.get("/_shim/deny").await["denied"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let watched = unix_now() - denied_from;
+    let count = |action: &str| denied.iter().filter(|d| d["action"] == action).count();
+    let scale_ins = count("autoscaling:SetDesiredCapacity");
+    let publishes = count("cloudwatch:PutMetricData");
+    eprintln!(
+        "DENIED in {watched:.0} s: SetDesiredCapacity {scale_ins} time(s), PutMetricData {publishes} time(s); {} message(s)",
+        messages_later.len()
+    );
+    assert_eq!(
+        messages_later.len(),
+        messages.len(),
+        "told once: {messages_later:?}"
+    );
+    let told = |action: &str| {
+        messages_later
+            .iter()
+            .filter(|m| m["message"].as_str().unwrap().contains(action))
+            .count()
+    };
+    assert_eq!(
+        told("autoscaling:SetDesiredCapacity"),
+        1,
+        "{messages_later:?}"
+    );
+    assert_eq!(told("cloudwatch:PutMetricData"), 1, "{messages_later:?}");
+    assert!(
+        messages_later.iter().all(|m| m["subject"]
+            .as_str()
+            .unwrap()
+            .contains("AWS refuses a call")),
+        "{messages_later:?}"
+    );
+    // The backoff would have tried the scale-in about 6 times in this window (0.5 s, 1 s, 2 s,
+    // 4 s, 8 s...); a permanent refusal waits 5 minutes.
+    assert_eq!(scale_ins, 1, "{denied:?}");
+    // One publish a second, each tried once (not 3 times).
+    assert!(
+        publishes as f64 <= watched + 2.0,
+        "{publishes} publishes in {watched:.0} s"
+    );
+    assert_eq!(
+        shim.desired_capacity(&world).await,
+        1,
+        "nothing else scaled in"
+    );
+    // The refused scale-in would hold a graceful stop for the whole drain budget (it is a call
+    // that must happen): a second signal ends it.
+    agent.shutdown.graceful.cancel();
+    sleep(Duration::from_secs(1)).await;
+    agent.shutdown.force.cancel();
+    agent.finished(Duration::from_secs(30)).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoint_errs_quickly() {
     let shim = Shim::start().await;

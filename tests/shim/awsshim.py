@@ -57,6 +57,14 @@ On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control":
          Without "seconds" the outage lasts until POST /_shim/outage/stop.
   POST /_shim/outage/stop
   GET  /_shim/outage                  -> {"active": bool, "mode": ..., "imds": bool}
+  POST /_shim/deny {"policy": {"Statement": [{"Effect": "Deny", "Action": [...]}]}}
+         an identity policy's explicit denies: every AWS call whose IAM action (the signing
+         service's prefix and the operation, "autoscaling:SetDesiredCapacity") matches one of
+         the Deny statements' Action patterns (* and ?, case-insensitive) is answered 403
+         AccessDenied in the service's own error format, as AWS answers an explicit deny.
+         moto itself enforces IAM only for requests signed by its own IAM users, which the
+         agent's (and the shim's translated) requests are not. {} or {"policy": null} clears.
+  GET  /_shim/deny                    -> {"policy": ..., "denied": [{"action", "time"}]}
   POST /_shim/ctl/<name>  {...}       runs awsctl.<name>(**args) against moto (setup and
                                       read-back helpers, see awsctl.py) -> its JSON result
   POST /_shim/backup {"vault", "resource_arn", "created", "snapshot", "efs_root"}
@@ -72,10 +80,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fnmatch
 import gzip
 import http.client
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -127,6 +137,10 @@ class State:
         self.outage_mode = "refuse"
         self.outage_imds = False
         self.moto_url = ""
+        # /_shim/deny: the Deny statements' action patterns, and the calls they denied.
+        self.deny_policy: dict[str, Any] | None = None
+        self.deny_patterns: list[str] = []
+        self.denied: list[dict[str, Any]] = []
 
     def outage_active(self) -> bool:
         with self.lock:
@@ -307,6 +321,8 @@ class AwsHandler(Handler):
         op = self.operation(body)
         with STATE.lock:
             STATE.requests.append({"op": op, "time": time.time(), "path": self.path.split("?")[0]})
+        if self.deny_gate(op):
+            return
         try:
             if BACKUP.handles(self.command, self.path.split("?")[0], self.headers.get("Authorization", "")):
                 status, value = BACKUP.call(self.command, self.path, json.loads(body) if body.strip() else {})
@@ -337,6 +353,37 @@ class AwsHandler(Handler):
         except Exception as e:  # a shim bug must show up as a 500, not a hang
             sys.stderr.write(f"awsshim: {op}: {e!r}\n")
             self.reply(500, f"awsshim error: {e!r}".encode(), {"Content-Type": "text/plain"})
+
+    def deny_gate(self, op: str) -> bool:
+        """Answers 403 AccessDenied when /_shim/deny's policy denies this call. True when
+        it has answered."""
+        with STATE.lock:
+            patterns = list(STATE.deny_patterns)
+        if not patterns:
+            return False
+        auth = self.headers.get("Authorization", "")
+        scope = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request", auth)
+        if not scope:
+            return False
+        prefix = {"monitoring": "cloudwatch"}.get(scope.group(1), scope.group(1))
+        name = op.split(":", 1)[-1] if op.startswith("Route53:") else op
+        action = f"{prefix}:{name}"
+        if not any(fnmatch.fnmatchcase(action.lower(), p.lower()) for p in patterns):
+            return False
+        with STATE.lock:
+            STATE.denied.append({"action": action, "time": time.time()})
+        message = (
+            "User: arn:aws:sts::123456789012:assumed-role/container-manager-test/i-shim is not "
+            f"authorized to perform: {action} with an explicit deny in an identity-based policy"
+        )
+        if self.headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
+            self.cbor_error(403, "AccessDenied", message)
+        else:
+            namespace = {"route53": ROUTE53_NS, "autoscaling": AUTOSCALING_NS}.get(
+                prefix, f"http://{prefix}.amazonaws.com/doc/"
+            )
+            self.reply(403, xml_error("AccessDenied", message, namespace), {"Content-Type": "text/xml"})
+        return True
 
     def operation(self, body: bytes) -> str:
         path = self.path.split("?")[0]
@@ -828,6 +875,19 @@ class ControlHandler(Handler):
                 return
             start_outage(args.get("seconds"), mode, bool(args.get("imds", False)))
             self.reply_json(200, {"active": True})
+        elif path == "/_shim/deny" and self.command == "POST":
+            policy = args.get("policy")
+            patterns: list[str] = []
+            for st in (policy or {}).get("Statement", []):
+                if st.get("Effect") == "Deny":
+                    actions = st.get("Action", [])
+                    patterns += [actions] if isinstance(actions, str) else list(actions)
+            with STATE.lock:
+                STATE.deny_policy, STATE.deny_patterns = policy, patterns
+            self.reply_json(200, {"patterns": patterns})
+        elif path == "/_shim/deny":
+            with STATE.lock:
+                self.reply_json(200, {"policy": STATE.deny_policy, "denied": list(STATE.denied)})
         elif path == "/_shim/outage/stop" and self.command == "POST":
             if STATE.outage_active():
                 end_outage()

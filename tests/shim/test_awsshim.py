@@ -191,3 +191,31 @@ def test_twin_states_show_in_describe_calls_and_imds_by_source(shim: dict[str, s
         shim["imds"] + "/latest/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token}), timeout=10).read()
     assert got == b"i-from-loopback"
     ctl(shim, "/_shim/imds", {"source": "127.0.0.1", "forget": True})
+
+
+def test_a_deny_policy_answers_access_denied_in_each_services_format(shim: dict[str, str], world: dict[str, Any]) -> None:
+    policy = {"Statement": [{"Effect": "Deny", "Action": ["autoscaling:SetDesiredCapacity", "route53:Change*"], "Resource": "*"}]}
+    ctl(shim, "/_shim/deny", {"policy": policy})
+    try:
+        asg = client(shim, "autoscaling")
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            asg.set_desired_capacity(AutoScalingGroupName=world["group"], DesiredCapacity=0)
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert "autoscaling:SetDesiredCapacity" in e.value.response["Error"]["Message"]
+        r53 = client(shim, "route53")
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            r53.change_resource_record_sets(
+                HostedZoneId=world["zone_id"],
+                ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+                    "Name": "deny.example.com", "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.9"}]}}]},
+            )
+        assert e.value.response["Error"]["Code"] == "AccessDenied"
+        # What the policy does not deny still works.
+        asg.describe_auto_scaling_groups(AutoScalingGroupNames=[world["group"]])
+        denied = [d["action"] for d in ctl(shim, "/_shim/deny")["denied"]]
+        assert denied == ["autoscaling:SetDesiredCapacity", "route53:ChangeResourceRecordSets"]
+    finally:
+        ctl(shim, "/_shim/deny", {})
+    asg.describe_auto_scaling_groups(AutoScalingGroupNames=[world["group"]])
+    assert ctl(shim, "/_shim/deny")["policy"] is None

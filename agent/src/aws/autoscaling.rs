@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_autoscaling::Client;
-use aws_sdk_autoscaling::error::DisplayErrorContext;
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
@@ -272,12 +271,11 @@ impl AutoScaling {
     }
 }
 
-fn call_error<E: std::error::Error + 'static>(call: &'static str, e: &E) -> AwsError {
-    AwsError::Call {
-        service: SERVICE,
-        call,
-        reason: DisplayErrorContext(e).to_string(),
-    }
+fn call_error<E>(call: &'static str, e: &E) -> AwsError
+where
+    E: std::error::Error + aws_sdk_sns::error::ProvideErrorMetadata + 'static,
+{
+    super::traits::call_error(SERVICE, call, e)
 }
 
 #[cfg(test)]

@@ -17,12 +17,11 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::Client;
-use aws_sdk_cloudwatch::error::DisplayErrorContext;
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use super::autoscaling::GroupResolver;
-use super::traits::{AwsError, Metrics};
+use super::traits::{AwsError, Metrics, call_error};
 use crate::decide::MetricsBatch;
 
 const SERVICE: &str = "cloudwatch";
@@ -91,11 +90,10 @@ impl Metrics for CloudWatch {
                     .build(),
             );
         }
-        request.send().await.map_err(|e| AwsError::Call {
-            service: SERVICE,
-            call: "PutMetricData",
-            reason: DisplayErrorContext(&e).to_string(),
-        })?;
+        request
+            .send()
+            .await
+            .map_err(|e| call_error(SERVICE, "PutMetricData", &e))?;
         Ok(())
     }
 }

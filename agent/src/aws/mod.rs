@@ -11,7 +11,10 @@
 //! Every SDK call is bounded ([`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`])
 //! and the SDK retries at most once ([`SDK_ATTEMPTS`]): an unreachable endpoint gives an
 //! `Err` within seconds, and the run loop retries with capped backoff until success or
-//! shutdown. No adapter decides anything: an error never leads to a scale-in.
+//! shutdown. An error AWS answers with a code that retrying cannot fix (a denied permission, a
+//! wrong name) is permanent ([`AwsError::permanent`]): it is told once with the fix and
+//! retried slowly (`crate::retry`). No adapter decides anything: an error never leads to a
+//! scale-in.
 //!
 //! ## Boot without instance metadata
 //! [`build`] reads the instance's identity (id, region, addresses) from IMDS, retrying with

@@ -261,10 +261,9 @@ fn invalid(e: aws_sdk_route53::error::BuildError) -> AwsError {
     AwsError::Invalid(format!("cannot build the Route53 request: {e}"))
 }
 
-fn call_error<E: std::error::Error + 'static>(call: &'static str, e: &E) -> AwsError {
-    AwsError::Call {
-        service: SERVICE,
-        call,
-        reason: DisplayErrorContext(e).to_string(),
-    }
+fn call_error<E>(call: &'static str, e: &E) -> AwsError
+where
+    E: std::error::Error + aws_sdk_sns::error::ProvideErrorMetadata + 'static,
+{
+    super::traits::call_error(SERVICE, call, e)
 }

@@ -2,9 +2,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_sns::Client;
-use aws_sdk_sns::error::DisplayErrorContext;
 
-use super::traits::{AlertMessage, Alerts, AwsError};
+use super::traits::{AlertMessage, Alerts, AwsError, call_error};
 
 #[derive(Debug, Clone)]
 pub struct Sns {
@@ -48,11 +47,7 @@ impl Alerts for Sns {
             .message(&alert.body)
             .send()
             .await
-            .map_err(|e| AwsError::Call {
-                service: "sns",
-                call: "Publish",
-                reason: DisplayErrorContext(&e).to_string(),
-            })?;
+            .map_err(|e| call_error("sns", "Publish", &e))?;
         Ok(())
     }
 }

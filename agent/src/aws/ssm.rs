@@ -2,9 +2,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::error::DisplayErrorContext;
 
-use super::traits::{AwsError, Secret, Secrets};
+use super::traits::{AwsError, Secret, Secrets, call_error};
 
 #[derive(Debug, Clone)]
 pub struct Ssm {
@@ -27,11 +26,7 @@ impl Secrets for Ssm {
             .with_decryption(true)
             .send()
             .await
-            .map_err(|e| AwsError::Call {
-                service: "ssm",
-                call: "GetParameter",
-                reason: DisplayErrorContext(&e).to_string(),
-            })?;
+            .map_err(|e| call_error("ssm", "GetParameter", &e))?;
         out.parameter
             .and_then(|p| p.value)
             .filter(|v| !v.trim().is_empty())

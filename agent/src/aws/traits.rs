@@ -13,6 +13,8 @@ pub enum AwsError {
     Call {
         service: &'static str,
         call: &'static str,
+        /// The service's error code (`AccessDenied`, `Throttling`...), when it answered one.
+        code: Option<String>,
         reason: String,
     },
     #[error("instance metadata {path} failed: {reason}")]
@@ -21,6 +23,107 @@ pub enum AwsError {
     Timeout { what: String, seconds: u64 },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Error codes that retrying cannot fix: the caller is not allowed. The fix is a permission.
+const DENIED: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "UnauthorizedOperation",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+];
+
+/// Error codes that retrying cannot fix: the request names something wrong or missing. The fix
+/// is in the config (or the stack's parameters that wrote it).
+const INVALID: &[&str] = &[
+    "ValidationError",
+    "ValidationException",
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "InvalidParameterCombination",
+    "InvalidInput",
+    "MissingParameter",
+    "NoSuchHostedZone",
+    "NotFound",
+    "NotFoundException",
+    "ParameterNotFound",
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+];
+
+impl AwsError {
+    /// `Some(fix)` when the error is permanent: AWS refused the call for a reason that only an
+    /// operator can change (a permission, a name in the config), so retrying at the usual pace
+    /// only repeats it. `None` for everything else (throttling, 5xx, timeouts, a network that
+    /// is down), which is retried with the usual backoff.
+    pub fn permanent(&self) -> Option<String> {
+        let Self::Call {
+            service,
+            call,
+            code: Some(code),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let code = code.as_str();
+        if DENIED.contains(&code) {
+            return Some(format!(
+                "AWS denies {}:{call} ({code}): allow it to the instance's role (the stack's \
+                 InstanceRole has it; a changed policy, a permissions boundary or an SCP may deny it).",
+                iam_prefix(service)
+            ));
+        }
+        INVALID.contains(&code).then(|| {
+            format!(
+                "AWS rejects {}:{call} ({code}): check {}.",
+                iam_prefix(service),
+                config_hint(service)
+            )
+        })
+    }
+}
+
+/// The IAM action prefix of a service (CloudWatch signs as `monitoring`).
+fn iam_prefix(service: &str) -> &str {
+    match service {
+        "monitoring" => "cloudwatch",
+        s => s,
+    }
+}
+
+/// Where the names a service's calls use come from.
+fn config_hint(service: &str) -> &'static str {
+    match service {
+        "route53" => {
+            "dns.hosted_zone_id and dns.record_name in the agent's config (the stack's HostedZoneId and the server's name)"
+        }
+        "autoscaling" => {
+            "scaling.auto_scaling_group and the lifecycle hook names in the agent's config (the stack writes them)"
+        }
+        "cloudwatch" | "monitoring" => "metrics.namespace in the agent's config",
+        "sns" => "alerts.sns_topic_arn in the agent's config (the topic and its region)",
+        "ssm" => {
+            "the webhook's url_parameter in the agent's config (its name, and that it is in this region)"
+        }
+        _ => "the agent's config",
+    }
+}
+
+/// An SDK error as an [`AwsError::Call`], with the service's error code when it gave one.
+pub fn call_error<E>(service: &'static str, call: &'static str, e: &E) -> AwsError
+where
+    // Every SDK crate re-exports the same smithy trait and wrapper; any one path names them.
+    E: std::error::Error + aws_sdk_sns::error::ProvideErrorMetadata + 'static,
+{
+    AwsError::Call {
+        service,
+        call,
+        code: e.code().map(str::to_string),
+        reason: aws_sdk_sns::error::DisplayErrorContext(e).to_string(),
+    }
 }
 
 /// Who and where this instance is.
@@ -131,4 +234,67 @@ pub trait Secrets: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Alerts: Send + Sync + std::fmt::Debug {
     async fn send(&self, alert: &AlertMessage) -> Result<(), AwsError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(service: &'static str, call: &'static str, code: Option<&str>) -> AwsError {
+        AwsError::Call {
+            service,
+            call,
+            code: code.map(str::to_string),
+            reason: "r".into(),
+        }
+    }
+
+    #[test]
+    fn denied_and_invalid_calls_are_permanent_and_name_the_fix() {
+        let fix = call("autoscaling", "SetDesiredCapacity", Some("AccessDenied"))
+            .permanent()
+            .unwrap();
+        assert!(fix.contains("autoscaling:SetDesiredCapacity"), "{fix}");
+        assert!(fix.contains("instance's role"), "{fix}");
+        let fix = call("cloudwatch", "PutMetricData", Some("AccessDeniedException"))
+            .permanent()
+            .unwrap();
+        assert!(fix.contains("cloudwatch:PutMetricData"), "{fix}");
+        let fix = call(
+            "route53",
+            "ChangeResourceRecordSets",
+            Some("NoSuchHostedZone"),
+        )
+        .permanent()
+        .unwrap();
+        assert!(fix.contains("dns.hosted_zone_id"), "{fix}");
+        let fix = call("ssm", "GetParameter", Some("ParameterNotFound"))
+            .permanent()
+            .unwrap();
+        assert!(fix.contains("url_parameter"), "{fix}");
+    }
+
+    #[test]
+    fn throttling_server_errors_and_the_network_are_transient() {
+        for code in [
+            Some("Throttling"),
+            Some("ThrottlingException"),
+            Some("ServiceUnavailable"),
+            Some("InternalFailure"),
+            Some("PriorRequestNotComplete"),
+            Some("ExpiredToken"),
+            None,
+        ] {
+            assert_eq!(
+                call("route53", "GetChange", code).permanent(),
+                None,
+                "{code:?}"
+            );
+        }
+        let timeout = AwsError::Timeout {
+            what: "x".into(),
+            seconds: 1,
+        };
+        assert_eq!(timeout.permanent(), None);
+    }
 }

@@ -203,6 +203,8 @@ pub struct Core {
     someone_came: bool,
     /// Whether the operator was told that the wake budget is spent (once per boot).
     budget_told: bool,
+    /// The fixes of the refused calls the operator was told of (each once per boot).
+    refused_told: Vec<String>,
     // Metrics accumulated since the last publish.
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
@@ -254,6 +256,7 @@ impl Core {
             ready_at: None,
             someone_came: false,
             budget_told: false,
+            refused_told: Vec::new(),
             next_metrics,
             packets_sum: None,
             players: None,
@@ -823,6 +826,14 @@ impl Core {
                 self.never_started(StartFailure::NoContainer { waited, why }, out);
             }
             Completion::Stuck(problem) => {
+                // A refused call is told once per fix, however often it is retried or made
+                // again (metrics every minute, a note at every wake).
+                if let Problem::Refused { fix, .. } = &problem {
+                    if self.refused_told.contains(fix) {
+                        return;
+                    }
+                    self.refused_told.push(fix.clone());
+                }
                 out.actions
                     .push(Action::Alert(Alert::NeedsOperator(problem)));
             }

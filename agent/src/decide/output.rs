@@ -211,6 +211,16 @@ pub enum Problem {
     DnsStuck { error: String },
     /// The group cannot be scaled to zero: the instance keeps running.
     ScaleInStuck { error: String },
+    /// The record cannot be set back to the placeholder: it may point at a stopped instance.
+    RevertStuck { error: String },
+    /// AWS refused a call for a reason retrying cannot fix (a permission, a name in the
+    /// config): `what` the agent was doing, the `fix`, and the error. Told once per fix; the
+    /// call is retried slowly (`retry::PERMANENT_RETRY`) if it must happen.
+    Refused {
+        what: String,
+        fix: String,
+        error: String,
+    },
     /// `wakes` wakes in the last day had nobody join, the budget: lookups no longer wake the
     /// server until the oldest is a day old, or a wake someone joins.
     WakeBudgetSpent { wakes: u32, budget: u32 },
@@ -226,6 +236,8 @@ impl Problem {
             Self::LifecycleStuck { .. } => "lifecycle_stuck",
             Self::DnsStuck { .. } => "dns_stuck",
             Self::ScaleInStuck { .. } => "scale_in_stuck",
+            Self::RevertStuck { .. } => "revert_stuck",
+            Self::Refused { .. } => "refused",
             Self::WakeBudgetSpent { .. } => "wake_budget_spent",
         }
     }

@@ -1883,3 +1883,43 @@ proptest! {
         prop_assert!(!r.scale_ins().is_empty(), "still up: {:?}", r.log);
     }
 }
+
+#[test]
+fn a_refused_call_is_told_once_per_fix() {
+    let mut r = Rig::new(policy());
+    let refused = |fix: &str| {
+        Input::Done(Completion::Stuck(Problem::Refused {
+            what: "publish the metrics".into(),
+            fix: fix.into(),
+            error: "AccessDenied".into(),
+        }))
+    };
+    for _ in 0..5 {
+        r.at(60 * S, refused("allow cloudwatch:PutMetricData"));
+    }
+    r.at(S, refused("allow autoscaling:SetDesiredCapacity"));
+    r.at(S, refused("allow cloudwatch:PutMetricData"));
+    let told: Vec<_> = r
+        .alerts()
+        .into_iter()
+        .filter_map(|a| match a {
+            Alert::NeedsOperator(Problem::Refused { fix, .. }) => Some(fix.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            "allow cloudwatch:PutMetricData".to_string(),
+            "allow autoscaling:SetDesiredCapacity".to_string()
+        ]
+    );
+    // Transient problems keep their own rule: each stuck report is told.
+    r.at(
+        S,
+        Input::Done(Completion::Stuck(Problem::ScaleInStuck {
+            error: "x".into(),
+        })),
+    );
+    assert_eq!(r.alerts().len(), 3);
+}

@@ -329,7 +329,7 @@ impl Message {
                 let (title, text, next, error) = operator_text(problem);
                 m.title = format!("{server}: {title}");
                 m.text = text;
-                m.next = Some(next.into());
+                m.next = Some(next);
                 if let Some(e) = error {
                     m.fields.push(("Error".into(), e.to_string()));
                 }
@@ -484,8 +484,25 @@ fn players(online: u32, max: u32) -> String {
 }
 
 /// Title, text, what to do, and the error, for a problem only an operator can fix.
-fn operator_text(problem: &Problem) -> (&'static str, String, &'static str, Option<&str>) {
-    match problem {
+fn operator_text(problem: &Problem) -> (&'static str, String, String, Option<&str>) {
+    let (title, text, next, error): (&str, String, &str, Option<&str>) = match problem {
+        Problem::Refused { what, fix, error } => {
+            return (
+                "AWS refuses a call",
+                format!(
+                    "The agent cannot {what}: AWS refused the call, and retrying will not change that. {}",
+                    refused_consequence(what)
+                ),
+                fix.clone(),
+                Some(error),
+            );
+        }
+        Problem::RevertStuck { error } => (
+            "DNS cannot be set back",
+            "The agent cannot set the server's DNS record back to the placeholder while the server stops, so the name may point at a stopped instance: a lookup then finds nothing until the record is fixed. It keeps retrying.".into(),
+            "Check the instance role's route53:ChangeResourceRecordSets permission and the hosted zone id.",
+            Some(error.as_str()),
+        ),
         Problem::NoMetadata => (
             "agent cannot read instance metadata",
             "The agent could not read the instance's metadata at boot, so it does not update DNS and never scales in: the instance keeps running and costs money.".into(),
@@ -530,6 +547,24 @@ fn operator_text(problem: &Problem) -> (&'static str, String, &'static str, Opti
             "Check the instance role's autoscaling:SetDesiredCapacity permission, or set the capacity to 0 by hand.",
             Some(error),
         ),
+    };
+    (title, text, next.to_string(), error)
+}
+
+/// What a refused call means for the server, by what the agent was doing.
+fn refused_consequence(what: &str) -> &'static str {
+    if what.contains("desired capacity") {
+        "The server keeps running (and costing money) until the capacity is set to 0."
+    } else if what.contains("point the record") {
+        "Players cannot find the server by its name."
+    } else if what.contains("placeholder") {
+        "The name may keep pointing at the stopped instance."
+    } else if what.contains("lifecycle") || what.contains("launching hook") {
+        "The instance waits for the hook's timeout at each start or stop."
+    } else if what.contains("metrics") {
+        "The dashboard stays empty, and the heartbeat alarm sees no agent."
+    } else {
+        "The operator's status and the wake budget miss this note."
     }
 }
 

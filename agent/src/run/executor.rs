@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::container::{ContainerError, Containers, StopReport};
 use crate::decide::{Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason};
 use crate::notify::Notifier;
-use crate::retry::{CALL_TIMEOUT, retry, retry_within};
+use crate::retry::{CALL_TIMEOUT, Failed, retry, retry_within};
 
 /// After this many failed attempts of CompleteLifecycleAction an alert goes out (it is still
 /// retried).
@@ -48,18 +48,52 @@ pub(super) struct Executor {
     pub(super) tasks: JoinSet<()>,
 }
 
-/// Reports a must-happen call that keeps failing, once, at its `after`th failure (it is still
-/// retried).
+/// Reports a must-happen call that keeps failing, once: at its first permanent failure (AWS
+/// refused it; the fix is named), or at its `after`th transient one (it is still retried).
 fn stuck_after(
     done: &mpsc::UnboundedSender<Completion>,
+    what: &'static str,
     after: u32,
     problem: fn(String) -> Problem,
-) -> impl FnMut(u32, &str) + use<> {
+) -> impl FnMut(&Failed<'_>) + use<> {
     let done = done.clone();
-    move |attempt: u32, reason: &str| {
-        if attempt == after {
-            let _ = done.send(Completion::Stuck(problem(reason.to_string())));
+    let mut told = false;
+    move |f: &Failed<'_>| {
+        let stuck = match f.fix {
+            Some(fix) => Some(refused(what, f, fix)),
+            None if f.attempt == after => Some(problem(f.reason.to_string())),
+            None => None,
+        };
+        if let Some(p) = stuck
+            && !std::mem::replace(&mut told, true)
+        {
+            let _ = done.send(Completion::Stuck(p));
         }
+    }
+}
+
+/// Reports a permanent failure of a call nobody waits on (metrics, notes on the group), once
+/// per loop; the core tells the operator once per fix.
+fn refused_once(
+    done: &mpsc::UnboundedSender<Completion>,
+    what: &'static str,
+) -> impl FnMut(&Failed<'_>) + use<> {
+    let done = done.clone();
+    let mut told = false;
+    move |f: &Failed<'_>| {
+        if let Some(fix) = f.fix
+            && !std::mem::replace(&mut told, true)
+        {
+            let _ = done.send(Completion::Stuck(refused(what, f, fix)));
+        }
+    }
+}
+
+fn refused(what: &str, f: &Failed<'_>, fix: &str) -> Problem {
+    Problem::Refused {
+        what: what.to_string(),
+        fix: fix.to_string(),
+        error: f.reason.to_string(),
     }
 }
 
@@ -103,9 +137,12 @@ impl Executor {
             self.report(Completion::DnsUpdated);
             return;
         }
-        let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| Problem::DnsStuck { error });
+        let what = "point the record at this instance";
+        let on_failure = stuck_after(&self.done, what, STUCK_AFTER, |error| Problem::DnsStuck {
+            error,
+        });
         self.tasks.spawn(async move {
-            if let Some(ip) = retry("route53 upsert", None, &cancel, on_failure, || dns.point_here()).await {
+            if let Some(ip) = retry(what, None, &cancel, on_failure, || dns.point_here()).await {
                 info!(event = "dns_updated", record = %record, ip = %ip, "Record points at this instance.");
                 let _ = done.send(Completion::DnsUpdated);
             }
@@ -124,15 +161,14 @@ impl Executor {
             return;
         }
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
-        let on_failure = stuck_after(&self.done, STUCK_AFTER, |error| Problem::ScaleInStuck {
-            error,
+        let what = "set the group's desired capacity to 0";
+        let on_failure = stuck_after(&self.done, what, STUCK_AFTER, |error| {
+            Problem::ScaleInStuck { error }
         });
         self.tasks.spawn(async move {
-            if retry("set desired capacity 0", None, &cancel, on_failure, || {
-                cap.scale_to_zero()
-            })
-            .await
-            .is_some()
+            if retry(what, None, &cancel, on_failure, || cap.scale_to_zero())
+                .await
+                .is_some()
             {
                 info!(event = "scale_in_done", "Desired capacity set to 0.");
                 let _ = done.send(Completion::ScaledIn);
@@ -140,7 +176,7 @@ impl Executor {
                 // record costs an explanation, nothing else).
                 let at = unix_now();
                 let (kind, detail) = (reason.kind(), reason.to_string());
-                if on_group("record the stop's reason", &cancel, || {
+                if on_group("record the stop's reason", &done, &cancel, || {
                     cap.record_stop(at, kind, &detail)
                 })
                 .await
@@ -174,7 +210,7 @@ impl Executor {
         self.tasks.spawn(async move {
             let now = unix_now();
             let unused_today = if joined {
-                let cleared = on_group("clear the wake ledger", &cancel, || {
+                let cleared = on_group("clear the wake ledger", &done, &cancel, || {
                     cap.clear_unused_wakes()
                 })
                 .await;
@@ -186,7 +222,7 @@ impl Executor {
                 }
                 None
             } else {
-                let n = on_group("record a wake nobody joined", &cancel, || {
+                let n = on_group("record a wake nobody joined", &done, &cancel, || {
                     cap.record_unused_wake(now)
                 })
                 .await;
@@ -210,10 +246,10 @@ impl Executor {
         if matches!(alert, Alert::Online { .. })
             && let Some(cap) = self.capacity.clone().filter(|_| !self.options.dry_run)
         {
-            let cancel = self.cancel.clone();
+            let (done, cancel) = (self.done.clone(), self.cancel.clone());
             self.tasks.spawn(async move {
                 let at = unix_now();
-                if on_group("record that the game is up", &cancel, || {
+                if on_group("record that the game is up", &done, &cancel, || {
                     cap.record_online(at)
                 })
                 .await
@@ -258,7 +294,7 @@ impl Executor {
                 bound,
                 Some(3),
                 &cancel,
-                |_, _| {},
+                |_| {},
                 || containers.graceful_stop(),
             );
             let report = tokio::select! {
@@ -284,8 +320,12 @@ impl Executor {
             return;
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let what = "set the record back to the placeholder";
+        let on_failure = stuck_after(&self.done, what, STUCK_AFTER, |error| {
+            Problem::RevertStuck { error }
+        });
         self.tasks.spawn(async move {
-            match retry("route53 revert", None, &cancel, |_, _| {}, || dns.revert()).await {
+            match retry(what, None, &cancel, on_failure, || dns.revert()).await {
                 Some(RevertOutcome::Reverted) => info!(
                     event = "dns_reverted",
                     "Record set back to the placeholder."
@@ -312,14 +352,11 @@ impl Executor {
             return;
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let on_failure = refused_once(&self.done, "publish the metrics");
         self.tasks.spawn(async move {
-            let ok = retry(
-                "put metric data",
-                Some(3),
-                &cancel,
-                |_, _| {},
-                || metrics.publish(&batch),
-            )
+            let ok = retry("put metric data", Some(3), &cancel, on_failure, || {
+                metrics.publish(&batch)
+            })
             .await
             .is_some();
             if ok {
@@ -350,19 +387,14 @@ impl Executor {
             return;
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
-        let on_failure = stuck_after(&self.done, LIFECYCLE_STUCK_AFTER, |error| {
+        let what = "complete the termination lifecycle action";
+        let on_failure = stuck_after(&self.done, what, LIFECYCLE_STUCK_AFTER, |error| {
             Problem::LifecycleStuck { error }
         });
         self.tasks.spawn(async move {
-            if retry(
-                "complete lifecycle action",
-                None,
-                &cancel,
-                on_failure,
-                || cap.complete_lifecycle(),
-            )
-            .await
-            .is_some()
+            if retry(what, None, &cancel, on_failure, || cap.complete_lifecycle())
+                .await
+                .is_some()
             {
                 info!(
                     event = "lifecycle_completed",
@@ -397,7 +429,7 @@ impl Executor {
                 PULL_TIMEOUT,
                 Some(PULL_ATTEMPTS),
                 &cancel,
-                |_, _| {},
+                |_| {},
                 || containers.prepare_image(&image),
             )
             .await
@@ -484,16 +516,12 @@ impl Executor {
             return;
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        let what = "complete the launching hook";
+        let on_failure = refused_once(&self.done, what);
         self.tasks.spawn(async move {
-            if retry(
-                "complete the launching hook",
-                None,
-                &cancel,
-                |_, _| {},
-                || cap.complete_launch(),
-            )
-            .await
-            .is_some()
+            if retry(what, None, &cancel, on_failure, || cap.complete_launch())
+                .await
+                .is_some()
             {
                 info!(
                     event = "launch_completed",
@@ -510,14 +538,22 @@ impl Executor {
 /// A note the agent keeps on its group (the wake ledger, the last stop, the game being up): a
 /// few attempts, because a missing note costs an explanation or one more wake, nothing else.
 async fn on_group<T, Fut>(
-    what: &str,
+    what: &'static str,
+    done: &mpsc::UnboundedSender<Completion>,
     cancel: &CancellationToken,
     call: impl FnMut() -> Fut,
 ) -> Option<T>
 where
     Fut: std::future::Future<Output = Result<T, crate::aws::AwsError>>,
 {
-    retry(what, Some(LEDGER_ATTEMPTS), cancel, |_, _| {}, call).await
+    retry(
+        what,
+        Some(LEDGER_ATTEMPTS),
+        cancel,
+        refused_once(done, what),
+        call,
+    )
+    .await
 }
 
 /// Seconds since the Unix epoch (0 on a clock before 1970).
