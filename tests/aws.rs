@@ -96,11 +96,12 @@ impl Containers for Game {
 #[derive(Debug)]
 struct FakeHost;
 
+#[async_trait::async_trait]
 impl Host for FakeHost {
     fn uptime(&self) -> Duration {
         Duration::from_secs(3600)
     }
-    fn system_stopping(&self) -> bool {
+    async fn system_stopping(&self) -> bool {
         false
     }
 }

@@ -378,11 +378,12 @@ impl Capacity for Cloud {
 
 #[derive(Debug)]
 struct FakeHost;
+#[async_trait::async_trait]
 impl Host for FakeHost {
     fn uptime(&self) -> Duration {
         Duration::from_secs(60)
     }
-    fn system_stopping(&self) -> bool {
+    async fn system_stopping(&self) -> bool {
         false
     }
 }

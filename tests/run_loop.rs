@@ -211,11 +211,12 @@ impl Alerts for FakeAlerts {
 
 #[derive(Debug)]
 struct FakeHost;
+#[async_trait::async_trait]
 impl Host for FakeHost {
     fn uptime(&self) -> Duration {
         Duration::from_secs(3600)
     }
-    fn system_stopping(&self) -> bool {
+    async fn system_stopping(&self) -> bool {
         false
     }
 }

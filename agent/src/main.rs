@@ -246,6 +246,6 @@ async fn build_adapters(config: &Config) -> Adapters {
         http,
         problems,
         addresses,
-        host: Arc::new(LinuxHost),
+        host: Arc::new(LinuxHost::default()),
     }
 }

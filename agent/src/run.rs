@@ -185,7 +185,7 @@ async fn drive(
                 }
                 () = shutdown.graceful.cancelled(), if !signalled => {
                     signalled = true;
-                    let system_stopping = host.system_stopping();
+                    let system_stopping = host.system_stopping().await;
                     info!(system_stopping, "Stop signal received; draining.");
                     deadline = Some(Instant::now() + drain_budget(config));
                     Some(Input::Shutdown { system_stopping })

@@ -15,17 +15,34 @@ use crate::decide::{Policy, Problem, Readiness};
 use crate::notify::{self, Sink};
 
 /// The host the agent runs on.
+#[async_trait::async_trait]
 pub trait Host: Send + Sync + fmt::Debug {
     /// How long the instance has been up.
     fn uptime(&self) -> Duration;
     /// Whether the whole system is shutting down (rather than just the agent stopping).
-    fn system_stopping(&self) -> bool;
+    /// Bounded: not knowing is `false`.
+    async fn system_stopping(&self) -> bool;
 }
 
-/// The real host: `/proc/uptime` and `systemctl is-system-running`.
-#[derive(Debug, Default)]
-pub struct LinuxHost;
+/// How long `systemctl is-system-running` may take before the answer is "not stopping".
+pub const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The real host: `/proc/uptime` and `systemctl is-system-running`.
+#[derive(Debug)]
+pub struct LinuxHost {
+    /// The `systemctl` to run (a path, or a name looked up on `PATH`).
+    pub systemctl: std::path::PathBuf,
+}
+
+impl Default for LinuxHost {
+    fn default() -> Self {
+        Self {
+            systemctl: "systemctl".into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
 impl Host for LinuxHost {
     fn uptime(&self) -> Duration {
         std::fs::read_to_string("/proc/uptime")
@@ -36,12 +53,29 @@ impl Host for LinuxHost {
             .unwrap_or(Duration::ZERO)
     }
 
-    fn system_stopping(&self) -> bool {
-        std::process::Command::new("systemctl")
+    /// `systemctl is-system-running`, as a child process the runtime waits on without blocking,
+    /// killed if it has not answered within [`SYSTEMCTL_TIMEOUT`] (a wedged D-Bus).
+    async fn system_stopping(&self) -> bool {
+        let child = tokio::process::Command::new(&self.systemctl)
             .arg("is-system-running")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "stopping")
-            .unwrap_or(false)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        match tokio::time::timeout(SYSTEMCTL_TIMEOUT, child).await {
+            Ok(Ok(out)) => String::from_utf8_lossy(&out.stdout).trim() == "stopping",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Cannot run systemctl; taking the system as not stopping.");
+                false
+            }
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = SYSTEMCTL_TIMEOUT.as_secs(),
+                    "systemctl is-system-running did not answer; taking the system as not stopping."
+                );
+                false
+            }
+        }
     }
 }
 
@@ -136,4 +170,44 @@ pub(super) fn sinks(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn system_stopping_reads_systemctl_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = |body: &str, name: &str| LinuxHost {
+            systemctl: script(dir.path(), name, body),
+        };
+        assert!(host("echo stopping", "stopping").system_stopping().await);
+        assert!(!host("echo running", "running").system_stopping().await);
+        assert!(
+            !host("echo degraded; exit 1", "degraded")
+                .system_stopping()
+                .await
+        );
+        let missing = LinuxHost {
+            systemctl: dir.path().join("no-such-systemctl"),
+        };
+        assert!(!missing.system_stopping().await);
+        // A systemctl that hangs (a wedged D-Bus) is killed at the bound.
+        let start = tokio::time::Instant::now();
+        assert!(!host("sleep 30", "hangs").system_stopping().await);
+        let took = start.elapsed();
+        assert!(
+            took >= SYSTEMCTL_TIMEOUT && took < SYSTEMCTL_TIMEOUT + Duration::from_secs(2),
+            "{took:?}"
+        );
+    }
 }
