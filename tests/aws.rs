@@ -724,6 +724,80 @@ async fn outage_delays_but_never_loses_actions() {
     );
 }
 
+/// The agent restarts on a running instance (an upgrade, `systemctl restart`): players were
+/// told the game is up in this boot, and are not told again. An `online` recorded before this
+/// instance booted (an earlier wake) does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_is_told_once_per_boot_across_agent_restarts() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let text = config_text(&world, false, "10m").replace(
+        "[alerts]\n",
+        "[alerts]\nevents = [\"online\", \"needs_operator\"]\n",
+    );
+    let online = |m: &Vec<Value>| {
+        m.iter()
+            .filter(|m| m["subject"].as_str().unwrap().contains("is up"))
+            .count()
+    };
+    // An online recorded two hours ago, before this instance booted (FakeHost: up 1 h).
+    shim.ctl(
+        "set_group_tag",
+        json!({"name": world.group, "key": "container-manager:online", "value": (unix_now() as u64 - 7200).to_string()}),
+    )
+    .await;
+    let first = Agent::start(
+        &shim,
+        config::parse("agent.toml", &text).unwrap(),
+        Game::new(Duration::ZERO),
+        100,
+    )
+    .await;
+    let told = eventually(
+        "the first agent's online",
+        Duration::from_secs(30),
+        || async {
+            let m = shim.messages(&world).await;
+            (online(&m) == 1).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    let recorded = eventually(
+        "online recorded on the group",
+        Duration::from_secs(10),
+        || async {
+            let g = shim.ctl("group", json!({"name": world.group})).await;
+            let at: u64 = g["tags"]["container-manager:online"]
+                .as_str()?
+                .parse()
+                .ok()?;
+            (at + 60 > unix_now() as u64).then_some(at)
+        },
+    )
+    .await;
+    first.stop().await.unwrap();
+    assert_eq!(
+        shim.desired_capacity(&world).await,
+        1,
+        "an agent stop leaves the game up"
+    );
+
+    let second = Agent::start(
+        &shim,
+        config::parse("agent.toml", &text).unwrap(),
+        Game::new(Duration::ZERO),
+        100,
+    )
+    .await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+    sleep(Duration::from_secs(5)).await;
+    let again = shim.messages(&world).await;
+    eprintln!("ONLINE recorded at {recorded}; after the restart: {again:?}");
+    assert_eq!(online(&again), 0, "told twice: {again:?}");
+    second.stop().await.unwrap();
+}
+
 /// AWS denies the scale-in and the metrics (an explicit deny in the instance role's policy, as
 /// after a hand-edited role or an SCP): each is told once, naming the IAM action to allow, the
 /// must-happen scale-in is retried slowly instead of with the backoff, and the metrics are not

@@ -72,6 +72,9 @@ pub async fn run(
         host,
     } = adapters;
 
+    if let Some(cap) = capacity.as_ref().filter(|_| !options.dry_run) {
+        online_once_per_boot(&mut core, cap.as_ref(), host.uptime()).await;
+    }
     let sinks = adapters::sinks(&config, alerts, secrets, http);
     let (notifier, notifications) =
         notify::start(sinks, notify_options(&config, &options, addresses));
@@ -155,6 +158,38 @@ fn notify_options(
         players_every: config.notify.players_every,
         delivery: notify::Delivery::default(),
         dry_run: options.dry_run,
+    }
+}
+
+/// How long a starting agent waits to learn whether the game was announced in this boot.
+const ONLINE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A restarted agent on a running instance: if the game was recorded up on the group since
+/// this instance booted, players were told already, and are not told again. Not knowing (the
+/// read fails or is slow) tells them again rather than never.
+async fn online_once_per_boot(core: &mut Core, cap: &dyn crate::aws::Capacity, uptime: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let booted = now.saturating_sub(uptime.as_secs());
+    match tokio::time::timeout(ONLINE_READ_TIMEOUT, cap.online_at()).await {
+        // A second of slack: the clock of the record and /proc/uptime round differently.
+        Ok(Ok(Some(at))) if at + 1 >= booted => {
+            info!(
+                event = "online_already_told",
+                online_at = at,
+                booted_at = booted,
+                "The game was announced online in this boot already; not again."
+            );
+            core.online_already_told();
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            warn!(error = %e, "Cannot read whether the game was announced in this boot; it will be announced.")
+        }
+        Err(_) => {
+            warn!("No answer on whether the game was announced in this boot; it will be announced.")
+        }
     }
 }
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "record",
     "upsert",
     "group",
+    "set_group_tag",
     "lifecycle_hooks",
     "metrics",
     "messages",
@@ -165,7 +166,16 @@ def group(moto_url: str, name: str, region: str = "us-east-1") -> dict[str, Any]
         "min": g["MinSize"],
         "max": g["MaxSize"],
         "instances": [i["InstanceId"] for i in g.get("Instances", [])],
+        "tags": {t["Key"]: t.get("Value", "") for t in g.get("Tags", [])},
     }
+
+
+def set_group_tag(moto_url: str, name: str, key: str, value: str, region: str = "us-east-1") -> dict[str, Any]:
+    """A tag on the group, as an earlier agent (or the operator's command) leaves it."""
+    asg = _client(moto_url, "autoscaling", region)
+    asg.create_or_update_tags(Tags=[{
+        "ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key, "Value": value, "PropagateAtLaunch": False}])
+    return {"ok": True}
 
 
 def lifecycle_hooks(moto_url: str, group: str, region: str = "us-east-1") -> list[str]:

@@ -193,21 +193,11 @@ impl Capacity for AutoScaling {
 
     async fn record_unused_wake(&self, at: u64) -> Result<u32, AwsError> {
         let group = self.group.require().await?;
-        let out = self
-            .client
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&group)
-            .send()
-            .await
-            .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
-        let old = out
-            .auto_scaling_groups()
-            .iter()
-            .flat_map(|g| g.tags())
-            .find(|t| t.key() == Some(UNUSED_WAKES_TAG))
-            .and_then(|t| t.value())
-            .unwrap_or("");
-        let kept = ledger(old, at, Some(at));
+        let old = self
+            .tag(&group, UNUSED_WAKES_TAG)
+            .await?
+            .unwrap_or_default();
+        let kept = ledger(&old, at, Some(at));
         let value = kept
             .iter()
             .map(u64::to_string)
@@ -229,6 +219,14 @@ impl Capacity for AutoScaling {
         self.set_tag(&group, ONLINE_TAG, at.to_string()).await
     }
 
+    async fn online_at(&self) -> Result<Option<u64>, AwsError> {
+        let group = self.group.require().await?;
+        Ok(self
+            .tag(&group, ONLINE_TAG)
+            .await?
+            .and_then(|v| v.trim().parse().ok()))
+    }
+
     async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
         let group = self.group.require().await?;
         self.set_tag(&group, UNUSED_WAKES_TAG, String::new())
@@ -239,6 +237,24 @@ impl Capacity for AutoScaling {
 }
 
 impl AutoScaling {
+    /// The value of one of the group's tags, `None` when it has none.
+    async fn tag(&self, group: &str, key: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(group)
+            .send()
+            .await
+            .map_err(|e| call_error("DescribeAutoScalingGroups", &e))?;
+        Ok(out
+            .auto_scaling_groups()
+            .iter()
+            .flat_map(|g| g.tags())
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value())
+            .map(str::to_string))
+    }
+
     async fn set_tag(&self, group: &str, key: &str, value: String) -> Result<(), AwsError> {
         let tag = aws_sdk_autoscaling::types::Tag::builder()
             .resource_id(group)

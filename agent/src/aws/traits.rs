@@ -187,6 +187,11 @@ pub trait Capacity: Send + Sync + std::fmt::Debug {
     /// That the game is up for players (the moment of the `online` notification), kept on the
     /// group: `status` tells "up" from "waking" by it, without touching the instance.
     async fn record_online(&self, at: u64) -> Result<(), AwsError>;
+    /// When the game was last recorded up (`record_online`'s `at`), if ever: a restarted agent
+    /// does not announce a game that was announced in this boot. `None` by default (no record).
+    async fn online_at(&self) -> Result<Option<u64>, AwsError> {
+        Ok(None)
+    }
 }
 
 /// CloudWatch custom metrics.

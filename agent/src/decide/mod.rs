@@ -22,7 +22,8 @@
 //! 8. Termination and Spot notices: graceful stop, DNS revert, metrics flush, lifecycle action.
 //! 9. Warmed states do nothing visible.
 //! 10. People are told once per event: `online` when the record points here and the game is
-//!     ready, `idle_stop` only after the game is saved (see [`Alert`]).
+//!     ready (once per boot: a restarted agent is told by [`Core::online_already_told`]),
+//!     `idle_stop` only after the game is saved (see [`Alert`]).
 //! 11. A game that never starts ends the boot with one `never_started` alert carrying the
 //!     reason, and a scale-in (DNS goes back in the drain): no container of the game ran within
 //!     `start_within` of going into service (the reason is asked of the Docker API first), or
@@ -311,6 +312,12 @@ impl Core {
             && self.drain.is_none()
             && !self.warmed();
         armed.then(|| (self.booted + max).max(self.last_confirmed + p.idle_after))
+    }
+
+    /// The game was announced `online` in this boot already, by an agent that ran before this
+    /// one (restarted, upgraded): rule 10 tells it once per boot, not once per agent.
+    pub fn online_already_told(&mut self) {
+        self.online_sent = true;
     }
 
     /// Whether the core has emitted [`Action::Exit`].
