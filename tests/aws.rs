@@ -798,6 +798,60 @@ async fn online_is_told_once_per_boot_across_agent_restarts() {
     second.stop().await.unwrap();
 }
 
+/// CloudWatch alone fails (503) while everything else works: the metrics, which the heartbeat
+/// alarm reads, are not going out. After five failed publishes in a row the operator is told
+/// once, with what the alarm will do; nothing is refused, and the agent itself stops nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_metrics_warn_the_operator_once_before_the_heartbeat_alarm_acts() {
+    let shim = Shim::start().await;
+    let world = shim.world().await;
+    let agent = Agent::start(&shim, config(&world, false), Game::new(Duration::ZERO), 100).await;
+    record_is(&shim, &world, "A", PUBLIC_IP).await;
+    shim.post(
+        "/_shim/deny",
+        json!({"policy": {"Statement": [{"Effect": "Deny", "Action": "cloudwatch:PutMetricData"}]},
+               "code": "ServiceUnavailable", "status": 503}),
+    )
+    .await;
+    let got = Mutex::new(Vec::new());
+    eventually("the metrics warning", Duration::from_secs(60), || async {
+        let mut all = got.lock().unwrap().clone();
+        all.extend(shim.messages(&world).await);
+        let found = all
+            .iter()
+            .any(|m| m["subject"].as_str().unwrap().contains("metrics failing"));
+        *got.lock().unwrap() = all;
+        found.then_some(())
+    })
+    .await;
+    sleep(Duration::from_secs(10)).await;
+    let mut all = got.lock().unwrap().clone();
+    all.extend(shim.messages(&world).await);
+    let failed = shim.get("/_shim/deny").await["denied"]
+        .as_array()
+        .unwrap()
+        .len();
+    eprintln!("METRICS {failed} failed PutMetricData attempt(s); messages: {all:?}");
+    assert_eq!(all.len(), 1, "one message: {all:?}");
+    let text = all[0]["message"].as_str().unwrap();
+    assert!(
+        text.contains("heartbeat alarm") && text.contains("disable-alarm-actions"),
+        "{text}"
+    );
+    assert_eq!(
+        shim.desired_capacity(&world).await,
+        1,
+        "the agent stops nothing for it"
+    );
+    // CloudWatch is back: the next publishes go out.
+    shim.post("/_shim/deny", json!({})).await;
+    eventually("metrics again", Duration::from_secs(20), || async {
+        (!shim.metrics(NAMESPACE).await.is_empty()).then_some(())
+    })
+    .await;
+    agent.stop().await.unwrap();
+}
+
 /// AWS denies the scale-in and the metrics (an explicit deny in the instance role's policy, as
 /// after a hand-edited role or an SCP): each is told once, naming the IAM action to allow, the
 /// must-happen scale-in is retried slowly instead of with the backoff, and the metrics are not

@@ -64,6 +64,8 @@ On start it prints one JSON line to stdout: {"aws": URL, "imds": URL, "control":
          AccessDenied in the service's own error format, as AWS answers an explicit deny.
          moto itself enforces IAM only for requests signed by its own IAM users, which the
          agent's (and the shim's translated) requests are not. {} or {"policy": null} clears.
+         With "code" and "status" (for example "ServiceUnavailable", 503) the matching calls
+         fail with that error instead: a service failing for those calls only.
   GET  /_shim/deny                    -> {"policy": ..., "denied": [{"action", "time"}]}
   POST /_shim/ctl/<name>  {...}       runs awsctl.<name>(**args) against moto (setup and
                                       read-back helpers, see awsctl.py) -> its JSON result
@@ -140,6 +142,7 @@ class State:
         # /_shim/deny: the Deny statements' action patterns, and the calls they denied.
         self.deny_policy: dict[str, Any] | None = None
         self.deny_patterns: list[str] = []
+        self.deny_error: tuple[str, int] = ("AccessDenied", 403)
         self.denied: list[dict[str, Any]] = []
 
     def outage_active(self) -> bool:
@@ -359,6 +362,7 @@ class AwsHandler(Handler):
         it has answered."""
         with STATE.lock:
             patterns = list(STATE.deny_patterns)
+            code, status = STATE.deny_error
         if not patterns:
             return False
         auth = self.headers.get("Authorization", "")
@@ -375,14 +379,14 @@ class AwsHandler(Handler):
         message = (
             "User: arn:aws:sts::123456789012:assumed-role/container-manager-test/i-shim is not "
             f"authorized to perform: {action} with an explicit deny in an identity-based policy"
-        )
+        ) if code == "AccessDenied" else f"{code} (the shim fails {action})"
         if self.headers.get("smithy-protocol", "").lower() == "rpc-v2-cbor":
-            self.cbor_error(403, "AccessDenied", message)
+            self.cbor_error(status, code, message)
         else:
             namespace = {"route53": ROUTE53_NS, "autoscaling": AUTOSCALING_NS}.get(
                 prefix, f"http://{prefix}.amazonaws.com/doc/"
             )
-            self.reply(403, xml_error("AccessDenied", message, namespace), {"Content-Type": "text/xml"})
+            self.reply(status, xml_error(code, message, namespace), {"Content-Type": "text/xml"})
         return True
 
     def operation(self, body: bytes) -> str:
@@ -884,6 +888,7 @@ class ControlHandler(Handler):
                     patterns += [actions] if isinstance(actions, str) else list(actions)
             with STATE.lock:
                 STATE.deny_policy, STATE.deny_patterns = policy, patterns
+                STATE.deny_error = (str(args.get("code", "AccessDenied")), int(args.get("status", 403)))
             self.reply_json(200, {"patterns": patterns})
         elif path == "/_shim/deny":
             with STATE.lock:

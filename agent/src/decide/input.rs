@@ -93,6 +93,13 @@ pub enum Completion {
     },
     DnsReverted,
     MetricsFlushed,
+    /// A regular (not flush) publish of the metrics ended: `failed` with the error of its last
+    /// attempt, or `None` when it went out. `permanent`: AWS refused it (told apart, as
+    /// [`Problem::Refused`]).
+    MetricsPublished {
+        failed: Option<String>,
+        permanent: bool,
+    },
     LifecycleCompleted,
     /// The instance is prepared for the warm pool (the image pulled, or the attempt given up).
     Prepared,

@@ -60,6 +60,10 @@ pub use output::{
 /// activity: if the sampler stalls, the server is kept up rather than idled.
 pub const GAP_FACTOR: u32 = 3;
 
+/// After this many failed publishes of the metrics in a row (5 min at the default 60 s
+/// interval, half of the heartbeat alarm's 10 breaching minutes), the operator is told.
+pub const METRICS_STUCK_AFTER: u32 = 5;
+
 /// A container that has run this long without crashing ends a crash streak.
 pub const CRASH_STREAK_RESET: Duration = Duration::from_secs(600);
 
@@ -206,6 +210,9 @@ pub struct Core {
     budget_told: bool,
     /// The fixes of the refused calls the operator was told of (each once per boot).
     refused_told: Vec<String>,
+    /// Failed publishes of the metrics in a row, and whether this streak was told.
+    metrics_failures: u32,
+    metrics_told: bool,
     // Metrics accumulated since the last publish.
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
@@ -258,6 +265,8 @@ impl Core {
             someone_came: false,
             budget_told: false,
             refused_told: Vec::new(),
+            metrics_failures: 0,
+            metrics_told: false,
             next_metrics,
             packets_sum: None,
             players: None,
@@ -791,6 +800,24 @@ impl Core {
             Completion::MetricsFlushed => {
                 if let Some(d) = self.drain.as_mut() {
                     set(&mut d.flush);
+                }
+            }
+            Completion::MetricsPublished { failed, permanent } => {
+                let Some(error) = failed else {
+                    self.metrics_failures = 0;
+                    self.metrics_told = false;
+                    return;
+                };
+                self.metrics_failures = self.metrics_failures.saturating_add(1);
+                if !permanent
+                    && self.metrics_failures >= METRICS_STUCK_AFTER
+                    && !std::mem::replace(&mut self.metrics_told, true)
+                {
+                    out.actions
+                        .push(Action::Alert(Alert::NeedsOperator(Problem::MetricsStuck {
+                            failures: self.metrics_failures,
+                            error,
+                        })));
                 }
             }
             Completion::LifecycleCompleted => {

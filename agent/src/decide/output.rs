@@ -213,6 +213,9 @@ pub enum Problem {
     ScaleInStuck { error: String },
     /// The record cannot be set back to the placeholder: it may point at a stopped instance.
     RevertStuck { error: String },
+    /// `failures` publishes of the metrics in a row failed: the heartbeat alarm, which reads
+    /// them, will scale the server in (through the save) if it goes on.
+    MetricsStuck { failures: u32, error: String },
     /// AWS refused a call for a reason retrying cannot fix (a permission, a name in the
     /// config): `what` the agent was doing, the `fix`, and the error. Told once per fix; the
     /// call is retried slowly (`retry::PERMANENT_RETRY`) if it must happen.
@@ -237,6 +240,7 @@ impl Problem {
             Self::DnsStuck { .. } => "dns_stuck",
             Self::ScaleInStuck { .. } => "scale_in_stuck",
             Self::RevertStuck { .. } => "revert_stuck",
+            Self::MetricsStuck { .. } => "metrics_stuck",
             Self::Refused { .. } => "refused",
             Self::WakeBudgetSpent { .. } => "wake_budget_spent",
         }

@@ -1923,3 +1923,50 @@ fn a_refused_call_is_told_once_per_fix() {
     );
     assert_eq!(r.alerts().len(), 3);
 }
+
+#[test]
+fn metrics_failing_in_a_row_is_told_once_per_streak_before_the_heartbeat_alarm() {
+    let mut r = Rig::new(policy());
+    let publish = |failed: Option<&str>, permanent: bool| {
+        Input::Done(Completion::MetricsPublished {
+            failed: failed.map(str::to_string),
+            permanent,
+        })
+    };
+    let stuck = |r: &Rig| {
+        r.alerts()
+            .iter()
+            .filter(|a| matches!(a, Alert::NeedsOperator(Problem::MetricsStuck { .. })))
+            .count()
+    };
+    for _ in 0..METRICS_STUCK_AFTER - 1 {
+        r.at(60 * S, publish(Some("503"), false));
+    }
+    assert_eq!(stuck(&r), 0, "a short outage stays quiet");
+    // One success ends the streak: four more failures are still quiet.
+    r.at(60 * S, publish(None, false));
+    for _ in 0..METRICS_STUCK_AFTER - 1 {
+        r.at(60 * S, publish(Some("503"), false));
+    }
+    assert_eq!(stuck(&r), 0);
+    r.at(60 * S, publish(Some("503"), false));
+    assert_eq!(stuck(&r), 1, "{:?}", r.alerts());
+    for _ in 0..20 {
+        r.at(60 * S, publish(Some("503"), false));
+    }
+    assert_eq!(stuck(&r), 1, "told once per streak");
+    // A new streak after a success is told again.
+    r.at(60 * S, publish(None, false));
+    for _ in 0..METRICS_STUCK_AFTER {
+        r.at(60 * S, publish(Some("503"), false));
+    }
+    assert_eq!(stuck(&r), 2);
+    // Refusals are told as Refused, by the executor, not as this.
+    let mut r = Rig::new(policy());
+    for _ in 0..20 {
+        r.at(60 * S, publish(Some("AccessDenied"), true));
+    }
+    assert_eq!(stuck(&r), 0);
+    // Nothing here ever scales in: the alarm decides that, the agent only warns.
+    assert!(r.scale_ins().is_empty());
+}

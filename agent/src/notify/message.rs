@@ -497,6 +497,16 @@ fn operator_text(problem: &Problem) -> (&'static str, String, String, Option<&st
                 Some(error),
             );
         }
+        Problem::MetricsStuck { failures, error } => {
+            return (
+                "metrics failing",
+                format!(
+                    "The agent could not publish its metrics {failures} times in a row. The heartbeat alarm reads them: if this goes on for about 10 minutes, it takes the agent for dead and scales the server to zero (the world is saved first, and anyone playing is disconnected)."
+                ),
+                "Check the instance's route to CloudWatch (monitoring.<region>.amazonaws.com) and the role's cloudwatch:PutMetricData permission; to keep the server up meanwhile, disable the alarm's actions: aws cloudwatch disable-alarm-actions --alarm-names container-manager-<server>-agent-heartbeat-missing".into(),
+                Some(error),
+            );
+        }
         Problem::RevertStuck { error } => (
             "DNS cannot be set back",
             "The agent cannot set the server's DNS record back to the placeholder while the server stops, so the name may point at a stopped instance: a lookup then finds nothing until the record is fixed. It keeps retrying.".into(),

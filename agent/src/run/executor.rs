@@ -352,13 +352,35 @@ impl Executor {
             return;
         };
         let (done, cancel) = (self.done.clone(), self.cancel.clone());
-        let on_failure = refused_once(&self.done, "publish the metrics");
+        let mut refused = refused_once(&self.done, "publish the metrics");
+        let last = std::sync::Arc::new(std::sync::Mutex::new(None::<(String, bool)>));
+        let seen = last.clone();
+        let on_failure = move |f: &Failed<'_>| {
+            refused(f);
+            if let Ok(mut l) = seen.lock() {
+                *l = Some((f.reason.to_string(), f.fix.is_some()));
+            }
+        };
         self.tasks.spawn(async move {
             let ok = retry("put metric data", Some(3), &cancel, on_failure, || {
                 metrics.publish(&batch)
             })
             .await
             .is_some();
+            if !flush && !cancel.is_cancelled() {
+                let failed = if ok {
+                    None
+                } else {
+                    last.lock().ok().and_then(|mut l| l.take())
+                };
+                let permanent = failed.as_ref().is_some_and(|(_, p)| *p);
+                let _ = done.send(Completion::MetricsPublished {
+                    failed: failed
+                        .map(|(e, _)| e)
+                        .or_else(|| (!ok).then(|| "no attempt ended".to_string())),
+                    permanent,
+                });
+            }
             if ok {
                 info!(
                     event = "metrics_published",
