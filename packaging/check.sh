@@ -12,6 +12,7 @@ VENV=${CM_VENV:-$ROOT/tests/.venv}
 MAX_EXPOSURE=2.5
 MAX_GLIBC=2.34
 UNIT=container-manager-agent.service
+SAVE_UNIT=container-manager-save.service
 START=$SECONDS
 
 passed=0
@@ -135,6 +136,14 @@ if [[ -n $exposure ]] && awk -v e="$exposure" -v m="$MAX_EXPOSURE" 'BEGIN {exit 
 else
     fail "systemd-analyze security: exposure ${exposure:-unknown} > $MAX_EXPOSURE"
 fi
+save_exposure=$(systemd-analyze security --offline=true --no-pager "packaging/$SAVE_UNIT" 2>&1 |
+    sed -n 's/.*Overall exposure level for .*: \([0-9.]*\).*/\1/p')
+echo "      save unit exposure: ${save_exposure:-?} (limit $MAX_EXPOSURE)"
+if [[ -n $save_exposure ]] && awk -v e="$save_exposure" -v m="$MAX_EXPOSURE" 'BEGIN {exit !(e <= m)}'; then
+    pass "systemd-analyze security ($SAVE_UNIT): exposure $save_exposure <= $MAX_EXPOSURE"
+else
+    fail "systemd-analyze security ($SAVE_UNIT): exposure ${save_exposure:-unknown} > $MAX_EXPOSURE"
+fi
 
 # --- Root filesystems -------------------------------------------------------------------------------
 echo "== Debian bookworm root filesystem"
@@ -191,14 +200,16 @@ check "binary and conffile where the unit's ExecStart/ExecStartPre/--config expe
 installed_state() {
     in_root "$A" getent passwd container-manager && in_root "$A" getent group docker &&
         [[ $(in_root "$A" systemctl is-enabled $UNIT) == enabled ]] &&
+        [[ $(in_root "$A" systemctl is-enabled $SAVE_UNIT) == enabled ]] &&
+        chroot "$A" systemd-analyze verify "/usr/lib/systemd/system/$SAVE_UNIT" &&
         [[ -f $A/usr/share/doc/container-manager-agent/copyright ]]
 }
-check "postinst: user container-manager and group docker exist, unit enabled, copyright shipped" installed_state
+check "postinst: user container-manager and group docker exist, agent and save units enabled (save unit verified), copyright shipped" installed_state
 purged() {
     in_root "$A" dpkg --purge container-manager-agent || return 1
     ! in_root "$A" getent passwd container-manager || { echo "user still there"; return 1; }
     [[ ! -e $A/etc/container-manager && ! -e $A$unit_path && ! -e $A/usr/bin/container-manager-agent ]] || { echo "files left"; return 1; }
-    [[ -z $(find "$A/etc/systemd/system" -name "$UNIT") ]] || { echo "enablement symlink left"; return 1; }
+    [[ -z $(find "$A/etc/systemd/system" -name "$UNIT" -o -name "$SAVE_UNIT") ]] || { echo "enablement symlink left"; return 1; }
 }
 check "dpkg --purge removes the binary, unit, config, enablement and user" purged
 
@@ -290,6 +301,10 @@ bare() {
     [[ $(unit_exec "$u" ExecStart) == /usr/local/bin/container-manager-agent ]] || return 1
     diff <(sed 's#/usr/bin/container-manager-agent#/usr/local/bin/container-manager-agent#g' "packaging/$UNIT") "$u" || return 1
     chroot "$C" systemd-analyze verify "/etc/systemd/system/$UNIT" || return 1
+    diff <(sed 's#/usr/bin/container-manager-agent#/usr/local/bin/container-manager-agent#g' "packaging/$SAVE_UNIT") \
+        "$C/etc/systemd/system/$SAVE_UNIT" || return 1
+    chroot "$C" systemd-analyze verify "/etc/systemd/system/$SAVE_UNIT" || return 1
+    [[ $(in_root "$C" systemctl is-enabled $SAVE_UNIT) == enabled ]] || return 1
     in_root "$C" getent passwd container-manager && [[ $(in_root "$C" systemctl is-enabled $UNIT) == enabled ]] || return 1
     local snap
     snap=$(snapshot "$C")
@@ -297,7 +312,7 @@ bare() {
         --config /tmp/cm/agent.toml || return 1
     diff <(echo "$snap") <(snapshot "$C")
 }
-check "installer, bare binary: /usr/local/bin, the packaged unit printed by the binary and verified, user, enabled; second run changes nothing" bare
+check "installer, bare binary: /usr/local/bin, the packaged units printed by the binary and verified, user, enabled; second run changes nothing" bare
 
 # --- The unit under a real systemd ------------------------------------------------------------------
 # The same root filesystem as a Docker container that boots systemd, with no network at all: the

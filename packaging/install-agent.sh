@@ -23,6 +23,8 @@
 set -euo pipefail
 
 readonly UNIT=container-manager-agent.service
+# Saves the game at shutdown when the agent did not (a dead agent); docs/packaging.md.
+readonly SAVE_UNIT=container-manager-save.service
 readonly CONFIG_DIR=/etc/container-manager
 readonly CONFIG=$CONFIG_DIR/agent.toml
 readonly SERVICE_USER=container-manager
@@ -166,6 +168,17 @@ case $kind in
             install -D -m 0644 "$work/$UNIT" "/etc/systemd/system/$UNIT"
             changed=1
         fi
+        # The save unit, printed by the same binary (one from before save-game has none).
+        if "$bin" print-save-unit --binary "$bin" >"$work/$SAVE_UNIT" 2>/dev/null &&
+            grep -q '^ExecStop=' "$work/$SAVE_UNIT"; then
+            if ! cmp -s "$work/$SAVE_UNIT" "/etc/systemd/system/$SAVE_UNIT"; then
+                log "installing /etc/systemd/system/$SAVE_UNIT"
+                install -D -m 0644 "$work/$SAVE_UNIT" "/etc/systemd/system/$SAVE_UNIT"
+                changed=1
+            fi
+        else
+            log "this binary cannot print the save unit; no save at shutdown without the agent"
+        fi
         # What the packages do with sysusers.d: the service user, and the docker group that
         # the unit's SupplementaryGroups= needs.
         getent group docker >/dev/null || groupadd --system docker
@@ -216,6 +229,14 @@ if systemctl is-enabled --quiet "$UNIT" 2>/dev/null; then
 else
     systemctl enable --quiet "$UNIT"
     log "enabled $UNIT"
+fi
+# The save unit only acts when it is stopped (at shutdown), so it must be active: enabled for
+# every boot, and started now when systemd runs.
+if [[ -f /etc/systemd/system/$SAVE_UNIT || -f /usr/lib/systemd/system/$SAVE_UNIT ]]; then
+    systemctl is-enabled --quiet "$SAVE_UNIT" 2>/dev/null || { systemctl enable --quiet "$SAVE_UNIT" && log "enabled $SAVE_UNIT"; }
+    if ((booted)) && ! ((no_start)); then
+        systemctl start "$SAVE_UNIT" && log "$SAVE_UNIT is active"
+    fi
 fi
 if ((no_start)); then
     log "not starting $UNIT (--no-start)"

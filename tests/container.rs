@@ -919,6 +919,78 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_container-manager-agent")
 }
 
+/// The save unit's command, as it runs at shutdown when the agent is dead: the same graceful
+/// stop as the agent's (pre-stop command, then SIGTERM within stop_timeout), on a real
+/// container; then, with the game stopped (the agent's own stop came first), nothing to do.
+#[tokio::test]
+async fn the_save_game_command_saves_a_running_game_then_finds_nothing_to_save() {
+    let _l = DOCKERD.read().await;
+    let t = uniq("savegame");
+    let _c = Cleanup(t.clone());
+    let dir = tempdir();
+    let mount = format!("{}:/data", dir.path().display());
+    let id = run_game(
+        &t,
+        &t,
+        &t,
+        &["-v", &mount],
+        "trap 'sleep 2; echo term >> /data/order; echo saved > /data/saved; exit 0' TERM; while :; do sleep 0.1; done",
+    );
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[container]\ndocker_name = \"{t}\"\nstop_timeout = \"20s\"\npre_stop_command = [\"sh\", \"-c\", \"echo prestop >> /data/order\"]\n[activity]\nports = [\"udp:2456\"]\n"
+        ),
+    )
+    .unwrap();
+    let save = || {
+        Command::new(bin())
+            .args(["save-game", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let out = save();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["container"], t.as_str(), "{report}");
+    assert_eq!(report["exited_on_its_own"], true, "{report}");
+    assert_eq!(report["pre_stop"]["exit_code"], 0, "{report}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("order")).unwrap(),
+        "prestop\nterm\n",
+        "the pre-stop command, then SIGTERM"
+    );
+    assert!(
+        dir.path().join("saved").exists(),
+        "the save took 2 s and was waited for"
+    );
+    let state = docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.State.ExitCode}}",
+        &id,
+    ]);
+    assert_eq!(state, "false 0");
+    // Again: no game container runs, nothing to do, success.
+    let out = save();
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["container"], serde_json::Value::Null, "{report}");
+    // A config that cannot be read is a config error (78), and nothing is stopped.
+    let out = Command::new(bin())
+        .args(["save-game", "--config", "/nonexistent/agent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
 #[test]
 fn the_containers_command_needs_exactly_one_selector() {
     for args in [

@@ -54,6 +54,19 @@ enum Command {
     },
     /// Print the sysusers.d lines of the service user, as the packages install them.
     PrintSysusers,
+    /// Save and stop the game as the agent does before every stop: the pre-stop command, then
+    /// SIGTERM and `stop_timeout`. Nothing to do (exit 0) when no game container runs. The
+    /// save unit runs it at shutdown, after the agent's own stop, for when the agent is dead.
+    SaveGame {
+        #[arg(long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Print the save unit (`container-manager-save.service`) for this binary's path.
+    PrintSaveUnit {
+        /// The binary's absolute path, for ExecStop=.
+        #[arg(long, default_value = unit::PACKAGED_BINARY)]
+        binary: String,
+    },
 }
 
 // `check-config` answers on stdout, for a person or `ExecStartPre`.
@@ -113,6 +126,85 @@ fn main() -> ExitCode {
         Command::PrintSysusers => {
             print!("{}", unit::PACKAGED_SYSUSERS);
             ExitCode::SUCCESS
+        }
+        Command::PrintSaveUnit { binary } => match unit::save_unit_for(&binary) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("print-save-unit: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::SaveGame { config } => {
+            let config = match config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_CONFIG as u8);
+                }
+            };
+            if let Some(note) = logging::init(LogFormat::default_for_env()) {
+                tracing::warn!("{note}");
+            }
+            with_runtime(save_game(config))
+        }
+    }
+}
+
+/// `save-game`: one graceful stop of the game, bounded, with its report on stdout as JSON.
+async fn save_game(config: Config) -> ExitCode {
+    let containers = match container::docker_for(&config.container) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("save-game: cannot connect to Docker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = container::graceful_stop_bound(config.container.stop_timeout);
+    match tokio::time::timeout(bound, containers.graceful_stop()).await {
+        Ok(Ok(report)) => {
+            match serde_json::to_string(&report) {
+                Ok(line) => println!("{line}"),
+                Err(e) => eprintln!("save-game: cannot print the report: {e}"),
+            }
+            if report.container.is_none() {
+                tracing::info!(
+                    event = "save_game",
+                    "No game container runs: nothing to save."
+                );
+                return ExitCode::SUCCESS;
+            }
+            let pre_stop_ok = report
+                .pre_stop
+                .as_ref()
+                .is_none_or(|p| p.exit_code == Some(0));
+            let saved = report.exited_on_its_own && pre_stop_ok;
+            tracing::info!(
+                event = "save_game",
+                saved,
+                container = report.container.as_deref().unwrap_or(""),
+                "The game was stopped by the save unit{}.",
+                if saved {
+                    " after saving"
+                } else {
+                    ", but may not have saved"
+                }
+            );
+            if saved {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Ok(Err(e)) => {
+            eprintln!("save-game: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("save-game: the graceful stop did not end within {bound:?}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -28,15 +28,6 @@ pub trait Failure: fmt::Display {
     }
 }
 
-impl Failure for crate::aws::AwsError {
-    fn permanent(&self) -> Option<String> {
-        crate::aws::AwsError::permanent(self)
-    }
-}
-
-/// Docker's errors are all retried at the usual pace.
-impl Failure for crate::container::ContainerError {}
-
 /// One failed attempt, as `on_failure` sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Failed<'a> {

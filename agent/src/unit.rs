@@ -5,6 +5,10 @@
 /// The packaged unit, byte for byte.
 pub const PACKAGED_UNIT: &str = include_str!("../../packaging/container-manager-agent.service");
 
+/// The save unit, byte for byte: at shutdown, after the agent, it saves the game if the agent
+/// did not (`container-manager-agent save-game`).
+pub const PACKAGED_SAVE_UNIT: &str = include_str!("../../packaging/container-manager-save.service");
+
 /// Where the packages install the binary; the packaged unit names this path.
 pub const PACKAGED_BINARY: &str = "/usr/bin/container-manager-agent";
 
@@ -25,6 +29,15 @@ pub enum UnitError {
 
 /// The packaged unit with `binary` in place of the packaged binary's path.
 pub fn unit_for(binary: &str) -> Result<String, UnitError> {
+    with_binary(PACKAGED_UNIT, binary)
+}
+
+/// The save unit with `binary` in place of the packaged binary's path.
+pub fn save_unit_for(binary: &str) -> Result<String, UnitError> {
+    with_binary(PACKAGED_SAVE_UNIT, binary)
+}
+
+fn with_binary(unit: &str, binary: &str) -> Result<String, UnitError> {
     if !binary.starts_with('/') {
         return Err(UnitError::NotAbsolute(binary.to_owned()));
     }
@@ -34,7 +47,7 @@ pub fn unit_for(binary: &str) -> Result<String, UnitError> {
     {
         return Err(UnitError::Unsafe(binary.to_owned()));
     }
-    Ok(PACKAGED_UNIT.replace(PACKAGED_BINARY, binary))
+    Ok(unit.replace(PACKAGED_BINARY, binary))
 }
 
 #[cfg(test)]
@@ -44,6 +57,28 @@ mod tests {
     #[test]
     fn the_packaged_path_gives_the_packaged_unit_byte_for_byte() {
         assert_eq!(unit_for(PACKAGED_BINARY).as_deref(), Ok(PACKAGED_UNIT));
+    }
+
+    #[test]
+    fn the_save_unit_stops_after_the_agent_and_before_docker_and_runs_save_game() {
+        assert_eq!(
+            save_unit_for(PACKAGED_BINARY).as_deref(),
+            Ok(PACKAGED_SAVE_UNIT)
+        );
+        let unit = save_unit_for("/usr/local/bin/container-manager-agent").unwrap();
+        let line = |key: &str| {
+            unit.lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(line("After=").contains("docker.service"));
+        assert!(line("Before=").contains("container-manager-agent.service"));
+        assert_eq!(
+            line("ExecStop="),
+            "ExecStop=/usr/local/bin/container-manager-agent save-game --config /etc/container-manager/agent.toml"
+        );
+        assert!(save_unit_for("relative").is_err());
     }
 
     #[test]

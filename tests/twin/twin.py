@@ -566,10 +566,14 @@ class Twin:
     def __init__(self, overrides: dict[str, str] | None = None, example: str = "valheim",
                  on_event: Callable[[dict], None] | None = None,
                  package_path: str | None = None, package_sha256: str | None = None,
-                 package: Path | None = None) -> None:
+                 package: Path | None = None, hook_timeout: float | None = None) -> None:
         if not AGENT.exists():
             raise RuntimeError(f"build the agent first: {AGENT} is missing")
         self.on_event = on_event
+        # A story that waits out a lifecycle hook's HeartbeatTimeout (nobody completes it: a
+        # dead agent) may shorten it; the group then does what the hook's DefaultResult says,
+        # as on AWS, only sooner. None: the template's timeout.
+        self.hook_timeout = hook_timeout
         self.events: list[dict] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -872,6 +876,8 @@ class Twin:
     def _wait_hook(self, inst: Instance, hook: dict, since: float) -> str:
         """Waits for CompleteLifecycleAction on `hook` for the instance, or the heartbeat timeout."""
         timeout = int(hook.get("HeartbeatTimeout", 3600))
+        if self.hook_timeout is not None:
+            timeout = min(timeout, self.hook_timeout)
         deadline = since + timeout
         while not self.stop.is_set():
             for a in self.lifecycle_actions():

@@ -86,6 +86,12 @@ impl AwsError {
     }
 }
 
+impl crate::retry::Failure for AwsError {
+    fn permanent(&self) -> Option<String> {
+        AwsError::permanent(self)
+    }
+}
+
 /// The IAM action prefix of a service (CloudWatch signs as `monitoring`).
 fn iam_prefix(service: &str) -> &str {
     match service {

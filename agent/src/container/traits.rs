@@ -27,6 +27,9 @@ pub struct PreStopReport {
     pub timed_out: bool,
 }
 
+/// Docker's errors are all retried at the usual pace (none is permanent).
+impl crate::retry::Failure for ContainerError {}
+
 /// How a graceful stop went. The journal line built from it tells whether the world was saved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StopReport {

@@ -45,8 +45,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+mod evidence;
 mod input;
 mod output;
+mod policy;
+mod steps;
+
+pub use evidence::{Evidence, classify};
+pub use policy::{Policy, Readiness};
+use steps::{Drain, ScaleIn, Step};
 
 pub use input::{
     Completion, ContainerEvent, Input, LifecycleState, Observation, PacketReading, ProbeReading,
@@ -66,91 +73,6 @@ pub const METRICS_STUCK_AFTER: u32 = 5;
 
 /// A container that has run this long without crashing ends a crash streak.
 pub const CRASH_STREAK_RESET: Duration = Duration::from_secs(600);
-
-/// What the core needs to know from the config, reduced to plain values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    pub min_packets_per_second: f64,
-    pub sample_interval: Duration,
-    pub idle_after: Duration,
-    pub boot_grace: Duration,
-    pub crashes_before_shutdown: u32,
-    /// `Some` when `[scaling]` is configured.
-    pub max_uptime: Option<Duration>,
-    pub stop_on_max_uptime: bool,
-    /// Past `max_uptime`, scale in when no player is confirmed (rule 7's backstop).
-    pub max_uptime_backstop: bool,
-    /// Whether the agent may scale the group (`[scaling]` present).
-    pub scaling: bool,
-    /// Whether there is a termination lifecycle hook to complete.
-    pub lifecycle_hook: bool,
-    /// Whether DNS is managed (`[dns]` present).
-    pub dns: bool,
-    /// `Some` when `[metrics]` is configured.
-    pub metrics_interval: Option<Duration>,
-    /// Whether there is a launching hook to complete (warm pools).
-    pub launch_hook: bool,
-    /// Whether an image is to be pulled while the instance is prepared for a warm pool.
-    pub prepare_image: bool,
-    /// What says the game is up, for the `online` notification.
-    pub ready_when: Readiness,
-    /// A wake nobody came to ends this long after the game is up (rule 12); `None`: off.
-    pub unused_after: Option<Duration>,
-    /// How many wakes a day nobody joined before lookups stop waking the server (rule 12's
-    /// ledger, kept on the group); `None`: no ledger.
-    pub wake_budget: Option<u32>,
-    /// How long after going into service a container of the game must have run (rule 11);
-    /// `None` when the agent does not watch a container, or the check is off.
-    pub start_within: Option<Duration>,
-}
-
-/// What tells the core that the game is ready for players (with the record pointing here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    /// The probe's first answer with a player count: the game is loaded and answering.
-    ProbeAnswers,
-    /// The game container runs (no probe configured).
-    ContainerRuns,
-    /// Neither a probe nor Docker: as soon as the instance is in service.
-    InService,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Skip,
-    Pending,
-    Running,
-    Done,
-}
-
-impl Step {
-    fn want(&mut self) {
-        if *self == Step::Skip {
-            *self = Step::Pending;
-        }
-    }
-    fn busy(self) -> bool {
-        matches!(self, Step::Pending | Step::Running)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Drain {
-    cause: DrainCause,
-    stop: Step,
-    dns: Step,
-    flush: Step,
-    lifecycle: Step,
-    exit: bool,
-    exit_sent: bool,
-    /// The outcome of the graceful stop, for the `idle_stop` notification.
-    saved: Option<bool>,
-}
-
-#[derive(Debug, Clone)]
-struct ScaleIn {
-    done_at: Option<Instant>,
-}
 
 /// The decision core. Construct it with [`Core::new`], feed it with [`Core::handle`].
 #[derive(Debug, Clone)]
@@ -971,80 +893,6 @@ impl Core {
                 n += interval;
             }
             self.next_metrics = Some(n);
-        }
-    }
-}
-
-/// Whether one observation shows activity, and on what basis (rules 3, 4 and 5).
-pub fn classify(obs: &Observation, min_pps: f64) -> (bool, &'static str) {
-    let e = Evidence::of(obs, min_pps);
-    (e.active(), e.basis())
-}
-
-/// What one observation says about players (rules 3, 4 and 5), before gaps between samples.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Evidence {
-    /// The keep-awake file exists: the operator's word.
-    KeepAwake,
-    /// The probe counted players.
-    Players,
-    /// No probe answer, and the game's ports saw traffic at the threshold.
-    Traffic,
-    /// The probe answered 0.
-    NoPlayers,
-    /// No probe answer, and the ports were quiet.
-    Quiet,
-    /// No probe answer, and the packets could not be counted: active, but confirms nobody.
-    Uncounted,
-}
-
-impl Evidence {
-    pub fn of(obs: &Observation, min_pps: f64) -> Self {
-        if obs.keep_awake == Some(true) {
-            return Self::KeepAwake;
-        }
-        match &obs.probe {
-            Some(ProbeReading::Players { online, .. }) if *online > 0 => return Self::Players,
-            Some(ProbeReading::Players { .. }) => return Self::NoPlayers,
-            Some(ProbeReading::Failed { .. }) | None => {}
-        }
-        match &obs.packets {
-            PacketReading::Unknown { .. } => Self::Uncounted,
-            PacketReading::Known { total, .. } => {
-                let secs = obs.interval.as_secs_f64();
-                let rate = if secs > 0.0 {
-                    *total as f64 / secs
-                } else {
-                    0.0
-                };
-                if rate >= min_pps && *total > 0 {
-                    Self::Traffic
-                } else {
-                    Self::Quiet
-                }
-            }
-        }
-    }
-
-    /// Whether it keeps the server awake (rule 4: not knowing counts as active).
-    pub fn active(self) -> bool {
-        !matches!(self, Self::NoPlayers | Self::Quiet)
-    }
-
-    /// Whether it confirms someone is there (or the operator wants the server up): rule 7's
-    /// backstop stops only servers without it. An error in measuring confirms nobody.
-    pub fn confirms(self) -> bool {
-        matches!(self, Self::KeepAwake | Self::Players | Self::Traffic)
-    }
-
-    pub fn basis(self) -> &'static str {
-        match self {
-            Self::KeepAwake => "the keep-awake file exists",
-            Self::Players => "players are online",
-            Self::Traffic => "game traffic",
-            Self::NoPlayers => "the game reports 0 players",
-            Self::Quiet => "game traffic below the threshold",
-            Self::Uncounted => "packets could not be counted",
         }
     }
 }
