@@ -236,10 +236,24 @@ async fn sdk_config_without_identity(options: &BuildOptions) -> SdkConfig {
     bounded_loader(options).region(region).load().await
 }
 
-/// The SDK's loader with what every config here shares: bounded timeouts, few SDK retries,
-/// and the endpoint of [`BuildOptions`] if one is set.
+/// One HTTPS client for every service client and the credentials provider: without it, each
+/// SDK client builds its own, with its own parsed copy of the system's root certificates (a few
+/// hundred KiB each, issue 41's footprint). Its connectors are cached by their settings, which
+/// the clients share (the loader's timeouts).
+fn https_client() -> aws_sdk_sns::config::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https()
+}
+
+/// The SDK's loader with what every config here shares: one HTTPS client, bounded timeouts,
+/// few SDK retries, and the endpoint of [`BuildOptions`] if one is set.
 fn bounded_loader(options: &BuildOptions) -> aws_config::ConfigLoader {
     let loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
