@@ -182,3 +182,24 @@ def test_deploy_with_discord_uploads_the_endpoints_code_and_the_function_runs_it
     assert r.returncode == 0 and "the Discord endpoint's code is in place" in r.stderr, r.stderr
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=resources["ArtifactBucket"]).get("Contents", [])]
     assert [k for k in keys if k.startswith("discord/")] == [key], keys
+
+
+def test_a_second_deploy_with_a_new_package_updates_the_stack_without_discord(tmp_path, shim):
+    # Without Discord the endpoint's resources are not there; an update must not touch them
+    # (moto's would, hence the shim's keep_resources_moto_cannot_update).
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    path = write_params(tmp_path, {"HostedZoneId": zone})
+    package = tmp_path / "container-manager-agent"
+    for version in (b"1", b"2"):
+        package.write_bytes(b"agent version " + version + b"\n")
+        r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)],
+                {"AWS_ENDPOINT_URL": shim.aws})
+        assert r.returncode == 0, r.stderr
+    cf = client(shim, "cloudformation", "us-east-1")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    import hashlib
+    assert given["AgentPackageSha256"] == hashlib.sha256(b"agent version 2\n").hexdigest()
+    assert given["DiscordCodeSha256"] == ""
+    resources = {r["LogicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    assert not {"DiscordFunction", "DiscordRole", "DiscordUrl"} & resources, resources
