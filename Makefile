@@ -25,7 +25,7 @@ PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
 # its own), the slowest files first so that the last one to start is short. 3 workers on 2 cores:
 # the stories mostly wait on their timers (figures in tests/twin/README.md).
 STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py never_started.py wakes.py operator.py) tests/e2e \
-	$(addprefix tests/twin/test_twin_,warm_pool.py dead_agent.py isolation.py smoke.py)
+	$(addprefix tests/twin/test_twin_,warm_pool.py discord.py dead_agent.py isolation.py smoke.py)
 export STORY_WORKERS ?= 3
 
 .PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \

@@ -10,7 +10,9 @@
 # one), creates the stack with its private artifact bucket first when it does not exist, puts the
 # package into that bucket under agent/<sha256>/, and deploys cloud/container-manager.yaml with
 # AgentPackageKey and AgentPackageSha256 set to it; outside us-east-1 it also deploys the wake-up
-# chain (cloud/wake-us-east-1.yaml) in us-east-1. A parameter file that sets AgentPackageUrl
+# chain (cloud/wake-us-east-1.yaml) in us-east-1. With DiscordPublicKey (docs/discord.md) it also
+# puts the Discord endpoint's code (cloud/discord_*.py, zipped) into the bucket under
+# discord/<sha256>/ and sets DiscordCodeSha256. A parameter file that sets AgentPackageUrl
 # (a package you host yourself) is deployed as it is, with no build and no upload. Running it
 # again updates the stack and the package: a changed package reaches the next boot, and the
 # bucket keeps only the package in use.
@@ -149,7 +151,34 @@ else
     package_params=("AgentPackageKey=$key" "AgentPackageSha256=$sha" "AgentPackageUrl=")
 fi
 
-upload() { # the package into the bucket, unless it is there already
+# The Discord endpoint's code, zipped with fixed dates and modes: the same files give the same
+# sha256, so an unchanged endpoint is neither uploaded nor updated again.
+discord_key="" discord_params=("DiscordCodeSha256=")
+if [[ -n $p_DiscordPublicKey ]]; then
+    discord_zip=$(mktemp)
+    trap 'rm -f "$discord_zip"' EXIT
+    python3 - "$discord_zip" "$ROOT/cloud/discord_interactions.py" "$ROOT/cloud/discord_verify.py" <<'PY' || exit 1
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for path in sys.argv[2:]:
+        info = zipfile.ZipInfo(path.rsplit("/", 1)[-1], (1980, 1, 1, 0, 0, 0))
+        info.external_attr, info.compress_type = 0o644 << 16, zipfile.ZIP_DEFLATED
+        z.writestr(info, open(path, "rb").read())
+PY
+    discord_sha=$(sha256sum "$discord_zip" | cut -d' ' -f1)
+    discord_key=discord/$discord_sha/discord-interactions.zip
+    discord_params=("DiscordCodeSha256=$discord_sha")
+fi
+
+upload() { # the package (and the Discord endpoint's code) into the bucket, unless they are there already
+    if [[ -n $discord_key ]]; then
+        if aws s3api head-object --bucket "$1" --key "$discord_key" >/dev/null 2>&1; then
+            log "the Discord endpoint's code is in place: s3://$1/$discord_key"
+        else
+            log "uploading the Discord endpoint's code to s3://$1/$discord_key"
+            aws s3 cp "$discord_zip" "s3://$1/$discord_key" --only-show-errors || die "cannot upload to s3://$1/$discord_key"
+        fi
+    fi
     [[ -n $key ]] || return 0
     if aws s3api head-object --bucket "$1" --key "$key" >/dev/null 2>&1; then
         log "the package is in place: s3://$1/$key"
@@ -184,7 +213,7 @@ upload "$bucket"
 log "deploying cloud/container-manager.yaml as $stack in $region"
 aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
     --s3-bucket "$bucket" --s3-prefix templates --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --parameter-overrides "${overrides[@]}" "${package_params[@]}" >&2 \
+    --parameter-overrides "${overrides[@]}" "${package_params[@]}" "${discord_params[@]}" >&2 \
     || die "the deploy of $stack failed (see: aws cloudformation describe-stack-events --stack-name $stack)"
 
 if [[ $region != us-east-1 ]]; then
@@ -203,6 +232,10 @@ if [[ -n $key ]]; then
         aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old package s3://$bucket/$old"
     done
 fi
+for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix discord/ --query 'Contents[].Key' --output text); do
+    [[ $old == None || $old == "$discord_key" ]] && continue
+    aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old Discord code s3://$bucket/$old"
+done
 aws s3 rm "s3://$bucket/templates" --recursive --only-show-errors || true
 
 echo "Deployed $stack in $region: $p_RecordName sleeps until somebody looks it up."
@@ -210,4 +243,10 @@ if [[ -n $key ]]; then
     echo "Agent package: s3://$bucket/$key (sha256 $sha)"
 else
     echo "Agent package: $p_AgentPackageUrl (sha256 $p_AgentPackageSha256)"
+fi
+if [[ -n $discord_key ]]; then
+    url=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+        --query "Stacks[0].Outputs[?OutputKey=='DiscordInteractionsEndpointUrl'].OutputValue" 2>/dev/null || true)
+    [[ -n $url && $url != None ]] || url="the stack output DiscordInteractionsEndpointUrl"
+    echo "Discord /wake and /status: set your application's Interactions Endpoint URL to $url (docs/discord.md)."
 fi

@@ -3,8 +3,11 @@
 # the application's public key first (discord_verify.check), and anything unsigned, tampered with
 # or stale gets 401 with nothing done. It answers Discord's PING, and replies at once (Discord
 # waits 3 s): one DescribeAutoScalingGroups, and for /wake one SetDesiredCapacity to 1, nothing
-# else. Environment: PUBLIC_KEY (hex), AUTO_SCALING_GROUP, SERVER_REGION, SERVER_NAME, READY_IN
-# (the usual wake time, for the reply), WAKE_COOLDOWN (seconds between two wakes by one member).
+# else. It respects the wake budget as a DNS lookup does (cloud/container-manager.yaml's
+# WakeFunction): after WAKE_BUDGET wakes in a day that nobody joined, /wake says so and leaves the
+# server asleep; the operator's `cloud/cm wake` still wakes it. Environment: PUBLIC_KEY (hex),
+# APPLICATION_ID, AUTO_SCALING_GROUP, SERVER_REGION, SERVER_NAME, READY_IN (the usual wake time,
+# for the reply), WAKE_COOLDOWN (seconds between two wakes by one member), WAKE_BUDGET (0: none).
 import base64
 import json
 import os
@@ -18,6 +21,8 @@ GROUP = os.environ["AUTO_SCALING_GROUP"]
 NAME = os.environ.get("SERVER_NAME", GROUP)
 READY_IN = os.environ.get("READY_IN", "a few minutes")
 COOLDOWN = int(os.environ.get("WAKE_COOLDOWN", "60"))
+BUDGET = int(os.environ.get("WAKE_BUDGET", "0"))
+APPLICATION = os.environ.get("APPLICATION_ID", "")
 autoscaling = boto3.client("autoscaling", region_name=os.environ["SERVER_REGION"])
 last_wake: dict[str, float] = {}  # member id -> when they last woke it (per warm function instance)
 
@@ -35,6 +40,12 @@ def say(text):
 
 def tag(group, key):
     return next((t["Value"] for t in group.get("Tags", []) if t["Key"] == key), "")
+
+
+def unused_wakes(group, now):
+    # The agent's ledger on the group: the end times of the last day's wakes nobody joined.
+    ends = [int(t) for t in tag(group, "container-manager:unused-wakes").split() if t.isdigit()]
+    return sorted(t for t in ends if 0 <= now - t < 86400)
 
 
 def state(group):
@@ -57,6 +68,9 @@ def handler(event, context):
         print(f"Refused an interaction: {refused}")
         return reply(401, {"error": "invalid request signature"})
     interaction = json.loads(body)
+    if APPLICATION and interaction.get("application_id") != APPLICATION:
+        print(f"Refused an interaction for application {interaction.get('application_id')}")
+        return reply(401, {"error": "not this application's interaction"})
     if interaction.get("type") == PING:
         return reply(200, {"type": PONG})
     if interaction.get("type") != COMMAND:
@@ -73,6 +87,12 @@ def handler(event, context):
     member = ((interaction.get("member") or {}).get("user") or interaction.get("user") or {}).get("id", "?")
     if time.time() - last_wake.get(member, 0) < COOLDOWN:
         return say(f"You woke {NAME} less than {COOLDOWN} s ago; give it a moment.")
+    unused = unused_wakes(group, time.time())
+    if BUDGET and len(unused) >= BUDGET:
+        again = time.strftime("%H:%M UTC", time.gmtime(unused[0] + 86400))
+        print(f"Not waking {GROUP}: /wake by member {member}, but the wake budget ({BUDGET}) is spent.")
+        return say(f"{NAME} was woken {len(unused)} times in the last day with nobody joining, so it stays "
+                   f"asleep until {again}. The operator can still wake it.")
     last_wake[member] = time.time()
     autoscaling.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1, HonorCooldown=False)
     print(f"Woke {GROUP}: /wake by member {member}.")

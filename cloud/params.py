@@ -46,9 +46,15 @@ if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen["ServerName"]):
     bad(f"ServerName: {seen['ServerName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
 if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("AgentPackageSha256", "")):
     bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
+if bool(seen.get("DiscordApplicationId")) != bool(seen.get("DiscordPublicKey")):
+    missing = "DiscordPublicKey" if seen.get("DiscordApplicationId") else "DiscordApplicationId"
+    bad(f"{missing}: missing; the Discord /wake endpoint needs both DiscordApplicationId and DiscordPublicKey "
+        "(your application's General Information page, docs/discord.md), or neither")
+if seen.get("DiscordPublicKey") and not re.fullmatch(r"[0-9a-f]{64}", seen["DiscordPublicKey"]):
+    bad("DiscordPublicKey: expected the 64 hex digits of your Discord application's Public Key")
 import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
-            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay"):
+            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey"):
     print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
 print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
-                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256")) + ")")
+                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256", "DiscordCodeSha256")) + ")")

@@ -133,3 +133,73 @@ def test_a_parameter_file_with_its_own_url_is_deployed_without_a_build_or_an_upl
     given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
     assert (given["AgentPackageUrl"], given["AgentPackageSha256"], given["AgentPackageKey"]) == (url, sha, "")
     assert stacks(shim, "us-east-1") == ["valheim"]
+
+
+def test_deploy_refuses_half_of_the_discord_parameters_before_any_aws_call(tmp_path):
+    path = write_params(tmp_path, {"DiscordApplicationId": "1234567890123456789"})
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and "my-valheim.json: DiscordPublicKey: missing; the Discord /wake endpoint needs both" \
+        in r.stderr, r.stderr
+    path = write_params(tmp_path, {"DiscordApplicationId": "1234567890123456789", "DiscordPublicKey": "XYZ"})
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and "DiscordPublicKey: expected the 64 hex digits" in r.stderr, r.stderr
+
+
+def test_deploy_with_discord_uploads_the_endpoints_code_and_the_function_runs_it(tmp_path, shim):
+    import hashlib
+    import io
+    import zipfile
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    path = write_params(tmp_path, {"HostedZoneId": zone, "DiscordApplicationId": "1234567890123456789",
+                                   "DiscordPublicKey": "ab" * 32})
+    package = tmp_path / "container-manager-agent"
+    package.write_bytes(b"a binary, as far as the stack is concerned\n")
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0, r.stderr
+    assert "set your application's Interactions Endpoint URL to" in r.stdout, r.stdout
+    cf = client(shim, "cloudformation", "us-east-1")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    resources = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    s3 = client(shim, "s3", "us-east-1")
+    key = f"discord/{given['DiscordCodeSha256']}/discord-interactions.zip"
+    code = s3.get_object(Bucket=resources["ArtifactBucket"], Key=key)["Body"].read()
+    assert hashlib.sha256(code).hexdigest() == given["DiscordCodeSha256"]
+    with zipfile.ZipFile(io.BytesIO(code)) as z:
+        assert sorted(z.namelist()) == ["discord_interactions.py", "discord_verify.py"]
+        assert z.read("discord_verify.py") == (ROOT / "cloud" / "discord_verify.py").read_bytes()
+    conf = client(shim, "lambda", "us-east-1").get_function(FunctionName=resources["DiscordFunction"])["Configuration"]
+    assert (conf["Handler"], conf["Runtime"], conf["Timeout"]) == ("discord_interactions.handler", "python3.13", 3)
+    env = conf["Environment"]["Variables"]
+    assert (env["PUBLIC_KEY"], env["APPLICATION_ID"], env["AUTO_SCALING_GROUP"]) == (
+        "ab" * 32, "1234567890123456789", "container-manager-valheim")
+    assert conf["CodeSha256"], conf
+
+    # Deployed again with the same files: the same zip, so nothing is uploaded again. (Turning
+    # Discord off again is not run here: moto's CloudFormation fails with HTTP 500 on an update
+    # that deletes the function URL.)
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0 and "the Discord endpoint's code is in place" in r.stderr, r.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=resources["ArtifactBucket"]).get("Contents", [])]
+    assert [k for k in keys if k.startswith("discord/")] == [key], keys
+
+
+def test_a_second_deploy_with_a_new_package_updates_the_stack_without_discord(tmp_path, shim):
+    # Without Discord the endpoint's resources are not there; an update must not touch them
+    # (moto's would, hence the shim's keep_resources_moto_cannot_update).
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    path = write_params(tmp_path, {"HostedZoneId": zone})
+    package = tmp_path / "container-manager-agent"
+    for version in (b"1", b"2"):
+        package.write_bytes(b"agent version " + version + b"\n")
+        r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)],
+                {"AWS_ENDPOINT_URL": shim.aws})
+        assert r.returncode == 0, r.stderr
+    cf = client(shim, "cloudformation", "us-east-1")
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    import hashlib
+    assert given["AgentPackageSha256"] == hashlib.sha256(b"agent version 2\n").hexdigest()
+    assert given["DiscordCodeSha256"] == ""
+    resources = {r["LogicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    assert not {"DiscordFunction", "DiscordRole", "DiscordUrl"} & resources, resources

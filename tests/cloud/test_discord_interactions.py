@@ -18,6 +18,7 @@ from conftest import ROOT
 
 GROUP = "container-manager-valheim"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+APPLICATION = "1234567890123456789"
 
 
 @pytest.fixture
@@ -30,7 +31,8 @@ def endpoint(aws, monkeypatch):
         LaunchTemplate={"LaunchTemplateName": "cm-test"}, AvailabilityZones=["us-east-1a"])
     public = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
     for k, v in {"PUBLIC_KEY": public, "AUTO_SCALING_GROUP": GROUP, "SERVER_REGION": "us-east-1",
-                 "SERVER_NAME": "valheim.example.com", "READY_IN": "3 min", "WAKE_COOLDOWN": "60"}.items():
+                 "SERVER_NAME": "valheim.example.com", "READY_IN": "3 min", "WAKE_COOLDOWN": "60",
+                 "WAKE_BUDGET": "2", "APPLICATION_ID": APPLICATION}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.syspath_prepend(str(ROOT / "cloud"))
     sys.modules.pop("discord_interactions", None)
@@ -51,12 +53,12 @@ def request(payload, key=KEY, when=None, body=None):
     return {"headers": headers, "body": body, "isBase64Encoded": False}
 
 
-def command(name, member="42"):
-    return {"type": 2, "data": {"name": name}, "member": {"user": {"id": member}}}
+def command(name, member="42", application=APPLICATION):
+    return {"type": 2, "application_id": application, "data": {"name": name}, "member": {"user": {"id": member}}}
 
 
 def test_a_signed_ping_gets_pong(endpoint):
-    r = endpoint.handler(request({"type": 1}), None)
+    r = endpoint.handler(request({"type": 1, "application_id": APPLICATION}), None)
     assert (r["statusCode"], json.loads(r["body"])) == (200, {"type": 1})
 
 
@@ -93,6 +95,7 @@ def test_unsigned_tampered_replayed_or_foreign_requests_get_401_and_change_nothi
         "tampered": {**good, "body": good["body"].replace("wake", "wake ")},
         "replayed": request(command("wake"), when=time.time() - 3600),
         "another key": request(command("wake"), key=Ed25519PrivateKey.from_private_bytes(bytes(32))),
+        "another application": request(command("wake", application="999")),
         "garbage headers": {"headers": {"x-signature-ed25519": "nope", "x-signature-timestamp": "x"},
                             "body": good["body"]},
     }
@@ -100,3 +103,22 @@ def test_unsigned_tampered_replayed_or_foreign_requests_get_401_and_change_nothi
         r = endpoint.handler(event, None)
         assert r["statusCode"] == 401, name
     assert desired(aws) == 0
+
+
+def test_wake_respects_the_wake_budget_and_says_when_it_wakes_again(endpoint, aws):
+    # The agent's ledger: two wakes in the last day that nobody joined (the budget is 2), one older.
+    now = int(time.time())
+    aws("autoscaling").create_or_update_tags(Tags=[{
+        "ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": "container-manager:unused-wakes",
+        "Value": f"{now - 90000} {now - 7200} {now - 600}", "PropagateAtLaunch": False}])
+    r = json.loads(endpoint.handler(request(command("wake")), None)["body"])["data"]["content"]
+    again = time.strftime("%H:%M UTC", time.gmtime(now - 7200 + 86400))
+    assert r == (f"valheim.example.com was woken 2 times in the last day with nobody joining, so it stays "
+                 f"asleep until {again}. The operator can still wake it."), r
+    assert desired(aws) == 0
+    # One of them a day old: the budget has room again.
+    aws("autoscaling").create_or_update_tags(Tags=[{
+        "ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": "container-manager:unused-wakes",
+        "Value": f"{now - 90000} {now - 600}", "PropagateAtLaunch": False}])
+    r = json.loads(endpoint.handler(request(command("wake", member="43")), None)["body"])["data"]["content"]
+    assert r.startswith("Waking valheim.example.com") and desired(aws) == 1, r

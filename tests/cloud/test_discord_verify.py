@@ -79,12 +79,3 @@ def test_discord_requests_are_checked_for_signature_key_age_and_headers():
     lower = {k.lower(): v for k, v in signed(private, body, now).items()}
     assert dv.check(lower, body, key, now=now) is None
 
-
-def test_it_fits_inline_beside_a_handler():
-    # CloudFormation dropped its 4096-character limit on inline ZipFile code in 2022 (aws-cdk
-    # commit a014c30, "inline function code can exceed 4096 bytes", citing the CloudFormation User
-    # Guide's AWS::Lambda::Function Code page); the stack's inline functions keep to 4096 anyway
-    # (tests/cloud/test_template.py), so the handler must share what the verifier leaves.
-    code = (ROOT / "cloud" / "discord_verify.py").read_text()
-    print(f"discord_verify.py: {len(code)} characters")
-    assert len(code) < 4096

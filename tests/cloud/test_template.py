@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import EXAMPLES, PACKAGE_KEY, example_parameters, function_code, load_template
+from conftest import CLOUD as CLOUD_DIR, EXAMPLES, PACKAGE_KEY, example_parameters, function_code, load_template
 
 AGENT_ACTIONS_ON_GROUP = {
     "autoscaling:SetDesiredCapacity",
@@ -243,7 +243,7 @@ def test_both_templates_carry_the_same_wake_chain(main_template, wake_template):
     for logical_id in ("WakeFunction", "HelperFunction"):
         code = function_code(main_template, logical_id)
         assert code == function_code(wake_template, logical_id)
-        assert len(code) <= 4096  # the limit for inline ZipFile code
+        assert len(code) <= 4096  # this project's own limit for inline code (docs/aws-sources.md)
     for logical_id in ("QueryLogGroup", "QueryLogResourcePolicy", "QueryLogging", "WakeInvokePermission",
                        "WakeSubscriptionFilter", "WakeLogGroup"):
         main = dict(main_template["Resources"][logical_id])
@@ -544,3 +544,82 @@ def test_the_first_step_of_a_deploy_makes_the_same_bucket(main_template):
     bootstrap = load_template(CLOUD / "artifact-bucket.yaml")
     assert bootstrap["Resources"] == {"ArtifactBucket": main_template["Resources"]["ArtifactBucket"]}
     assert bootstrap["Parameters"]["ServerName"]["AllowedPattern"] == main_template["Parameters"]["ServerName"]["AllowedPattern"]
+
+
+DISCORD = ("DiscordLogGroup", "DiscordRole", "DiscordFunction", "DiscordUrl", "DiscordUrlPermission",
+           "DiscordUrlInvokePermission")
+
+
+def test_the_discord_role_can_only_wake_or_read_its_own_group_and_write_its_own_log(main_template):
+    res = main_template["Resources"]
+    assert main_template["Conditions"]["HasDiscord"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DiscordPublicKey"}, ""]}]}
+    for logical_id in DISCORD:
+        assert res[logical_id].get("Condition") == "HasDiscord", f"{logical_id}: expected Condition HasDiscord"
+    role = res["DiscordRole"]["Properties"]
+    assert set(role) == {"AssumeRolePolicyDocument", "Policies"}, "no managed policies, no other grants"
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    granted = {}
+    for s in statements(res["DiscordRole"]):
+        assert s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s, s
+        for action in as_list(s["Action"]):
+            assert "*" not in action, f"DiscordRole: wildcard action {action}"
+            granted[action] = s["Resource"]
+    group_arn = {"Fn::Sub": "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*"
+                            ":autoScalingGroupName/container-manager-${ServerName}"}
+    assert granted == {
+        "logs:CreateLogStream": {"Fn::GetAtt": ["DiscordLogGroup", "Arn"]},
+        "logs:PutLogEvents": {"Fn::GetAtt": ["DiscordLogGroup", "Arn"]},
+        "autoscaling:SetDesiredCapacity": group_arn,
+        "autoscaling:DescribeAutoScalingGroups": "*",
+    }
+    assert "autoscaling:DescribeAutoScalingGroups" in STAR_ONLY_ACTIONS
+    # The ARN names this stack's group, whose MaxSize is 1.
+    group = res["AutoScalingGroup"]["Properties"]
+    assert group["AutoScalingGroupName"] == {"Fn::Sub": "container-manager-${ServerName}"} and group["MaxSize"] == "1"
+    # The code calls the group only to read it and to set 1.
+    code = (CLOUD_DIR / "discord_interactions.py").read_text()
+    assert set(re.findall(r"autoscaling\.(\w+)\(", code)) == {"describe_auto_scaling_groups", "set_desired_capacity"}
+    calls = re.findall(r"set_desired_capacity\(([^)]*)\)", code)
+    assert calls and all("DesiredCapacity=1," in c for c in calls), calls
+    fn = res["DiscordFunction"]["Properties"]
+    assert fn["Role"] == {"Fn::GetAtt": ["DiscordRole", "Arn"]} and fn["Timeout"] <= 3
+    assert fn["Environment"]["Variables"]["WAKE_BUDGET"] == {"Ref": "UnusedWakesPerDay"}
+
+
+def test_the_discord_url_is_public_and_only_through_the_url(main_template):
+    res = main_template["Resources"]
+    assert res["DiscordUrl"]["Properties"] == {"AuthType": "NONE",
+                                               "TargetFunctionArn": {"Fn::GetAtt": ["DiscordFunction", "Arn"]}}
+    url, invoke = res["DiscordUrlPermission"]["Properties"], res["DiscordUrlInvokePermission"]["Properties"]
+    assert url == {"FunctionName": {"Ref": "DiscordFunction"}, "Action": "lambda:InvokeFunctionUrl",
+                   "Principal": "*", "FunctionUrlAuthType": "NONE"}
+    assert invoke == {"FunctionName": {"Ref": "DiscordFunction"}, "Action": "lambda:InvokeFunction",
+                      "Principal": "*", "InvokedViaFunctionUrl": True}
+    out = main_template["Outputs"]["DiscordInteractionsEndpointUrl"]
+    assert out["Condition"] == "HasDiscord" and out["Value"] == {"Fn::GetAtt": ["DiscordUrl", "FunctionUrl"]}
+
+
+def test_inline_functions_stay_under_4096_and_the_discord_code_comes_from_the_bucket(main_template):
+    for logical_id, fn in resources(main_template, "AWS::Lambda::Function").items():
+        if "ZipFile" in fn["Properties"]["Code"]:
+            assert len(fn["Properties"]["Code"]["ZipFile"]) <= 4096, logical_id
+    # The endpoint's two modules together do not fit that, so the deploy command uploads them.
+    size = sum(len((CLOUD_DIR / f).read_text()) for f in ("discord_interactions.py", "discord_verify.py"))
+    assert size > 4096
+    fn = main_template["Resources"]["DiscordFunction"]["Properties"]
+    assert fn["Handler"] == "discord_interactions.handler"
+    assert fn["Code"] == {"S3Bucket": {"Ref": "ArtifactBucket"},
+                          "S3Key": {"Fn::Sub": "discord/${DiscordCodeSha256}/discord-interactions.zip"}}
+
+
+@pytest.mark.parametrize("given, refused", [
+    ({}, None),
+    ({"DiscordApplicationId": "1234567890123456789", "DiscordPublicKey": "ab" * 32, "DiscordCodeSha256": "cd" * 32},
+     None),
+    ({"DiscordApplicationId": "1234567890123456789"}, "Set both DiscordApplicationId and DiscordPublicKey"),
+    ({"DiscordApplicationId": "1234567890123456789", "DiscordPublicKey": "ab" * 32}, "needs DiscordCodeSha256"),
+])
+def test_discord_needs_the_id_the_key_and_the_code(main_template, given, refused):
+    out = refusals(main_template, **given)
+    assert (refused is None and out == []) or (refused is not None and len(out) == 1 and refused in out[0]), out

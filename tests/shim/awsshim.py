@@ -934,13 +934,20 @@ def keep_resources_moto_cannot_update() -> None:
     (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
     update ("references undefined resource"). CloudFormation updates such a resource in place;
     here it is kept as it was, so that an update of the stack (cloud/deploy.sh run again) goes
-    through. Its changed properties are not applied: the twin's stories change none of them."""
+    through. Its changed properties are not applied: the twin's stories change none of them.
+    A resource whose Condition is false is left alone, as CloudFormation leaves it."""
     from moto.cloudformation import parsing
 
     original = parsing.parse_and_update_resource
 
     def update(logical_id: str, resource_json: dict[str, Any], resources_map: Any, account_id: str,
                region_name: str) -> Any:
+        # moto updates a resource whose Condition is false too (its create skips it), and then
+        # fails on a Fn::GetAtt to another such resource (the Discord endpoint's, without
+        # DiscordPublicKey). CloudFormation neither creates nor updates it.
+        condition = resource_json.get("Condition")
+        if condition and not resources_map.lazy_condition_map[condition]:
+            return resources_map._parsed_resources.get(logical_id)  # noqa: SLF001
         new = original(logical_id, resource_json, resources_map, account_id, region_name)
         if new is None and logical_id in resources_map._parsed_resources:  # noqa: SLF001
             return resources_map._parsed_resources[logical_id]  # noqa: SLF001

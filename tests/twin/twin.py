@@ -47,6 +47,7 @@ import boto3
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import functionurl  # noqa: E402
 import nameserver  # noqa: E402
 import s3gateway  # noqa: E402
 import stack  # noqa: E402
@@ -656,6 +657,9 @@ class Twin:
                 pattern=sub.pattern,
                 deliver=lambda payload, m=module, g=fn_logs: stack.invoke(m, payload, self.shim.moto, g)))
         self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, self.names.twin_ip, self.delivery, self.record)
+        # The stack's function URLs (the Discord endpoint's, with DiscordPublicKey): logical id -> URL.
+        self.urls = functionurl.start(self.deployed, self.shim.moto, self.shim.aws, self.dir / "functions", self.record)
+        self.function_urls = {logical: u.url for logical, u in self.urls.items()}
         self.role = self.deployed.physical.get("InstanceRole", "instance-role")
         self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--label", self.names.label,
                             "--entrypoint", "cat", self.instance_image,
@@ -698,7 +702,7 @@ class Twin:
 
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
-        return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage")}
+        return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage") and k != "DiscordCodeSha256"}
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -1334,6 +1338,8 @@ class Twin:
                     pass
         self._cleanup_containers()
         kill_leftover_daemons(self.names)
+        for u in getattr(self, "urls", {}).values():
+            u.close()
         for part in ("dns", "delivery", "package", "shim", "net"):
             obj = getattr(self, part, None)
             if obj is not None:
