@@ -149,6 +149,9 @@ def test_story_4_max_uptime(stop):
         w.start_game(Game.saving_server())
         agent = w.start_agent()
         agent.wait_for("dns_updated", 30)
+        # Someone plays: past max_uptime, a confirmed player keeps the server up (only the
+        # alert), unless stop_on_max_uptime; without one, the backstop would stop it (core rule 7).
+        players = w.net.play(2456, rate=20, seconds=25)
         sent = agent.wait_for("alert_sent", 30, lambda e: e.get("alert") == "max_uptime")
         assert sent
         time.sleep(3)
@@ -163,6 +166,7 @@ def test_story_4_max_uptime(stop):
             assert w.desired_capacity() == 1
             agent.signal_stop()
             assert agent.wait_exit(30) == 0
+        players.wait(40)
         assert w.alerts() == [], "one alert only"
 
 
