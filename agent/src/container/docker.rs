@@ -40,6 +40,10 @@ pub const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 /// Each short Docker call (list, inspect, logs, exec inspect) is bounded by this.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an unrequested SIGKILL exit waits for Docker to report an OOM kill that came late.
+const OOM_SETTLE: Duration = Duration::from_secs(2);
+const OOM_POLL: Duration = Duration::from_millis(200);
+
 /// The pre-stop command may run this long at most (and never longer than `stop_timeout`).
 /// With the stop itself bounded by `stop_timeout`, a graceful stop fits in the run loop's
 /// drain budget (`stop_timeout` + 90 s) with room left for DNS, metrics and the lifecycle
@@ -524,8 +528,15 @@ impl DockerContainers {
             }
             Outcome::Exited(exit) => {
                 // An OOM kill is a SIGKILL: confirm it when the `oom` event did not come first.
+                // containerd before 2.2 may send the OOM after the exit (containerd#12714), so
+                // an unrequested kill is asked about for a short while.
                 if exit.exit_code == 137 && !exit.oom_killed {
-                    exit.oom_killed = self.oom_killed(docker, &exit.id).await;
+                    let settle = if exit.requested {
+                        Duration::ZERO
+                    } else {
+                        OOM_SETTLE
+                    };
+                    exit.oom_killed = self.oom_killed(docker, &exit.id, settle).await;
                 }
                 if exit.crash() {
                     exit.log_tail = self.log_tail(docker, &exit.id).await;
@@ -545,7 +556,20 @@ impl DockerContainers {
         out.send(outcome).await.is_ok()
     }
 
-    async fn oom_killed(&self, docker: &Docker, id: &str) -> bool {
+    /// Docker's `State.OOMKilled`, asked again every 200 ms for up to `settle` while it is
+    /// false (a late OOM event sets it after the exit).
+    async fn oom_killed(&self, docker: &Docker, id: &str, settle: Duration) -> bool {
+        let until = Instant::now() + settle;
+        loop {
+            let killed = self.oom_killed_now(docker, id).await;
+            if killed || Instant::now() >= until {
+                return killed;
+            }
+            sleep(OOM_POLL).await;
+        }
+    }
+
+    async fn oom_killed_now(&self, docker: &Docker, id: &str) -> bool {
         match timeout(
             CALL_TIMEOUT,
             docker.inspect_container(id, None::<InspectContainerOptions>),
