@@ -3,6 +3,7 @@
 # credentials:
 #
 #   cloud/deploy.sh deploy  PARAMS.json [--region R] [--stack NAME] [--package FILE] [--kind rpm|bin]
+#                                       [--adopt-world] [--replace-world]
 #   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
 #
 # deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
@@ -14,6 +15,13 @@
 # (a package you host yourself) is deployed as it is, with no build and no upload. Running it
 # again updates the stack and the package: a changed package reaches the next boot, and the
 # bucket keeps only the package in use.
+#
+# The world is never left behind silently (docs/cloud.md, "Keeping your world"). Before anything
+# changes, deploy finds the worlds this server name left (a data file system kept by an earlier
+# destroy, recovery points in its retained vault). A new stack with such a world refuses, naming
+# it: --adopt-world plays it (ExistingFileSystemId), --replace-world starts an empty one beside
+# it. An update is reviewed as a change set first: one that would replace the world's file system
+# (FileSystemType, for one) refuses, unless --replace-world, which keeps the old one and names it.
 #
 # destroy deletes the wake-up chain, empties the artifact bucket and deletes the stack. The world
 # (the data file system) and the backup vault are kept, and it prints their ids.
@@ -36,13 +44,14 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; ex
 command=$1 params=$2
 shift 2
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
-stack="" package=${CM_AGENT_PACKAGE:-} kind=${CM_AGENT_KIND:-rpm}
+stack="" package=${CM_AGENT_PACKAGE:-} kind=${CM_AGENT_KIND:-rpm} world_flags=()
 while (($#)); do
     case $1 in
         --region) region=${2:?--region needs a value}; shift 2 ;;
         --stack) stack=${2:?--stack needs a value}; shift 2 ;;
         --package) package=${2:?--package needs a value}; shift 2 ;;
         --kind) kind=${2:?--kind needs a value}; shift 2 ;;
+        --adopt-world | --replace-world) world_flags+=("$1"); shift ;;
         -h|--help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
@@ -73,6 +82,12 @@ stack_status() { # the stack's status, or NONE
     aws cloudformation describe-stacks --region "$1" --stack-name "$2" --query 'Stacks[0].StackStatus' \
         --output text 2>/dev/null || echo NONE
 }
+stack_output() { # one of the stack's outputs, or nothing
+    local v
+    v=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+        --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" 2>/dev/null) || return 0
+    [[ $v == None ]] || echo "$v"
+}
 stack_resource() { # the physical id of one of the stack's resources, or nothing
     local id
     id=$(aws cloudformation list-stack-resources --stack-name "$stack" --output text \
@@ -97,7 +112,7 @@ wait_stack() {
 if [[ $command == destroy ]]; then
     status=$(stack_status "$region" "$stack")
     [[ $status != NONE ]] || die "no stack $stack in $region: nothing to destroy" 2
-    data=$(stack_resource DataFileSystem)
+    data=$(stack_output DataFileSystemId)
     vault=$(stack_resource BackupVault)
     if [[ $region != us-east-1 && $(stack_status us-east-1 "$wake_stack") != NONE ]]; then
         log "deleting the wake-up chain $wake_stack in us-east-1"
@@ -114,7 +129,8 @@ if [[ $command == destroy ]]; then
     wait_stack DELETE_COMPLETE
     echo "Deleted the stack $stack in $region."
     echo "Kept, on purpose: the world's file system ${data:-(none)} and the backup vault ${vault:-(none)} with its recovery points."
-    echo "A new stack does not reuse them by itself. When you no longer want the world:"
+    echo "A new stack of this server name finds the world and offers it: $0 deploy $params --adopt-world"
+    echo "When you no longer want the world:"
     echo "  aws efs delete-file-system --region $region --file-system-id ${data:-<id>}   (after deleting its mount targets, if any)"
     exit 0
 fi
@@ -122,6 +138,12 @@ fi
 # --- deploy ---------------------------------------------------------------------------------
 aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
     || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
+
+# The world this deploy plays, checked before anything is built or changed (cloud/worlds.py).
+worlds=$(python3 "$ROOT/cloud/worlds.py" before "$params" --region "$region" --stack "$stack" \
+    ${world_flags[@]+"${world_flags[@]}"}) || exit $?
+eval "$worlds"
+[[ -z $world_override ]] || overrides+=("$world_override")
 
 if [[ -n $p_AgentPackageUrl ]]; then
     log "the parameter file sets AgentPackageUrl: deploying that package, nothing is built or uploaded"
@@ -181,11 +203,31 @@ bucket=$(stack_resource ArtifactBucket)
 # Before the stack update, so that no boot with the new launch template misses its package.
 upload "$bucket"
 
+# A change set first, reviewed for what it does to the world, then executed.
 log "deploying cloud/container-manager.yaml as $stack in $region"
-aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
+out=$(aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
     --s3-bucket "$bucket" --s3-prefix templates --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --parameter-overrides "${overrides[@]}" "${package_params[@]}" >&2 \
-    || die "the deploy of $stack failed (see: aws cloudformation describe-stack-events --stack-name $stack)"
+    --no-execute-changeset --parameter-overrides "${overrides[@]}" "${package_params[@]}") \
+    || { printf '%s\n' "$out" >&2; die "the deploy of $stack failed: CloudFormation did not take the change set"; }
+changeset=$(grep -o 'arn:[^ ]*:changeSet/[^ ]*' <<<"$out" | head -n 1 || true)
+if [[ -n $changeset ]]; then
+    python3 "$ROOT/cloud/worlds.py" changeset "$params" --region "$region" --stack "$stack" \
+        --change-set "$changeset" ${world_flags[@]+"${world_flags[@]}"} || {
+        rc=$?
+        aws cloudformation delete-change-set --change-set-name "$changeset" >/dev/null 2>&1 || true
+        exit $rc
+    }
+    aws cloudformation execute-change-set --change-set-name "$changeset" \
+        || die "cannot execute the change set $changeset"
+    wait_stack UPDATE_COMPLETE
+    world_after=$(stack_output DataFileSystemId)
+    if [[ -n $world_before && -n $world_after && $world_before != "$world_after" ]]; then
+        echo "The world: the server now plays $world_after. Its previous world $world_before is kept, unused:"
+        echo "  deploy with ExistingFileSystemId=$world_before (and --replace-world) to play it again."
+    fi
+else
+    log "no change to the stack $stack"
+fi
 
 if [[ $region != us-east-1 ]]; then
     log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"

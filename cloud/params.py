@@ -48,7 +48,8 @@ if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("A
     bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
 import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
-            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay"):
+            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "Secret1", "Secret2", "Secret3", "Secret4",
+            "Secret5", "WebhookKind", "WebhookUrlParameter"):
     print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
 print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
                                if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256")) + ")")
