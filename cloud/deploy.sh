@@ -139,6 +139,34 @@ fi
 aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
     || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
 
+# The SSM parameters the game and the agent read at run time (the container's secrets, the
+# webhook's URL) must exist in this region now: a missing one would pass the deploy and fail only
+# when the container starts. Every missing one is named, before anything is built or changed.
+missing=()
+for key in Secret1 Secret2 Secret3 Secret4 Secret5 WebhookUrlParameter; do
+    var=p_$key
+    value=${!var}
+    [[ -n $value ]] || continue
+    if [[ $key == WebhookUrlParameter ]]; then
+        [[ ${p_WebhookKind:-none} != none ]] || continue
+        name=$value
+    else
+        name=${value#*=}
+        [[ $name == /container-manager/$server/* ]] \
+            || die "$params: $key: $name is not under /container-manager/$server/: the container may read only its own server's parameters (expected NAME=/container-manager/$server/<parameter>)" 2
+    fi
+    if ! err=$(aws ssm get-parameter --name "$name" --query Parameter.Name --output text 2>&1 >/dev/null); then
+        case $err in
+            *ParameterNotFound*) missing+=("$key: no SSM parameter $name in $region; create it with: aws ssm put-parameter --region $region --type SecureString --name $name --value '...'") ;;
+            *) die "$params: $key: cannot read the SSM parameter $name in $region: ${err##*$'\n'}" ;;
+        esac
+    fi
+done
+if ((${#missing[@]})); then
+    for m in "${missing[@]}"; do log "error: $params: $m"; done
+    die "$params: ${#missing[@]} SSM parameter(s) missing in $region (the region this deploy goes to): nothing was changed" 2
+fi
+
 # The world this deploy plays, checked before anything is built or changed (cloud/worlds.py).
 worlds=$(python3 "$ROOT/cloud/worlds.py" before "$params" --region "$region" --stack "$stack" \
     ${world_flags[@]+"${world_flags[@]}"}) || exit $?

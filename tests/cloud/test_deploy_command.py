@@ -81,6 +81,35 @@ def stacks(shim, region):
     return sorted(s["StackName"] for s in summaries if s["StackStatus"] != "DELETE_COMPLETE")
 
 
+def put_secret(shim, region, name="/container-manager/valheim/server-pass"):
+    """The Valheim example's Secret1, as the user puts it into SSM (docs/cloud.md, "Deploy")."""
+    client(shim, "ssm", region).put_parameter(Name=name, Type="SecureString", Value="a password")
+
+
+def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tmp_path, shim):
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    put_secret(shim, "us-east-1")  # the right name, the wrong region
+    path = write_params(tmp_path, {"HostedZoneId": zone, "Secret2": "ADMIN_PASS=/container-manager/valheim/admin",
+                                   "WebhookKind": "discord", "WebhookUrlParameter": "/container-manager/valheim/discord"})
+    r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(path)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    for key, name in (("Secret1", "/container-manager/valheim/server-pass"), ("Secret2", "/container-manager/valheim/admin"),
+                      ("WebhookUrlParameter", "/container-manager/valheim/discord")):
+        assert (f"my-valheim.json: {key}: no SSM parameter {name} in eu-west-1; create it with: aws ssm put-parameter "
+                f"--region eu-west-1 --type SecureString --name {name} --value") in r.stderr, r.stderr
+    assert "3 SSM parameter(s) missing in eu-west-1 (the region this deploy goes to): nothing was changed" in r.stderr
+    assert stacks(shim, "eu-west-1") == [] and stacks(shim, "us-east-1") == []
+
+    # A secret of another server: the task's role may not read it.
+    path = write_params(tmp_path, {"HostedZoneId": zone, "Secret1": "SERVER_PASS=/container-manager/other/pass"})
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(path)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    assert ("my-valheim.json: Secret1: /container-manager/other/pass is not under /container-manager/valheim/"
+            in r.stderr)
+    assert stacks(shim, "us-east-1") == []
+
+
 def test_deploy_names_a_hosted_zone_that_does_not_exist_and_creates_nothing(tmp_path, shim):
     path = write_params(tmp_path, {"HostedZoneId": "Z0123456789ABCDEFGHIJ"})
     r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
@@ -93,6 +122,7 @@ def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_kee
     zone = client(shim, "route53", "us-east-1").create_hosted_zone(
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     path = write_params(tmp_path, {"HostedZoneId": zone})
+    put_secret(shim, "eu-west-1")
     package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
     package.write_bytes(b"an rpm, as far as the stack is concerned\n")
     r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
@@ -126,6 +156,7 @@ def test_a_parameter_file_with_its_own_url_is_deployed_without_a_build_or_an_upl
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     url, sha = "https://downloads.example.com/agent.rpm", "cd" * 32
     path = write_params(tmp_path, {"HostedZoneId": zone, "AgentPackageUrl": url, "AgentPackageSha256": sha})
+    put_secret(shim, "us-east-1")
     r = run(["deploy", str(path), "--region", "us-east-1"], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr
     assert "deploying that package, nothing is built or uploaded" in r.stderr
