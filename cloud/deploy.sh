@@ -26,9 +26,15 @@
 # destroy deletes the wake-up chain, empties the artifact bucket and deletes the stack. The world
 # (the data file system) and the backup vault are kept, and it prints their ids.
 #
-# Needs the AWS CLI (v1 or v2), python3 and sha256sum; building needs cargo (make rpm). The AWS
-# CLI's standard variables apply (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
-# Exit codes: 0 done; 1 an AWS call or the build failed; 2 usage or a bad parameter file.
+# Before it builds or uploads, deploy checks the tools (each missing one named with its install
+# line), the build host (Linux x86_64), and the package: an ELF x86_64 binary needing no glibc
+# newer than 2.34 (packaging/check-glibc.sh), or an x86_64 .rpm.
+#
+# Needs the AWS CLI (v1 or v2), python3, sha256sum and od; building needs make, cargo,
+# cargo-generate-rpm and objdump (README, "Prerequisites"). The AWS CLI's standard variables apply
+# (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+# Exit codes: 0 done; 1 an AWS call or the build failed; 2 usage, a bad parameter file, a missing
+# tool or secret, a package that cannot run on the instance, or a refusal to leave the world behind.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,7 +43,7 @@ BOOTSTRAP=$ROOT/cloud/artifact-bucket.yaml
 WAKE_TEMPLATE=$ROOT/cloud/wake-us-east-1.yaml
 
 log() { printf 'deploy: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit "${2:-1}"; }
+die() { log "error: $1"; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 
 (($# >= 2)) || usage
@@ -58,9 +64,8 @@ while (($#)); do
 done
 case $command in deploy | destroy) ;; *) log "unknown command: $command"; usage ;; esac
 case $kind in rpm | bin) ;; *) die "--kind must be rpm or bin (got '$kind')" 2 ;; esac
-for tool in aws python3 sha256sum; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+command -v python3 >/dev/null \
+    || die "python3 is required; install it: apt-get install python3 (dnf install python3; macOS: brew install python3)" 2
 [[ -f $params ]] || die "$params: no such parameter file (copy one of cloud/examples/*.json)" 2
 
 # The parameter file, in the create-stack format the examples use, checked before any AWS call:
@@ -71,6 +76,77 @@ eval "$parsed"
 server=$p_ServerName
 stack=${stack:-$server}
 wake_stack=container-manager-$server-wake
+
+# The tools this deploy needs, all named at once with the line that installs each (README,
+# "Prerequisites"). Building the agent needs the Rust toolchain; checking it needs objdump.
+install_line() {
+    case $1 in
+        aws) echo "pip install awscli (v1), or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html" ;;
+        sha256sum | od) echo "apt-get install coreutils (dnf install coreutils; macOS: brew install coreutils)" ;;
+        objdump) echo "apt-get install binutils (dnf install binutils; macOS: brew install binutils)" ;;
+        make) echo "apt-get install make (dnf install make; macOS: xcode-select --install)" ;;
+        cargo) echo "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   (Rust 1.95 or newer)" ;;
+        cargo-generate-rpm) echo "cargo install cargo-generate-rpm" ;;
+    esac
+}
+building=false
+[[ $command == deploy && -z $package && -z $p_AgentPackageUrl ]] && building=true
+tools=(aws sha256sum od)
+if [[ $command == destroy ]]; then
+    :
+elif $building; then
+    tools+=(make cargo objdump)
+    [[ $kind == rpm ]] && tools+=(cargo-generate-rpm)
+elif [[ -z $p_AgentPackageUrl && $package != *.rpm ]]; then
+    tools+=(objdump)
+fi
+lacking=0
+for tool in "${tools[@]}"; do
+    command -v "$tool" >/dev/null && continue
+    log "error: $tool is required and not found; install it: $(install_line "$tool")"
+    lacking=$((lacking + 1))
+done
+((lacking == 0)) || die "$lacking tool(s) missing (README, \"Prerequisites\"): nothing was built or changed" 2
+
+# What runs on the instance (the ECS-optimized Amazon Linux 2023 AMI): a Linux x86_64 binary that
+# needs no glibc newer than 2.34. Checked before the upload, each failure with its reason.
+check_binary() { # FILE
+    local magic machine out
+    magic=$(od -An -tx1 -N4 "$1" | tr -d ' \n')
+    case $magic in
+        7f454c46) ;;
+        cffaedfe | cefaedfe | cafebabe | feedfacf)
+            die "$1 is a macOS (Mach-O) binary, but the instance runs Linux x86_64: build on Linux x86_64 (a container will do), or deploy a release's .rpm with --package" 2 ;;
+        *) die "$1 is not a Linux (ELF) binary: deploy the agent built for Linux x86_64, or a release's .rpm with --package" 2 ;;
+    esac
+    machine=$(od -An -tx1 -j18 -N2 "$1" | tr -d ' \n') # ELF e_machine, little-endian
+    case $machine in
+        3e00) ;;
+        b700) die "$1 is built for aarch64 (arm64), but the instance is x86_64: build on an x86_64 machine, or deploy a release's .rpm with --package" 2 ;;
+        *) die "$1 is built for another architecture (ELF machine 0x$machine), but the instance is x86_64: build on an x86_64 machine, or deploy a release's .rpm with --package" 2 ;;
+    esac
+    out=$(bash "$ROOT/packaging/check-glibc.sh" "$1" 2.34 2>&1) \
+        || die "$1 needs a newer glibc than Amazon Linux 2023's 2.34, so it would not start on the instance ($(grep -m1 newest <<<"$out")): build where glibc is 2.34 or older (Amazon Linux 2023 itself, or its container image), or deploy a release's .rpm with --package" 2
+    log "checked $1: Linux x86_64, ${out#glibc: }"
+}
+check_rpm() { # FILE: its architecture, from its name and, with the rpm tool, its header
+    local arch
+    case $1 in
+        *.x86_64.rpm | *.noarch.rpm) ;;
+        *.*.rpm) arch=${1%.rpm}; die "$1 is an .rpm for ${arch##*.}, but the instance is x86_64" 2 ;;
+    esac
+    if command -v rpm >/dev/null && [[ $(od -An -tx1 -N4 "$1" | tr -d ' \n') == edabeedb ]]; then
+        arch=$(rpm -qp --qf '%{ARCH}' "$1" 2>/dev/null) || die "$1: rpm cannot read it (rpm -qp)" 2
+        [[ $arch == x86_64 || $arch == noarch ]] || die "$1 is an .rpm for $arch, but the instance is x86_64" 2
+    fi
+}
+if [[ $command == deploy && -n $package && -z $p_AgentPackageUrl ]]; then
+    [[ -f $package ]] || die "--package: $package is not a file" 2
+    if [[ $package == *.rpm ]]; then check_rpm "$package"; else check_binary "$package"; fi
+elif $building; then
+    [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]] \
+        || die "this machine is $(uname -s) $(uname -m): the agent is built for the instance's Linux x86_64 with the host's toolchain, so build on Linux x86_64 (a container will do), or deploy a release's .rpm with --package FILE" 2
+fi
 
 [[ -n $region ]] || region=$(aws configure get region 2>/dev/null || true)
 [[ -n $region ]] || die "no region: pass --region, or set AWS_REGION (or a region in your AWS CLI profile)" 2
@@ -180,15 +256,20 @@ if [[ -n $p_AgentPackageUrl ]]; then
 else
     if [[ -z $package ]]; then
         export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/container-manager/target}
+        mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null && [[ -w $CARGO_TARGET_DIR ]] \
+            || die "cannot write the build folder $CARGO_TARGET_DIR (the default is under /var/cache): run as root, or set CARGO_TARGET_DIR to a folder of yours" 2
         if [[ $kind == rpm ]]; then
             log "building the agent's .rpm (make rpm)"
             rm -f "$ROOT"/dist/container-manager-agent-*.rpm
             make -C "$ROOT" --no-print-directory rpm >&2 || die "the build failed (make rpm)"
             package=$(ls -t "$ROOT"/dist/container-manager-agent-*.rpm | head -n 1)
+            check_binary "$CARGO_TARGET_DIR/release/container-manager-agent" # what the .rpm holds
+            check_rpm "$package"
         else
             log "building the agent (cargo build --release)"
             (cd "$ROOT" && cargo build --release -p container-manager-agent >&2) || die "the build failed"
             package=$CARGO_TARGET_DIR/release/container-manager-agent
+            check_binary "$package"
         fi
     fi
     [[ -f $package ]] || die "--package: $package is not a file" 2

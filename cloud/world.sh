@@ -27,7 +27,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MAINTENANCE=$ROOT/cloud/world-maintenance.sh
 
 log() { printf 'world: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit "${2:-1}"; }
+die() { log "error: $1"; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 
 (($# >= 2)) || usage

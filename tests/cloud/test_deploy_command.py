@@ -64,6 +64,66 @@ def test_deploy_refuses_a_url_without_its_sha256_and_an_unknown_option(tmp_path)
     assert r.returncode == 2 and "nowhere.json: no such parameter file" in r.stderr
 
 
+NOWHERE = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # any AWS call would fail: these refuse before one
+
+
+def elf_header(machine):
+    """The first 64 bytes of a 64-bit little-endian ELF executable for `machine` (e_machine)."""
+    return (b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + machine.to_bytes(2, "little")
+            + bytes(44))
+
+
+@pytest.mark.parametrize("content, name, reason", [
+    (elf_header(0xB7), "container-manager-agent", "is built for aarch64 (arm64), but the instance is x86_64"),
+    (elf_header(0x28), "container-manager-agent", "is built for another architecture (ELF machine 0x2800)"),
+    (b"\xcf\xfa\xed\xfe" + bytes(60), "container-manager-agent",
+     "is a macOS (Mach-O) binary, but the instance runs Linux x86_64"),
+    (b"#!/bin/sh\n", "container-manager-agent", "is not a Linux (ELF) binary"),
+    (b"rpm", "container-manager-agent-0.1.0-1.aarch64.rpm", "is an .rpm for aarch64, but the instance is x86_64"),
+])
+def test_a_package_that_cannot_run_on_the_instance_is_refused_with_the_reason(tmp_path, content, name, reason):
+    package = tmp_path / name
+    package.write_bytes(content)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(package)], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert f"deploy: error: {package} {reason}" in r.stderr
+    assert "release's .rpm with --package" in r.stderr or name.endswith(".rpm")
+
+
+def test_a_binary_that_needs_a_newer_glibc_than_amazon_linux_2023_is_refused(tmp_path):
+    """arc4random is in glibc from 2.36 on (this machine's); Amazon Linux 2023 has 2.34."""
+    source = tmp_path / "new.c"
+    source.write_text("#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n")
+    binary = tmp_path / "container-manager-agent"
+    subprocess.run(["gcc", "-o", str(binary), str(source)], check=True, capture_output=True)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(binary)], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert (f"{binary} needs a newer glibc than Amazon Linux 2023's 2.34, so it would not start on the instance "
+            "(glibc: newest symbol version GLIBC_2.36 (limit GLIBC_2.34))") in r.stderr
+    # The agent as built here passes (a frozen debug build: Linux x86_64, GLIBC_2.34 at most).
+    agent = os.environ.get("AGENT_BIN", "/var/cache/container-manager/agent-2d03644")
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", agent], NOWHERE)
+    assert f"deploy: checked {agent}: Linux x86_64, newest symbol version GLIBC_2.34" in r.stderr, r.stderr
+    assert r.returncode == 1, "it went on, to the AWS calls (which fail here)"
+
+
+def test_each_missing_tool_is_named_with_its_install_line_before_anything_runs(tmp_path):
+    """A PATH with only bash, python3 and the AWS CLI: a deploy that builds needs the rest."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "python3", "aws", "dirname", "sed", "cat"):
+        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True,
+                               env={"PATH": f"{VENV_BIN}:{os.environ['PATH']}"}).stdout.strip()
+        (bin_dir / tool).symlink_to(found)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1"], {**NOWHERE, "PATH": str(bin_dir)})
+    assert r.returncode == 2, r.stderr
+    for tool, line in (("sha256sum", "apt-get install coreutils"), ("od", "apt-get install coreutils"),
+                       ("make", "apt-get install make"), ("objdump", "apt-get install binutils"),
+                       ("cargo", "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh"), ("cargo-generate-rpm", "cargo install cargo-generate-rpm")):
+        assert f"deploy: error: {tool} is required and not found; install it: {line}" in r.stderr, r.stderr
+    assert "6 tool(s) missing (README, \"Prerequisites\"): nothing was built or changed" in r.stderr
+
+
 @pytest.fixture
 def shim():
     s = world.Shim()
@@ -92,7 +152,9 @@ def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tm
     put_secret(shim, "us-east-1")  # the right name, the wrong region
     path = write_params(tmp_path, {"HostedZoneId": zone, "Secret2": "ADMIN_PASS=/container-manager/valheim/admin",
                                    "WebhookKind": "discord", "WebhookUrlParameter": "/container-manager/valheim/discord"})
-    r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(path)], {"AWS_ENDPOINT_URL": shim.aws})
+    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
+    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 2, r.stderr
     for key, name in (("Secret1", "/container-manager/valheim/server-pass"), ("Secret2", "/container-manager/valheim/admin"),
                       ("WebhookUrlParameter", "/container-manager/valheim/discord")):
@@ -103,7 +165,7 @@ def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tm
 
     # A secret of another server: the task's role may not read it.
     path = write_params(tmp_path, {"HostedZoneId": zone, "Secret1": "SERVER_PASS=/container-manager/other/pass"})
-    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(path)], {"AWS_ENDPOINT_URL": shim.aws})
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 2, r.stderr
     assert ("my-valheim.json: Secret1: /container-manager/other/pass is not under /container-manager/valheim/"
             in r.stderr)
