@@ -195,3 +195,39 @@ def test_a_missing_secret_is_refused_before_any_stack_change():
                 "/container-manager/valheim/admin-pass") in run.stderr
         assert "deploying cloud/container-manager.yaml" not in run.stderr
         assert stack_parameters(tw) == before
+
+
+def test_a_world_left_by_an_earlier_stack_is_offered_then_adopted_and_a_wake_loads_its_save():
+    """A world an earlier stack of this server left (a data file system kept by destroy): the
+    deploy command refuses to start an empty world beside it and names it; with
+    ExistingFileSystemId the stack makes no file system, mounts that one, and a wake plays it."""
+    seen: dict = {}
+
+    def leave_a_world(tw: Twin, params: dict[str, str]) -> dict[str, str]:
+        efs = tw.client("efs", direct=True)
+        fs = efs.create_file_system(CreationToken="an-earlier-stack", Encrypted=True, AvailabilityZoneName="us-east-1a",
+                                    Tags=[{"Key": "Name", "Value": "container-manager-valheim-data"}])["FileSystemId"]
+        (tw.efs / fs).mkdir(parents=True)
+        first = tw.dir / "first"
+        first.mkdir()
+        seen["fs"], seen["refused"] = fs, stack.run_deploy(tw.shim.aws, "deploy", params, first, "--package", str(AGENT))
+        return {"ExistingFileSystemId": fs}
+
+    with Twin(before_deploy=leave_a_world) as tw:
+        fs, refused = seen["fs"], seen["refused"]
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert "a world of valheim is left in us-east-1 from an earlier stack" in refused.stderr
+        assert f'{{"ParameterKey": "ExistingFileSystemId", "ParameterValue": "{fs}"}}' in refused.stderr
+        assert "DataFileSystem" not in tw.deployed.physical, "no second world"
+        assert tw.world_fs() == fs and tw.deployed.outputs["DataFileSystemId"] == fs
+        assert {ap["logical"]: ap["fs"] for ap in tw.deployed.access_points.values()
+                if ap["logical"] != "ServerFilesAccessPoint"} == {"DataAccessPoint": fs, "HostAccessPoint": fs}
+        save = tw.save_file()  # the earlier stack's game left it there
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps({"sessions": 12, "saved_at": 1700000000.0, "players_seen": 3}))
+        tw.player("--play-seconds", "3", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (game,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        log = tw.game_log(game)
+        assert "loaded save" in log and "sessions=12" in log, log
