@@ -3,6 +3,7 @@
 # credentials:
 #
 #   cloud/deploy.sh deploy  PARAMS.json [--region R] [--stack NAME] [--package FILE] [--kind rpm|bin]
+#                                       [--adopt-world] [--replace-world]
 #   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
 #
 # deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
@@ -17,12 +18,25 @@
 # again updates the stack and the package: a changed package reaches the next boot, and the
 # bucket keeps only the package in use.
 #
+# The world is never left behind silently (docs/cloud.md, "Keeping your world"). Before anything
+# changes, deploy finds the worlds this server name left (a data file system kept by an earlier
+# destroy, recovery points in its retained vault). A new stack with such a world refuses, naming
+# it: --adopt-world plays it (ExistingFileSystemId), --replace-world starts an empty one beside
+# it. An update is reviewed as a change set first: one that would replace the world's file system
+# (FileSystemType, for one) refuses, unless --replace-world, which keeps the old one and names it.
+#
 # destroy deletes the wake-up chain, empties the artifact bucket and deletes the stack. The world
 # (the data file system) and the backup vault are kept, and it prints their ids.
 #
-# Needs the AWS CLI (v1 or v2), python3 and sha256sum; building needs cargo (make rpm). The AWS
-# CLI's standard variables apply (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
-# Exit codes: 0 done; 1 an AWS call or the build failed; 2 usage or a bad parameter file.
+# Before it builds or uploads, deploy checks the tools (each missing one named with its install
+# line), the build host (Linux x86_64), and the package: an ELF x86_64 binary needing no glibc
+# newer than 2.34 (packaging/check-glibc.sh), or an x86_64 .rpm.
+#
+# Needs the AWS CLI (v1 or v2), python3, sha256sum and od; building needs make, cargo,
+# cargo-generate-rpm and objdump (README, "Prerequisites"). The AWS CLI's standard variables apply
+# (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL, ...).
+# Exit codes: 0 done; 1 an AWS call or the build failed; 2 usage, a bad parameter file, a missing
+# tool or secret, a package that cannot run on the instance, or a refusal to leave the world behind.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,29 +45,29 @@ BOOTSTRAP=$ROOT/cloud/artifact-bucket.yaml
 WAKE_TEMPLATE=$ROOT/cloud/wake-us-east-1.yaml
 
 log() { printf 'deploy: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit "${2:-1}"; }
+die() { log "error: $1"; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 
 (($# >= 2)) || usage
 command=$1 params=$2
 shift 2
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
-stack="" package=${CM_AGENT_PACKAGE:-} kind=${CM_AGENT_KIND:-rpm}
+stack="" package=${CM_AGENT_PACKAGE:-} kind=${CM_AGENT_KIND:-rpm} world_flags=()
 while (($#)); do
     case $1 in
         --region) region=${2:?--region needs a value}; shift 2 ;;
         --stack) stack=${2:?--stack needs a value}; shift 2 ;;
         --package) package=${2:?--package needs a value}; shift 2 ;;
         --kind) kind=${2:?--kind needs a value}; shift 2 ;;
+        --adopt-world | --replace-world) world_flags+=("$1"); shift ;;
         -h|--help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
 done
 case $command in deploy | destroy) ;; *) log "unknown command: $command"; usage ;; esac
 case $kind in rpm | bin) ;; *) die "--kind must be rpm or bin (got '$kind')" 2 ;; esac
-for tool in aws python3 sha256sum; do
-    command -v "$tool" >/dev/null || die "$tool is required"
-done
+command -v python3 >/dev/null \
+    || die "python3 is required; install it: apt-get install python3 (dnf install python3; macOS: brew install python3)" 2
 [[ -f $params ]] || die "$params: no such parameter file (copy one of cloud/examples/*.json)" 2
 
 # The parameter file, in the create-stack format the examples use, checked before any AWS call:
@@ -65,6 +79,77 @@ server=$p_ServerName
 stack=${stack:-$server}
 wake_stack=container-manager-$server-wake
 
+# The tools this deploy needs, all named at once with the line that installs each (README,
+# "Prerequisites"). Building the agent needs the Rust toolchain; checking it needs objdump.
+install_line() {
+    case $1 in
+        aws) echo "pip install awscli (v1), or AWS CLI v2: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html" ;;
+        sha256sum | od) echo "apt-get install coreutils (dnf install coreutils; macOS: brew install coreutils)" ;;
+        objdump) echo "apt-get install binutils (dnf install binutils; macOS: brew install binutils)" ;;
+        make) echo "apt-get install make (dnf install make; macOS: xcode-select --install)" ;;
+        cargo) echo "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh   (Rust 1.95 or newer)" ;;
+        cargo-generate-rpm) echo "cargo install cargo-generate-rpm" ;;
+    esac
+}
+building=false
+[[ $command == deploy && -z $package && -z $p_AgentPackageUrl ]] && building=true
+tools=(aws sha256sum od)
+if [[ $command == destroy ]]; then
+    :
+elif $building; then
+    tools+=(make cargo objdump)
+    [[ $kind == rpm ]] && tools+=(cargo-generate-rpm)
+elif [[ -z $p_AgentPackageUrl && $package != *.rpm ]]; then
+    tools+=(objdump)
+fi
+lacking=0
+for tool in "${tools[@]}"; do
+    command -v "$tool" >/dev/null && continue
+    log "error: $tool is required and not found; install it: $(install_line "$tool")"
+    lacking=$((lacking + 1))
+done
+((lacking == 0)) || die "$lacking tool(s) missing (README, \"Prerequisites\"): nothing was built or changed" 2
+
+# What runs on the instance (the ECS-optimized Amazon Linux 2023 AMI): a Linux x86_64 binary that
+# needs no glibc newer than 2.34. Checked before the upload, each failure with its reason.
+check_binary() { # FILE
+    local magic machine out
+    magic=$(od -An -tx1 -N4 "$1" | tr -d ' \n')
+    case $magic in
+        7f454c46) ;;
+        cffaedfe | cefaedfe | cafebabe | feedfacf)
+            die "$1 is a macOS (Mach-O) binary, but the instance runs Linux x86_64: build on Linux x86_64 (a container will do), or deploy a release's .rpm with --package" 2 ;;
+        *) die "$1 is not a Linux (ELF) binary: deploy the agent built for Linux x86_64, or a release's .rpm with --package" 2 ;;
+    esac
+    machine=$(od -An -tx1 -j18 -N2 "$1" | tr -d ' \n') # ELF e_machine, little-endian
+    case $machine in
+        3e00) ;;
+        b700) die "$1 is built for aarch64 (arm64), but the instance is x86_64: build on an x86_64 machine, or deploy a release's .rpm with --package" 2 ;;
+        *) die "$1 is built for another architecture (ELF machine 0x$machine), but the instance is x86_64: build on an x86_64 machine, or deploy a release's .rpm with --package" 2 ;;
+    esac
+    out=$(bash "$ROOT/packaging/check-glibc.sh" "$1" 2.34 2>&1) \
+        || die "$1 needs a newer glibc than Amazon Linux 2023's 2.34, so it would not start on the instance ($(grep -m1 newest <<<"$out")): build where glibc is 2.34 or older (Amazon Linux 2023 itself, or its container image), or deploy a release's .rpm with --package" 2
+    log "checked $1: Linux x86_64, ${out#glibc: }"
+}
+check_rpm() { # FILE: its architecture, from its name and, with the rpm tool, its header
+    local arch
+    case $1 in
+        *.x86_64.rpm | *.noarch.rpm) ;;
+        *.*.rpm) arch=${1%.rpm}; die "$1 is an .rpm for ${arch##*.}, but the instance is x86_64" 2 ;;
+    esac
+    if command -v rpm >/dev/null && [[ $(od -An -tx1 -N4 "$1" | tr -d ' \n') == edabeedb ]]; then
+        arch=$(rpm -qp --qf '%{ARCH}' "$1" 2>/dev/null) || die "$1: rpm cannot read it (rpm -qp)" 2
+        [[ $arch == x86_64 || $arch == noarch ]] || die "$1 is an .rpm for $arch, but the instance is x86_64" 2
+    fi
+}
+if [[ $command == deploy && -n $package && -z $p_AgentPackageUrl ]]; then
+    [[ -f $package ]] || die "--package: $package is not a file" 2
+    if [[ $package == *.rpm ]]; then check_rpm "$package"; else check_binary "$package"; fi
+elif $building; then
+    [[ $(uname -s) == Linux && $(uname -m) == x86_64 ]] \
+        || die "this machine is $(uname -s) $(uname -m): the agent is built for the instance's Linux x86_64 with the host's toolchain, so build on Linux x86_64 (a container will do), or deploy a release's .rpm with --package FILE" 2
+fi
+
 [[ -n $region ]] || region=$(aws configure get region 2>/dev/null || true)
 [[ -n $region ]] || die "no region: pass --region, or set AWS_REGION (or a region in your AWS CLI profile)" 2
 export AWS_REGION=$region AWS_DEFAULT_REGION=$region
@@ -74,6 +159,12 @@ aws sts get-caller-identity --output text --query Account >/dev/null 2>&1 \
 stack_status() { # the stack's status, or NONE
     aws cloudformation describe-stacks --region "$1" --stack-name "$2" --query 'Stacks[0].StackStatus' \
         --output text 2>/dev/null || echo NONE
+}
+stack_output() { # one of the stack's outputs, or nothing
+    local v
+    v=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+        --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" 2>/dev/null) || return 0
+    [[ $v == None ]] || echo "$v"
 }
 stack_resource() { # the physical id of one of the stack's resources, or nothing
     local id
@@ -99,7 +190,7 @@ wait_stack() {
 if [[ $command == destroy ]]; then
     status=$(stack_status "$region" "$stack")
     [[ $status != NONE ]] || die "no stack $stack in $region: nothing to destroy" 2
-    data=$(stack_resource DataFileSystem)
+    data=$(stack_output DataFileSystemId)
     vault=$(stack_resource BackupVault)
     if [[ $region != us-east-1 && $(stack_status us-east-1 "$wake_stack") != NONE ]]; then
         log "deleting the wake-up chain $wake_stack in us-east-1"
@@ -116,7 +207,8 @@ if [[ $command == destroy ]]; then
     wait_stack DELETE_COMPLETE
     echo "Deleted the stack $stack in $region."
     echo "Kept, on purpose: the world's file system ${data:-(none)} and the backup vault ${vault:-(none)} with its recovery points."
-    echo "A new stack does not reuse them by itself. When you no longer want the world:"
+    echo "A new stack of this server name finds the world and offers it: $0 deploy $params --adopt-world"
+    echo "When you no longer want the world:"
     echo "  aws efs delete-file-system --region $region --file-system-id ${data:-<id>}   (after deleting its mount targets, if any)"
     exit 0
 fi
@@ -125,6 +217,40 @@ fi
 aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
     || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
 
+# The SSM parameters the game and the agent read at run time (the container's secrets, the
+# webhook's URL) must exist in this region now: a missing one would pass the deploy and fail only
+# when the container starts. Every missing one is named, before anything is built or changed.
+missing=()
+for key in Secret1 Secret2 Secret3 Secret4 Secret5 WebhookUrlParameter; do
+    var=p_$key
+    value=${!var}
+    [[ -n $value ]] || continue
+    if [[ $key == WebhookUrlParameter ]]; then
+        [[ ${p_WebhookKind:-none} != none ]] || continue
+        name=$value
+    else
+        name=${value#*=}
+        [[ $name == /container-manager/$server/* ]] \
+            || die "$params: $key: $name is not under /container-manager/$server/: the container may read only its own server's parameters (expected NAME=/container-manager/$server/<parameter>)" 2
+    fi
+    if ! err=$(aws ssm get-parameter --name "$name" --query Parameter.Name --output text 2>&1 >/dev/null); then
+        case $err in
+            *ParameterNotFound*) missing+=("$key: no SSM parameter $name in $region; create it with: aws ssm put-parameter --region $region --type SecureString --name $name --value '...'") ;;
+            *) die "$params: $key: cannot read the SSM parameter $name in $region: ${err##*$'\n'}" ;;
+        esac
+    fi
+done
+if ((${#missing[@]})); then
+    for m in "${missing[@]}"; do log "error: $params: $m"; done
+    die "$params: ${#missing[@]} SSM parameter(s) missing in $region (the region this deploy goes to): nothing was changed" 2
+fi
+
+# The world this deploy plays, checked before anything is built or changed (cloud/worlds.py).
+worlds=$(python3 "$ROOT/cloud/worlds.py" before "$params" --region "$region" --stack "$stack" \
+    ${world_flags[@]+"${world_flags[@]}"}) || exit $?
+eval "$worlds"
+[[ -z $world_override ]] || overrides+=("$world_override")
+
 if [[ -n $p_AgentPackageUrl ]]; then
     log "the parameter file sets AgentPackageUrl: deploying that package, nothing is built or uploaded"
     package_params=("AgentPackageUrl=$p_AgentPackageUrl" "AgentPackageKey=" "AgentPackageSha256=$p_AgentPackageSha256")
@@ -132,15 +258,20 @@ if [[ -n $p_AgentPackageUrl ]]; then
 else
     if [[ -z $package ]]; then
         export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/container-manager/target}
+        mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null && [[ -w $CARGO_TARGET_DIR ]] \
+            || die "cannot write the build folder $CARGO_TARGET_DIR (the default is under /var/cache): run as root, or set CARGO_TARGET_DIR to a folder of yours" 2
         if [[ $kind == rpm ]]; then
             log "building the agent's .rpm (make rpm)"
             rm -f "$ROOT"/dist/container-manager-agent-*.rpm
             make -C "$ROOT" --no-print-directory rpm >&2 || die "the build failed (make rpm)"
             package=$(ls -t "$ROOT"/dist/container-manager-agent-*.rpm | head -n 1)
+            check_binary "$CARGO_TARGET_DIR/release/container-manager-agent" # what the .rpm holds
+            check_rpm "$package"
         else
             log "building the agent (cargo build --release)"
             (cd "$ROOT" && cargo build --release -p container-manager-agent >&2) || die "the build failed"
             package=$CARGO_TARGET_DIR/release/container-manager-agent
+            check_binary "$package"
         fi
     fi
     [[ -f $package ]] || die "--package: $package is not a file" 2
@@ -210,11 +341,31 @@ bucket=$(stack_resource ArtifactBucket)
 # Before the stack update, so that no boot with the new launch template misses its package.
 upload "$bucket"
 
+# A change set first, reviewed for what it does to the world, then executed.
 log "deploying cloud/container-manager.yaml as $stack in $region"
-aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
+out=$(aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
     --s3-bucket "$bucket" --s3-prefix templates --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --parameter-overrides "${overrides[@]}" "${package_params[@]}" "${discord_params[@]}" >&2 \
-    || die "the deploy of $stack failed (see: aws cloudformation describe-stack-events --stack-name $stack)"
+    --no-execute-changeset --parameter-overrides "${overrides[@]}" "${package_params[@]}" "${discord_params[@]}") \
+    || { printf '%s\n' "$out" >&2; die "the deploy of $stack failed: CloudFormation did not take the change set"; }
+changeset=$(grep -o 'arn:[^ ]*:changeSet/[^ ]*' <<<"$out" | head -n 1 || true)
+if [[ -n $changeset ]]; then
+    python3 "$ROOT/cloud/worlds.py" changeset "$params" --region "$region" --stack "$stack" \
+        --change-set "$changeset" ${world_flags[@]+"${world_flags[@]}"} || {
+        rc=$?
+        aws cloudformation delete-change-set --change-set-name "$changeset" >/dev/null 2>&1 || true
+        exit $rc
+    }
+    aws cloudformation execute-change-set --change-set-name "$changeset" \
+        || die "cannot execute the change set $changeset"
+    wait_stack UPDATE_COMPLETE
+    world_after=$(stack_output DataFileSystemId)
+    if [[ -n $world_before && -n $world_after && $world_before != "$world_after" ]]; then
+        echo "The world: the server now plays $world_after. Its previous world $world_before is kept, unused:"
+        echo "  deploy with ExistingFileSystemId=$world_before (and --replace-world) to play it again."
+    fi
+else
+    log "no change to the stack $stack"
+fi
 
 if [[ $region != us-east-1 ]]; then
     log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"

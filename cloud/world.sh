@@ -27,7 +27,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MAINTENANCE=$ROOT/cloud/world-maintenance.sh
 
 log() { printf 'world: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit "${2:-1}"; }
+die() { log "error: $1"; exit "${2:-1}"; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; exit 2; }
 
 (($# >= 2)) || usage
@@ -135,7 +135,11 @@ case $status in *_COMPLETE) ;; *) die "stack $stack is $status: try again when i
 resources=$(aws cloudformation list-stack-resources --stack-name "$stack" --output text \
     --query 'StackResourceSummaries[].[LogicalResourceId,PhysicalResourceId]')
 resource() { awk -v id="$1" '$1 == id { print $2 }' <<<"$resources"; }
-bucket=$(resource ArtifactBucket) group=$(resource AutoScalingGroup) data=$(resource DataFileSystem)
+bucket=$(resource ArtifactBucket) group=$(resource AutoScalingGroup)
+# The world: the stack's own file system, or the one it adopted (ExistingFileSystemId).
+data=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+    --query "Stacks[0].Outputs[?OutputKey=='DataFileSystemId'].OutputValue")
+[[ $data != None ]] || data=""
 [[ -n $bucket && -n $group && -n $data ]] \
     || die "stack $stack lacks its bucket, group or data file system: deploy it again with this checkout (make deploy PARAMS=$params)"
 

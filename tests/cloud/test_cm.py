@@ -54,3 +54,17 @@ def test_a_stack_that_does_not_exist_is_named(params, moto_endpoint, aws):
         r = run([verb, str(params), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": moto_endpoint})
         assert r.returncode == 2, r
         assert r.stderr.strip() == "cm: no stack valheim in eu-west-1: deploy it first (cloud/cm deploy PARAMS.json)"
+
+
+def test_deploy_passes_the_package_to_the_deploy_command_and_takes_the_world_flags(tmp_path, params):
+    """cloud/cm deploy is cloud/deploy.sh deploy: a package for another architecture is refused by
+    it, before any AWS call, and the world flags are its own."""
+    package = tmp_path / "container-manager-agent"
+    package.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + (0xB7).to_bytes(2, "little")
+                        + bytes(44))
+    r = run(["deploy", str(params), "--region", "eu-west-1", "--package", str(package), "--adopt-world"],
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2, r.stderr
+    assert f"deploy: error: {package} is built for aarch64 (arm64), but the instance is x86_64" in r.stderr
+    help_text = run(["deploy", "--help"]).stdout
+    assert "--adopt-world" in help_text and "--replace-world" in help_text

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -64,6 +65,78 @@ def test_deploy_refuses_a_url_without_its_sha256_and_an_unknown_option(tmp_path)
     assert r.returncode == 2 and "nowhere.json: no such parameter file" in r.stderr
 
 
+NOWHERE = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # any AWS call would fail: these refuse before one
+# The agent `make build` made (the twin boots the same one).
+DEBUG_AGENT = Path(os.environ.get("AGENT_BIN", Path(os.environ.get("CARGO_TARGET_DIR", "/var/cache/container-manager/target"))
+                                  / "debug" / "container-manager-agent"))
+
+
+def small_linux_binary(path, text):
+    """A real Linux x86_64 program that the deploy's build checks take for an agent (it needs
+    nothing newer than glibc 2.34), built here in a second; `text` makes each one different."""
+    source = path.with_suffix(".c")
+    source.write_text(f'#include <stdio.h>\nint main(void) {{ puts("{text}"); return 0; }}\n')
+    subprocess.run(["gcc", "-o", str(path), str(source)], check=True, capture_output=True)
+    return path
+
+
+def elf_header(machine):
+    """The first 64 bytes of a 64-bit little-endian ELF executable for `machine` (e_machine)."""
+    return (b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + machine.to_bytes(2, "little")
+            + bytes(44))
+
+
+@pytest.mark.parametrize("content, name, reason", [
+    (elf_header(0xB7), "container-manager-agent", "is built for aarch64 (arm64), but the instance is x86_64"),
+    (elf_header(0x28), "container-manager-agent", "is built for another architecture (ELF machine 0x2800)"),
+    (b"\xcf\xfa\xed\xfe" + bytes(60), "container-manager-agent",
+     "is a macOS (Mach-O) binary, but the instance runs Linux x86_64"),
+    (b"#!/bin/sh\n", "container-manager-agent", "is not a Linux (ELF) binary"),
+    (b"rpm", "container-manager-agent-0.1.0-1.aarch64.rpm", "is an .rpm for aarch64, but the instance is x86_64"),
+])
+def test_a_package_that_cannot_run_on_the_instance_is_refused_with_the_reason(tmp_path, content, name, reason):
+    package = tmp_path / name
+    package.write_bytes(content)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(package)], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert f"deploy: error: {package} {reason}" in r.stderr
+    assert "release's .rpm with --package" in r.stderr or name.endswith(".rpm")
+
+
+def test_a_binary_that_needs_a_newer_glibc_than_amazon_linux_2023_is_refused(tmp_path):
+    """arc4random is in glibc from 2.36 on (this machine's); Amazon Linux 2023 has 2.34."""
+    source = tmp_path / "new.c"
+    source.write_text("#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n")
+    binary = tmp_path / "container-manager-agent"
+    subprocess.run(["gcc", "-o", str(binary), str(source)], check=True, capture_output=True)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(binary)], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert (f"{binary} needs a newer glibc than Amazon Linux 2023's 2.34, so it would not start on the instance "
+            "(glibc: newest symbol version GLIBC_2.36 (limit GLIBC_2.34))") in r.stderr
+    # The agent as built here passes (the debug build: Linux x86_64, GLIBC_2.34 at most).
+    agent = str(DEBUG_AGENT)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", agent], NOWHERE)
+    assert f"deploy: checked {agent}: Linux x86_64, newest symbol version GLIBC_2.34" in r.stderr, r.stderr
+    assert r.returncode == 1, "it went on, to the AWS calls (which fail here)"
+
+
+def test_each_missing_tool_is_named_with_its_install_line_before_anything_runs(tmp_path):
+    """A PATH with only bash, python3 and the AWS CLI: a deploy that builds needs the rest."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "python3", "aws", "dirname", "sed", "cat"):
+        found = subprocess.run(["bash", "-c", f"command -v {tool}"], capture_output=True, text=True,
+                               env={"PATH": f"{VENV_BIN}:{os.environ['PATH']}"}).stdout.strip()
+        (bin_dir / tool).symlink_to(found)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1"], {**NOWHERE, "PATH": str(bin_dir)})
+    assert r.returncode == 2, r.stderr
+    for tool, line in (("sha256sum", "apt-get install coreutils"), ("od", "apt-get install coreutils"),
+                       ("make", "apt-get install make"), ("objdump", "apt-get install binutils"),
+                       ("cargo", "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh"), ("cargo-generate-rpm", "cargo install cargo-generate-rpm")):
+        assert f"deploy: error: {tool} is required and not found; install it: {line}" in r.stderr, r.stderr
+    assert "6 tool(s) missing (README, \"Prerequisites\"): nothing was built or changed" in r.stderr
+
+
 @pytest.fixture
 def shim():
     s = world.Shim()
@@ -81,6 +154,37 @@ def stacks(shim, region):
     return sorted(s["StackName"] for s in summaries if s["StackStatus"] != "DELETE_COMPLETE")
 
 
+def put_secret(shim, region, name="/container-manager/valheim/server-pass"):
+    """The Valheim example's Secret1, as the user puts it into SSM (docs/cloud.md, "Deploy")."""
+    client(shim, "ssm", region).put_parameter(Name=name, Type="SecureString", Value="a password")
+
+
+def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tmp_path, shim):
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    put_secret(shim, "us-east-1")  # the right name, the wrong region
+    path = write_params(tmp_path, {"HostedZoneId": zone, "Secret2": "ADMIN_PASS=/container-manager/valheim/admin",
+                                   "WebhookKind": "discord", "WebhookUrlParameter": "/container-manager/valheim/discord"})
+    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
+    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    for key, name in (("Secret1", "/container-manager/valheim/server-pass"), ("Secret2", "/container-manager/valheim/admin"),
+                      ("WebhookUrlParameter", "/container-manager/valheim/discord")):
+        assert (f"my-valheim.json: {key}: no SSM parameter {name} in eu-west-1; create it with: aws ssm put-parameter "
+                f"--region eu-west-1 --type SecureString --name {name} --value") in r.stderr, r.stderr
+    assert "3 SSM parameter(s) missing in eu-west-1 (the region this deploy goes to): nothing was changed" in r.stderr
+    assert stacks(shim, "eu-west-1") == [] and stacks(shim, "us-east-1") == []
+
+    # A secret of another server: the task's role may not read it.
+    path = write_params(tmp_path, {"HostedZoneId": zone, "Secret1": "SERVER_PASS=/container-manager/other/pass"})
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    assert ("my-valheim.json: Secret1: /container-manager/other/pass is not under /container-manager/valheim/"
+            in r.stderr)
+    assert stacks(shim, "us-east-1") == []
+
+
 def test_deploy_names_a_hosted_zone_that_does_not_exist_and_creates_nothing(tmp_path, shim):
     path = write_params(tmp_path, {"HostedZoneId": "Z0123456789ABCDEFGHIJ"})
     r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
@@ -93,6 +197,7 @@ def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_kee
     zone = client(shim, "route53", "us-east-1").create_hosted_zone(
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     path = write_params(tmp_path, {"HostedZoneId": zone})
+    put_secret(shim, "eu-west-1")
     package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
     package.write_bytes(b"an rpm, as far as the stack is concerned\n")
     r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
@@ -126,6 +231,7 @@ def test_a_parameter_file_with_its_own_url_is_deployed_without_a_build_or_an_upl
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     url, sha = "https://downloads.example.com/agent.rpm", "cd" * 32
     path = write_params(tmp_path, {"HostedZoneId": zone, "AgentPackageUrl": url, "AgentPackageSha256": sha})
+    put_secret(shim, "us-east-1")
     r = run(["deploy", str(path), "--region", "us-east-1"], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr
     assert "deploying that package, nothing is built or uploaded" in r.stderr
@@ -153,8 +259,8 @@ def test_deploy_with_discord_uploads_the_endpoints_code_and_the_function_runs_it
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     path = write_params(tmp_path, {"HostedZoneId": zone, "DiscordApplicationId": "1234567890123456789",
                                    "DiscordPublicKey": "ab" * 32})
-    package = tmp_path / "container-manager-agent"
-    package.write_bytes(b"a binary, as far as the stack is concerned\n")
+    package = small_linux_binary(tmp_path / "container-manager-agent", "an agent, as far as the stack is concerned")
+    put_secret(shim, "us-east-1")
     r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr
     assert "set your application's Interactions Endpoint URL to" in r.stdout, r.stdout
@@ -190,16 +296,17 @@ def test_a_second_deploy_with_a_new_package_updates_the_stack_without_discord(tm
     zone = client(shim, "route53", "us-east-1").create_hosted_zone(
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     path = write_params(tmp_path, {"HostedZoneId": zone})
+    put_secret(shim, "us-east-1")
     package = tmp_path / "container-manager-agent"
-    for version in (b"1", b"2"):
-        package.write_bytes(b"agent version " + version + b"\n")
+    for version in ("1", "2"):
+        small_linux_binary(package, f"agent version {version}")
         r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)],
                 {"AWS_ENDPOINT_URL": shim.aws})
         assert r.returncode == 0, r.stderr
     cf = client(shim, "cloudformation", "us-east-1")
     given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
     import hashlib
-    assert given["AgentPackageSha256"] == hashlib.sha256(b"agent version 2\n").hexdigest()
+    assert given["AgentPackageSha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
     assert given["DiscordCodeSha256"] == ""
     resources = {r["LogicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
     assert not {"DiscordFunction", "DiscordRole", "DiscordUrl"} & resources, resources

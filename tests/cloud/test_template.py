@@ -109,10 +109,16 @@ def test_file_systems_are_encrypted_and_tls_only(main_template):
         assert config["AuthorizationConfig"]["IAM"] == "ENABLED"
 
 
+# The world: the stack's own file system, or the one ExistingFileSystemId names.
+WORLD = {"Fn::If": ["AdoptsWorld", {"Ref": "ExistingFileSystemId"}, {"Ref": "DataFileSystem"}]}
+WORLD_ARN = {"Fn::Sub": ["arn:${AWS::Partition}:elasticfilesystem:${AWS::Region}:${AWS::AccountId}:file-system/${World}",
+                         {"World": WORLD}]}
+
+
 def test_only_the_data_file_system_is_backed_up(main_template):
     (selection,) = resources(main_template, "AWS::Backup::BackupSelection").values()
     backed_up = json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
-    assert "${DataFileSystem}" in backed_up
+    assert selection["Properties"]["BackupSelection"]["Resources"] == [WORLD_ARN]
     assert "ServerFiles" not in backed_up
     for fs in resources(main_template, "AWS::EFS::FileSystem").values():
         assert fs["Properties"]["BackupPolicy"] == {"Status": "DISABLED"}  # no second, implicit plan
@@ -169,19 +175,20 @@ def test_instance_role_limits_each_write_to_one_resource(main_template):
                   "s3:AbortMultipartUpload": {"Fn::Sub": "${ArtifactBucket.Arn}/transfer/out/*"},
                   "s3:ListBucket": {"Fn::GetAtt": ["ArtifactBucket", "Arn"]}}
     assert by_action["s3:ListBucket"]["Condition"] == {"StringLike": {"s3:prefix": "transfer/in/*"}}
-    efs = by_action["elasticfilesystem:ClientMount"]["Resource"]["Fn::Sub"]
-    assert efs.endswith(":file-system/${DataFileSystem}"), "the world's file system only"
+    assert by_action["elasticfilesystem:ClientMount"]["Resource"] == WORLD_ARN, "the world's file system only"
 
 
 def test_the_host_mounts_the_world_through_an_access_point_as_the_games_user(main_template):
     ap = main_template["Resources"]["HostAccessPoint"]["Properties"]
     data = main_template["Resources"]["DataAccessPoint"]["Properties"]
-    assert ap["FileSystemId"] == {"Ref": "DataFileSystem"}
+    assert ap["FileSystemId"] == WORLD
     assert ap["PosixUser"] == {"Uid": {"Ref": "FilesOwnerUid"}, "Gid": {"Ref": "FilesOwnerGid"}}
     assert ap["RootDirectory"] == data["RootDirectory"], "the same folder the game has"
     script = main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"][
         "Fn::Base64"]["Fn::Sub"][0]
-    assert ("echo '${DataFileSystem}:/ /mnt/world efs _netdev,noresvport,tls,iam,accesspoint=${HostAccessPoint} 0 0'"
+    assert main_template["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"][
+        "Fn::Base64"]["Fn::Sub"][1]["World"] == WORLD
+    assert ("echo '${World}:/ /mnt/world efs _netdev,noresvport,tls,iam,accesspoint=${HostAccessPoint} 0 0'"
             " >> /etc/fstab") in script
     # The maintenance gate runs before ECS and the agent, at every start.
     assert "Before=ecs.service container-manager-agent.service" in script
@@ -338,7 +345,7 @@ def test_file_systems_are_one_zone_by_default_with_ia_lifecycle_and_bursting(mai
     assert "DataMountTargetB" not in group["DependsOn"]  # it may not exist
     # AWS Backup still backs up the data file system (and keeps its copies apart from the zone).
     (selection,) = resources(main_template, "AWS::Backup::BackupSelection").values()
-    assert "${DataFileSystem}" in json.dumps(selection["Properties"]["BackupSelection"]["Resources"])
+    assert selection["Properties"]["BackupSelection"]["Resources"] == [WORLD_ARN]
 
 
 def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template):
@@ -623,3 +630,40 @@ def test_inline_functions_stay_under_4096_and_the_discord_code_comes_from_the_bu
 def test_discord_needs_the_id_the_key_and_the_code(main_template, given, refused):
     out = refusals(main_template, **given)
     assert (refused is None and out == []) or (refused is not None and len(out) == 1 and refused in out[0]), out
+
+
+def test_an_existing_file_system_takes_the_place_of_the_stacks_own_everywhere(main_template):
+    """With ExistingFileSystemId set the stack makes no file system, and every use of the world
+    (mount targets, access points, the task's volume, the roles, the backup, the agent's and the
+    maintenance boot's configuration, the output) names the given one."""
+    param = main_template["Parameters"]["ExistingFileSystemId"]
+    assert param["Default"] == "" and re.fullmatch(param["AllowedPattern"], "fs-0123456789abcdef0")
+    assert not re.fullmatch(param["AllowedPattern"], "fsap-0123456789abcdef0")
+    conditions = main_template["Conditions"]
+    assert conditions["AdoptsWorld"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExistingFileSystemId"}, ""]}]}
+    assert conditions["MakesWorld"] == {"Fn::Equals": [{"Ref": "ExistingFileSystemId"}, ""]}
+    data = main_template["Resources"]["DataFileSystem"]
+    assert data["Condition"] == "MakesWorld" and data["UpdateReplacePolicy"] == "Retain"
+    uses = []
+
+    def walk(value, where, inside_world=False):
+        if value == WORLD:
+            uses.append(where)
+            return
+        if isinstance(value, dict):
+            if value.get("Ref") == "DataFileSystem" or (
+                    "Fn::Sub" in value and "${DataFileSystem}" in json.dumps(value["Fn::Sub"])):
+                raise AssertionError(f"{where}: names DataFileSystem outside the world's If")
+            for k, v in value.items():
+                walk(v, where)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, where)
+
+    for name, resource in main_template["Resources"].items():
+        walk(resource, name)
+    for name, output in main_template["Outputs"].items():
+        walk(output, f"Outputs.{name}")
+    assert sorted(set(uses)) == sorted(["BackupSelection", "DataAccessPoint", "DataMountTargetA", "DataMountTargetB",
+                                        "HostAccessPoint", "InstanceRole", "LaunchTemplate", "TaskDefinition",
+                                        "TaskRole", "Outputs.DataFileSystemId"])

@@ -22,6 +22,15 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
   - a stack update: moto drops a modified resource whose model cannot update (a log group);
     the shim keeps it as it was, and an SSM-typed parameter kept with UsePreviousValue, which moto
     would look up again by its resolved value (`keep_resources_moto_cannot_update`).
+  - CloudFormation `DescribeChangeSet`: moto lists a resource as modified only when its template
+    text changed (not when a parameter it uses did), never says whether a change replaces it,
+    and ignores Conditions. For the resource types in cfntemplate.CREATE_ONLY (the EFS file
+    systems) the change set says what CloudFormation would: Add, Remove, or Modify with
+    Replacement True when a create-only property resolves to another value
+    (`change_sets_say_what_they_replace`);
+  - CloudFormation `ExecuteChangeSet` of an update: moto applies the resources but keeps the
+    stack's old outputs and parsed template; here they become the new ones, as an
+    UpdateStack does in moto and as CloudFormation does (`executed_change_sets_update_the_stack`);
   - CloudFormation `Ref` of an EFS access point, which moto resolves to its Python object's repr
     (`access_points_have_their_id`);
   - CloudFormation `DeleteStack`: moto removes the stack, then answers DependencyViolation for
@@ -918,6 +927,64 @@ class ControlHandler(Handler):
             self.reply_json(404, {"error": f"unknown {self.command} {path}"})
 
 
+def function_urls_in_templates() -> None:
+    """moto 5.2 serves function URLs through the Lambda API but has no AWS::Lambda::Url
+    resource, so a template's URL is skipped and an output that reads its FunctionUrl fails every
+    DescribeStacks ("references undefined resource"). Here the resource makes the function's URL
+    config, as CloudFormation does (Ref: the function's ARN; GetAtt FunctionUrl, FunctionArn)."""
+    from moto.awslambda.models import lambda_backends
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    if "AWS::Lambda::Url" in parsing.get_model_map():
+        return
+
+    class FunctionUrl(CloudFormationModel):
+        # moto files each model under its service by the module's second name.
+        __module__ = "moto.awslambda.shim"
+
+        def __init__(self, function: Any, config: Any) -> None:
+            self.function = function
+            self.config = config
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Lambda::Url"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.function.function_arn
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("FunctionUrl", "FunctionArn")
+
+        def get_cfn_attribute(self, attribute_name: str) -> Any:
+            if attribute_name == "FunctionUrl":
+                return self.config.url
+            if attribute_name == "FunctionArn":
+                return self.function.function_arn
+            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+            raise UnformattedGetAttTemplateException()
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: Any,  # type: ignore[override]
+                                            account_id: str, region_name: str, **kwargs: Any) -> "FunctionUrl":
+            props = cloudformation_json["Properties"]
+            function = lambda_backends[account_id][region_name].get_function(props["TargetFunctionArn"])
+            config = function.url_config or function.create_url_config(
+                {k: v for k, v in props.items() if k in ("AuthType", "Cors", "InvokeMode")})
+            return cls(function, config)
+
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
 def access_points_have_their_id() -> None:
     """moto 5.2's EFS access point has no `physical_resource_id`, so a `Ref` to an
     AWS::EFS::AccessPoint resolves to the Python object's repr ("<moto.efs.models.AccessPoint
@@ -929,12 +996,62 @@ def access_points_have_their_id() -> None:
         efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)  # type: ignore[attr-defined]
 
 
+def change_sets_say_what_they_replace() -> None:
+    """A change set's changes for the file systems as CloudFormation reports them (see the module's
+    docstring); moto's own entries stand for every other resource."""
+    from moto.cloudformation import models
+
+    original = models.ChangeSet.diff
+
+    def diff(self: Any) -> list[Any]:
+        changes = original(self)
+        if self.change_set_type != "UPDATE" or not self.stack.template:
+            return changes
+        region = self.stack.region_name
+        old = cfntemplate.Values(cfntemplate.parse(self.stack.template),
+                                 dict(self.stack.resource_map.input_parameters or {}), region)
+        new = cfntemplate.Values(cfntemplate.parse(self.template), dict(self.parameters or {}), region)
+        ours = cfntemplate.resource_changes(old, new)
+        names = {c["LogicalResourceId"] for c in ours}
+        names |= {n for n, r in new.template.get("Resources", {}).items() if r["Type"] in cfntemplate.CREATE_ONLY}
+        changes = [c for c in changes if c.logical_resource_id not in names]
+        for c in ours:
+            change = models.Change(c["Action"], c["LogicalResourceId"], c["ResourceType"])
+            if "Replacement" in c:
+                change.replacement = c["Replacement"]  # type: ignore[attr-defined]
+            changes.append(change)
+        return changes
+
+    models.ChangeSet.diff = diff  # type: ignore[method-assign]
+
+
+def executed_change_sets_update_the_stack() -> None:
+    """After an update's change set runs, the stack's outputs and parsed template are the change
+    set's (moto's Stack.update does this; its execute_change_set does not)."""
+    from moto.cloudformation import models
+
+    original = models.CloudFormationBackend.execute_change_set
+
+    def execute(self: Any, change_set_name: str, stack_name: str | None = None) -> Any:
+        result = original(self, change_set_name, stack_name)
+        change_set = next((c for arn, c in self.change_sets.items()
+                           if change_set_name in (arn, c.change_set_name)), None)
+        if change_set is not None and change_set.change_set_type == "UPDATE":
+            stack = self.stacks[change_set.stack_id]
+            stack._parse_template()  # noqa: SLF001
+            stack.output_map = stack._create_output_map()  # noqa: SLF001
+        return result
+
+    models.CloudFormationBackend.execute_change_set = execute  # type: ignore[method-assign]
+
+
 def keep_resources_moto_cannot_update() -> None:
     """A stack update in moto replaces each modified resource whose model has no update
     (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
     update ("references undefined resource"). CloudFormation updates such a resource in place;
     here it is kept as it was, so that an update of the stack (cloud/deploy.sh run again) goes
-    through. Its changed properties are not applied: the twin's stories change none of them.
+    through. Its changed properties are not applied: the twin's stories change none of them. The
+    same for a resource whose model raises NotImplementedError on update (an EFS mount target).
     A resource whose Condition is false is left alone, as CloudFormation leaves it."""
     from moto.cloudformation import parsing
 
@@ -948,7 +1065,12 @@ def keep_resources_moto_cannot_update() -> None:
         condition = resource_json.get("Condition")
         if condition and not resources_map.lazy_condition_map[condition]:
             return resources_map._parsed_resources.get(logical_id)  # noqa: SLF001
-        new = original(logical_id, resource_json, resources_map, account_id, region_name)
+        try:
+            new = original(logical_id, resource_json, resources_map, account_id, region_name)
+        except NotImplementedError:
+            # moto's EFS mount target refuses any update, even one whose properties resolve to the
+            # same values (a parameter its FileSystemId's Fn::If reads came along unchanged).
+            new = None
         if new is None and logical_id in resources_map._parsed_resources:  # noqa: SLF001
             return resources_map._parsed_resources[logical_id]  # noqa: SLF001
         return new
@@ -968,6 +1090,17 @@ def keep_resources_moto_cannot_update() -> None:
 
     parsing.ResourceMap.parse_ssm_parameter = parse_ssm_parameter  # type: ignore[method-assign]
 
+    # The same for a CommaDelimitedList parameter kept with UsePreviousValue: moto hands back the
+    # list it stored, then splits it as if it were the text CloudFormation keeps, and fails.
+    load_parameters = parsing.ResourceMap.load_parameters
+
+    def load_parameters_as_text(self: Any) -> Any:
+        self.input_parameters = {k: ",".join(v) if isinstance(v, list) else v
+                                 for k, v in (self.input_parameters or {}).items()}
+        return load_parameters(self)
+
+    parsing.ResourceMap.load_parameters = load_parameters_as_text  # type: ignore[method-assign]
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -982,7 +1115,10 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     keep_resources_moto_cannot_update()
+    change_sets_say_what_they_replace()
+    executed_change_sets_update_the_stack()
     access_points_have_their_id()
+    function_urls_in_templates()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()

@@ -60,3 +60,95 @@ def deployable(template: dict) -> str:
             else:
                 del resource["DependsOn"]
     return json.dumps(body)
+
+
+# Properties whose change makes CloudFormation replace the resource ("Update requires:
+# Replacement"; createOnlyProperties in the resource's schema; docs/aws-sources.md, section 10).
+CREATE_ONLY = {
+    "AWS::EFS::FileSystem": ("AvailabilityZoneName", "Encrypted", "KmsKeyId", "PerformanceMode"),
+}
+
+
+class Unresolved(str):
+    """A value only CloudFormation knows (another resource's id or attribute): compared as its
+    expression, which is what an unchanged template gives on both sides."""
+
+
+class Values:
+    """A template's parameters and conditions under one set of parameter values, as CloudFormation
+    resolves them for a change set: the values given, else the template's defaults. Refs to
+    resources stay Unresolved. Enough for the stack's file systems, not a general evaluator."""
+
+    def __init__(self, template: dict, given: dict[str, str], region: str) -> None:
+        self.template = template
+        self.params = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+        self.params.update({k: v for k, v in given.items() if k in self.params})
+        self.region = region
+
+    def condition(self, name: str) -> bool:
+        return bool(self(self.template.get("Conditions", {})[name]))
+
+    def exists(self, logical_id: str) -> bool:
+        resource = self.template.get("Resources", {}).get(logical_id)
+        return resource is not None and ("Condition" not in resource or self.condition(resource["Condition"]))
+
+    def __call__(self, value: Any) -> Any:  # noqa: C901 - one branch per intrinsic function
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {k: self(v) for k, v in value.items()}
+        (k, v), = value.items()
+        if k == "Ref":
+            if v == "AWS::Region":
+                return self.region
+            if v == "AWS::NoValue":
+                return None
+            return self.params[v] if v in self.params else Unresolved(json.dumps(value))
+        if k == "Condition":
+            return self.condition(v)
+        if k == "Fn::If":
+            return self(v[1] if self.condition(v[0]) else v[2])
+        if k == "Fn::Equals":
+            return str(self(v[0])) == str(self(v[1]))
+        if k == "Fn::Not":
+            return not self(v[0])
+        if k == "Fn::And":
+            return all(self(x) for x in v)
+        if k == "Fn::Or":
+            return any(self(x) for x in v)
+        if k == "Fn::GetAZs":
+            return [f"{self.region}{z}" for z in "abc"]
+        if k == "Fn::Select":
+            items = self(v[1])
+            return items[int(self(v[0]))] if isinstance(items, list) else Unresolved(json.dumps(value))
+        if k.startswith("Fn::"):
+            return Unresolved(json.dumps({k: self(v)}, default=str))
+        return {k: self(v)}
+
+
+def resource_changes(old: Values, new: Values) -> list[dict[str, str]]:
+    """What a change set from `old` (the stack's template and parameters) to `new` does to each
+    resource of a type in CREATE_ONLY: [{"Action": Add|Modify|Remove, "LogicalResourceId",
+    "ResourceType", "Replacement": True|False (Modify only)}]."""
+    out = []
+    names = list(old.template.get("Resources", {})) + [n for n in new.template.get("Resources", {})
+                                                        if n not in old.template.get("Resources", {})]
+    for name in names:
+        kind = (new.template["Resources"].get(name) or old.template["Resources"][name])["Type"]
+        if kind not in CREATE_ONLY:
+            continue
+        before, after = old.exists(name), new.exists(name)
+        if before and not after:
+            out.append({"Action": "Remove", "LogicalResourceId": name, "ResourceType": kind})
+        elif after and not before:
+            out.append({"Action": "Add", "LogicalResourceId": name, "ResourceType": kind})
+        elif before and after:
+            a = old(old.template["Resources"][name].get("Properties", {}))
+            b = new(new.template["Resources"][name].get("Properties", {}))
+            if a != b:
+                replace = any(a.get(p) != b.get(p) for p in CREATE_ONLY[kind])
+                out.append({"Action": "Modify", "LogicalResourceId": name, "ResourceType": kind,
+                            "Replacement": "True" if replace else "False"})
+    return out

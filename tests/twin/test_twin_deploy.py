@@ -7,6 +7,7 @@ hand: the twin's release page serves only the AgentPackageUrl stories (5 and 6).
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bake  # noqa: E402
+import stack  # noqa: E402
 from twin import AGENT, Twin, sh  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
@@ -144,3 +146,88 @@ def test_a_baked_image_boots_with_no_download():
         assert (f"sha256 check passed: the agent baked into this image is package {tw.params['AgentPackageSha256']}; "
                 "nothing to download") in log, log
         assert [d for d in tw.package.downloads if d["client"] == inst.ip] == [], "no download at boot"
+
+
+def stack_parameters(tw: Twin) -> dict[str, str]:
+    desc = tw.client("cloudformation", direct=True).describe_stacks(StackName=tw.deployed.name)["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in desc["Parameters"]}
+
+
+def deploy_with(tw: Twin, workdir: Path, **changes: str) -> stack.DeployRun:
+    """The user's deploy command with their parameter file changed (written beside it, so that
+    the twin's own file stays as deployed)."""
+    workdir.mkdir(exist_ok=True)
+    return stack.run_deploy(tw.shim.aws, "deploy", {**tw.user_params(), **changes}, workdir, "--package", str(AGENT))
+
+
+def test_a_file_system_type_change_is_refused_naming_the_world_and_the_next_wake_plays_it():
+    """FileSystemType would replace the data file system (a new, empty world): the deploy command
+    reads the change set, refuses, names the world, and changes nothing; the world plays on."""
+    with Twin() as tw:
+        fs = tw.deployed.physical["DataFileSystem"]
+        save = tw.save_file()
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps({"sessions": 7, "saved_at": 1700000000.0, "players_seen": 2}))
+        before = stack_parameters(tw)
+        run = deploy_with(tw, tw.dir / "changed", FileSystemType="regional")
+        print(f"refused deploy: {run.seconds:.1f} s")
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert (f"this deploy replaces the world's file system {fs} (DataFileSystem, Modify, Replacement True): "
+                "the server would start on a new, empty world") in run.stderr
+        assert "Nothing was changed." in run.stderr and "pass --replace-world" in run.stderr
+        assert stack_parameters(tw) == before
+        # The next wake plays the world it had.
+        tw.player("--play-seconds", "3", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (game,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        log = tw.game_log(game)
+        assert "loaded save" in log and "sessions=7" in log, log
+
+
+def test_a_missing_secret_is_refused_before_any_stack_change():
+    with Twin() as tw:
+        before = stack_parameters(tw)
+        run = deploy_with(tw, tw.dir / "changed", Secret2="ADMIN_PASS=/container-manager/valheim/admin-pass")
+        assert run.returncode == 2, run.stderr[-3000:]
+        assert ("Secret2: no SSM parameter /container-manager/valheim/admin-pass in us-east-1; create it with: "
+                "aws ssm put-parameter --region us-east-1 --type SecureString --name "
+                "/container-manager/valheim/admin-pass") in run.stderr
+        assert "deploying cloud/container-manager.yaml" not in run.stderr
+        assert stack_parameters(tw) == before
+
+
+def test_a_world_left_by_an_earlier_stack_is_offered_then_adopted_and_a_wake_loads_its_save():
+    """A world an earlier stack of this server left (a data file system kept by destroy): the
+    deploy command refuses to start an empty world beside it and names it; with
+    ExistingFileSystemId the stack makes no file system, mounts that one, and a wake plays it."""
+    seen: dict = {}
+
+    def leave_a_world(tw: Twin, params: dict[str, str]) -> dict[str, str]:
+        efs = tw.client("efs", direct=True)
+        fs = efs.create_file_system(CreationToken="an-earlier-stack", Encrypted=True, AvailabilityZoneName="us-east-1a",
+                                    Tags=[{"Key": "Name", "Value": "container-manager-valheim-data"}])["FileSystemId"]
+        (tw.efs / fs).mkdir(parents=True)
+        first = tw.dir / "first"
+        first.mkdir()
+        seen["fs"], seen["refused"] = fs, stack.run_deploy(tw.shim.aws, "deploy", params, first, "--package", str(AGENT))
+        return {"ExistingFileSystemId": fs}
+
+    with Twin(before_deploy=leave_a_world) as tw:
+        fs, refused = seen["fs"], seen["refused"]
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert "a world of valheim is left in us-east-1 from an earlier stack" in refused.stderr
+        assert f'{{"ParameterKey": "ExistingFileSystemId", "ParameterValue": "{fs}"}}' in refused.stderr
+        assert "DataFileSystem" not in tw.deployed.physical, "no second world"
+        assert tw.world_fs() == fs and tw.deployed.outputs["DataFileSystemId"] == fs
+        assert {ap["logical"]: ap["fs"] for ap in tw.deployed.access_points.values()
+                if ap["logical"] != "ServerFilesAccessPoint"} == {"DataAccessPoint": fs, "HostAccessPoint": fs}
+        save = tw.save_file()  # the earlier stack's game left it there
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps({"sessions": 12, "saved_at": 1700000000.0, "players_seen": 3}))
+        tw.player("--play-seconds", "3", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (game,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        log = tw.game_log(game)
+        assert "loaded save" in log and "sessions=12" in log, log

@@ -567,7 +567,10 @@ class Twin:
     def __init__(self, overrides: dict[str, str] | None = None, example: str = "valheim",
                  on_event: Callable[[dict], None] | None = None,
                  package_path: str | None = None, package_sha256: str | None = None,
-                 package: Path | None = None, hook_timeout: float | None = None) -> None:
+                 package: Path | None = None, hook_timeout: float | None = None,
+                 before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None) -> None:
+        """`before_deploy(twin, params)` runs in the emulator before the deploy command, and
+        returns parameters to add (a world left by an earlier stack, for one)."""
         if not AGENT.exists():
             raise RuntimeError(f"build the agent first: {AGENT} is missing")
         self.on_event = on_event
@@ -587,13 +590,14 @@ class Twin:
         self.names = self.slot.names
         self.dir = Path(tempfile.mkdtemp(prefix=f"cm-twin-{self.names.slot}-", dir="/var/tmp"))
         try:
-            self._setup(overrides, example, package_path, package_sha256, package)
+            self._setup(overrides, example, package_path, package_sha256, package, before_deploy)
         except BaseException:
             self.close()
             raise
 
     def _setup(self, overrides: dict[str, str] | None, example: str, package_path: str | None,
-               package_sha256: str | None, package: Path | None) -> None:
+               package_sha256: str | None, package: Path | None,
+               before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None) -> None:
         """Deploys as a user does, with cloud/deploy.sh: by default the agent goes into the
         stack's artifact bucket (`package`, or the built binary; the twin's "AMI" is Debian, so
         the bare binary rather than the .rpm). With `package_path` or `package_sha256` the
@@ -630,6 +634,8 @@ class Twin:
             if "=" in params[k]:
                 self.client("ssm", direct=True).put_parameter(
                     Name=params[k].split("=", 1)[1], Value="twin-secret-password", Type="SecureString")
+        if before_deploy is not None:
+            params.update(before_deploy(self, dict(params)))
         self.deploy_dir = self.dir / "deploy"
         self.deploy_dir.mkdir()
         self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params, self.deploy_dir,
@@ -1278,10 +1284,14 @@ class Twin:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def world_fs(self) -> str:
+        """The world's file system: the stack's own, or the one it adopted (ExistingFileSystemId)."""
+        return self.deployed.outputs.get("DataFileSystemId") or self.deployed.physical["DataFileSystem"]
+
     def data_dir(self) -> Path:
         """The world's folder: the data file system's /data, where DataAccessPoint roots the
         game's mount (and HostAccessPoint the operator's /mnt/world)."""
-        return self.efs / self.deployed.physical["DataFileSystem"] / "data"
+        return self.efs / self.world_fs() / "data"
 
     def save_file(self) -> Path:
         """The game's save in the data "EFS" (DataPath in the task's first mount)."""
@@ -1304,7 +1314,7 @@ class Twin:
         """AWS Backup's daily job on the data file system: a copy of the whole file system as
         it is now, a recovery point made at `created` in the stack's vault (tests/shim/backup.py).
         Returns its ARN."""
-        fs = self.deployed.physical["DataFileSystem"]
+        fs = self.world_fs()
         snapshot = self.dir / "backups" / f"{fs}-{created:%Y%m%dT%H%M%S}"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         sh("cp", "-a", str(self.efs / fs), str(snapshot))
