@@ -267,11 +267,30 @@ async fn termination_reverts_the_record_and_completes_the_lifecycle_action() {
         .filter(|a| a["action"] == "CompleteLifecycleAction")
         .collect();
     assert_eq!(completions.len(), 1, "{completions:?}");
-    // The final metrics flush arrived.
+    // The final metrics flush arrived, with the wake's outcome: one wake, and a player came
+    // (the counter reads 100 packets a sample).
     let metrics = shim.metrics(NAMESPACE).await;
     assert!(
         metrics.iter().any(|m| m["name"] == "AgentHeartbeat"),
         "{metrics:?}"
+    );
+    let wake = &metric(&metrics, "WakeJoined")["datapoints"][0];
+    assert_eq!(
+        (wake["count"].as_f64(), wake["sum"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{wake:?}"
+    );
+    // And on the group, for `status`: "<end>:<minutes up>:1" (the fake host is up 1 h).
+    let g = shim.ctl("group", json!({"name": world.group})).await;
+    let kept = g["tags"]["container-manager:wakes"]
+        .as_str()
+        .unwrap_or_default();
+    let fields: Vec<&str> = kept.split(':').collect();
+    assert!(
+        matches!(fields.as_slice(), [at, minutes, "1"]
+            if at.parse::<u64>().is_ok_and(|t| t + 60 > unix_now() as u64)
+                && minutes.parse::<u64>().is_ok_and(|m| (60..=62).contains(&m))),
+        "the wakes tag: {kept:?}"
     );
 }
 
@@ -493,6 +512,7 @@ async fn metrics_values_units_and_group_dimension() {
             players_online: Some(3),
             idle_seconds: 12.5,
             container_running: true,
+            wake: None,
         })
         .await
         .unwrap();
@@ -539,6 +559,7 @@ async fn metrics_values_units_and_group_dimension() {
             players_online: None,
             idle_seconds: 1.0,
             container_running: false,
+            wake: None,
         })
         .await
         .unwrap();
@@ -594,6 +615,7 @@ namespace = "GameTest"
             players_online: None,
             idle_seconds: 0.0,
             container_running: true,
+            wake: None,
         })
         .await
         .unwrap();

@@ -370,6 +370,15 @@ impl Capacity for Cloud {
         record(&self.0, &format!("record stop {reason}"));
         Ok(())
     }
+    async fn record_wake_outcome(
+        &self,
+        _at: u64,
+        _minutes: u64,
+        joined: bool,
+    ) -> Result<(), AwsError> {
+        record(&self.0, &format!("record wake joined={joined}"));
+        Ok(())
+    }
     async fn record_online(&self, _at: u64) -> Result<(), AwsError> {
         record(&self.0, "record online");
         Ok(())

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import CLOUD as CLOUD_DIR, EXAMPLES, PACKAGE_KEY, example_parameters, function_code, load_template
+from conftest import CLOUD as CLOUD_DIR, EXAMPLES, PACKAGE_KEY, ROOT, example_parameters, function_code, load_template
 
 AGENT_ACTIONS_ON_GROUP = {
     "autoscaling:SetDesiredCapacity",
@@ -667,3 +667,24 @@ def test_an_existing_file_system_takes_the_place_of_the_stacks_own_everywhere(ma
     assert sorted(set(uses)) == sorted(["BackupSelection", "DataAccessPoint", "DataMountTargetA", "DataMountTargetB",
                                         "HostAccessPoint", "InstanceRole", "LaunchTemplate", "TaskDefinition",
                                         "TaskRole", "Outputs.DataFileSystemId"])
+
+
+def test_the_dashboard_shows_the_wakes_of_the_last_day_from_metrics_the_agent_publishes(main_template):
+    body = main_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "X", body))["widgets"]
+    published = set(re.findall(r'"([A-Z][A-Za-z]+)",\s*StandardUnit::',
+                               (ROOT / "agent/src/aws/cloudwatch.rs").read_text()))
+    assert {"WakeJoined", "PlayersOnline", "AgentHeartbeat"} <= published, published
+    shown = set()
+    for w in widgets:
+        last = None
+        for m in w.get("properties", {}).get("metrics", []):
+            names = [x for x in m if isinstance(x, str)]
+            last = names[1] if names[1] != "." else last
+            if names[0] in ("X", "."):
+                shown.add(last)
+    assert shown <= published, f"the dashboard shows metrics the agent does not publish: {shown - published}"
+    (wakes,) = [w["properties"] for w in widgets if "Wakes" in w.get("properties", {}).get("title", "")]
+    assert wakes["start"] == "-PT24H" and wakes["setPeriodToTimeRange"] is True and wakes["view"] == "singleValue"
+    stats = [(m[1], m[-1]["stat"]) for m in wakes["metrics"]]
+    assert stats == [("WakeJoined", "SampleCount"), (".", "Sum")], stats

@@ -73,6 +73,10 @@ def test_status_through_every_state_with_wake_and_sleep_through_the_command():
         assert stop["exit_code"] in (0, "0") and stop["exited_on_its_own"] in (True, "true"), stop
         s = status(tw)
         assert s["state"] == "asleep" and s["last_stop"]["reason"] == "operator", s
+        # The wake is kept with its outcome: a player came.
+        (wake,) = s["wakes_last_day"]
+        assert wake["players_came"] is True and wake["minutes_up"] >= 1, wake
+        assert "wakes in the last day: 1, 1 with players" in tw.cm("status").stdout
 
 
 def test_after_a_crash_and_a_fresh_instance_status_still_shows_why_it_stopped():

@@ -7,6 +7,7 @@ only the new rule can end the wake early.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,12 @@ def test_a_lookup_nobody_follows_ends_within_unused_after_plus_the_save():
         posts = [p for p in tw.package.posts if p["client"] == inst.ip]
         titles = [p["body"]["embeds"][0]["title"] for p in posts]
         assert titles == [f"{RECORD} is up", f"{RECORD} stopped: nobody came"], titles
+        # The wake's outcome outlives the instance: the operator's status lists it.
+        shown = tw.cm("status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        (wake,) = json.loads(shown.stdout)["wakes_last_day"]
+        assert wake["players_came"] is False and 0 <= wake["minutes_up"] <= (BOOT + UNUSED) // 60 + 2, wake
+        assert "wakes in the last day: 1, 0 with players" in tw.cm("status").stdout
 
 
 def test_a_player_who_comes_keeps_the_wake_past_unused_after():

@@ -20,6 +20,43 @@ pub const UNUSED_WAKES_TAG: &str = "container-manager:unused-wakes";
 /// read by the operator's `status` (`cloud/cm`).
 pub const LAST_STOP_TAG: &str = "container-manager:last-stop";
 
+/// The group tag that holds the last day's wakes for the operator's `status`: entries
+/// "<end, Unix seconds>:<minutes up>:<1 if a player came, else 0>", oldest first.
+pub const WAKES_TAG: &str = "container-manager:wakes";
+
+/// The wakes tag's new value: the entries of `old` still within the day before `now` (what does
+/// not parse is dropped), plus this one; the oldest go first when 256 characters do not hold
+/// them all (13 entries always fit).
+pub fn wakes_value(old: &str, now: u64, minutes: u64, joined: bool) -> String {
+    let parse = |e: &str| -> Option<(u64, u64, bool)> {
+        let mut f = e.split(':');
+        let at = f.next()?.parse::<u64>().ok()?;
+        let minutes = f.next()?.parse::<u64>().ok()?;
+        let joined = match f.next()? {
+            "1" => true,
+            "0" => false,
+            _ => return None,
+        };
+        f.next().is_none().then_some((at, minutes, joined))
+    };
+    let mut kept: Vec<(u64, u64, bool)> = old
+        .split_whitespace()
+        .filter_map(parse)
+        .filter(|(at, _, _)| *at <= now && now - at < LEDGER_WINDOW_SECS)
+        .collect();
+    kept.push((now, minutes, joined));
+    kept.sort_unstable();
+    let entries: Vec<String> = kept
+        .iter()
+        .map(|(at, m, j)| format!("{at}:{m}:{}", u8::from(*j)))
+        .collect();
+    let mut start = 0;
+    while entries[start..].join(" ").len() > 256 {
+        start += 1;
+    }
+    entries[start..].join(" ")
+}
+
 /// The group tag that holds when the game was last up for players (Unix seconds).
 pub const ONLINE_TAG: &str = "container-manager:online";
 
@@ -227,6 +264,18 @@ impl Capacity for AutoScaling {
             .and_then(|v| v.trim().parse().ok()))
     }
 
+    async fn record_wake_outcome(
+        &self,
+        at: u64,
+        minutes: u64,
+        joined: bool,
+    ) -> Result<(), AwsError> {
+        let group = self.group.require().await?;
+        let old = self.tag(&group, WAKES_TAG).await?.unwrap_or_default();
+        self.set_tag(&group, WAKES_TAG, wakes_value(&old, at, minutes, joined))
+            .await
+    }
+
     async fn clear_unused_wakes(&self) -> Result<(), AwsError> {
         let group = self.group.require().await?;
         self.set_tag(&group, UNUSED_WAKES_TAG, String::new())
@@ -334,5 +383,31 @@ mod tests {
             "a tag value holds 256 characters: {}",
             value.len()
         );
+    }
+
+    #[test]
+    fn the_wakes_tag_keeps_the_last_day_oldest_out_first_within_256_characters() {
+        let now = 2_000_000_000;
+        let old = format!(
+            "{}:30:1 {}:9:0 junk 5:x:1 {}:12:1 {}:3:2 {}:1:0",
+            now - 90_000,
+            now - 86_400,
+            now - 3_600,
+            now - 60,
+            now + 5
+        );
+        assert_eq!(
+            wakes_value(&old, now, 8, false),
+            format!("{}:12:1 {now}:8:0", now - 3_600)
+        );
+        assert_eq!(wakes_value("", now, 0, true), format!("{now}:0:1"));
+        let mut value = String::new();
+        for i in 0..40 {
+            value = wakes_value(&value, now - 4_000 + i * 100, 99_999, i % 2 == 0);
+        }
+        assert!(value.len() <= 256, "{}", value.len());
+        let kept: Vec<&str> = value.split(' ').collect();
+        assert_eq!(kept.len(), 13, "{value}");
+        assert_eq!(kept.last(), Some(&"1999999900:99999:0"));
     }
 }

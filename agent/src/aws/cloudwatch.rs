@@ -61,6 +61,15 @@ pub fn data(batch: &MetricsBatch) -> Vec<(&'static str, StandardUnit, f64)> {
         if batch.container_running { 1.0 } else { 0.0 },
     ));
     out.push(("AgentHeartbeat", StandardUnit::Count, 1.0));
+    // Once per wake, at its end: the dashboard's SampleCount is the wakes, its Sum the ones a
+    // player came to.
+    if let Some(w) = batch.wake {
+        out.push((
+            "WakeJoined",
+            StandardUnit::Count,
+            if w.joined { 1.0 } else { 0.0 },
+        ));
+    }
     out
 }
 
@@ -109,6 +118,7 @@ mod tests {
             players_online: None,
             idle_seconds: 12.5,
             container_running: false,
+            wake: None,
         };
         let names: Vec<_> = data(&batch).into_iter().map(|(n, _, v)| (n, v)).collect();
         assert_eq!(
@@ -128,6 +138,7 @@ mod tests {
             players_online: Some(3),
             idle_seconds: 0.0,
             container_running: true,
+            wake: None,
         };
         let d = data(&batch);
         assert_eq!(d.len(), 5);
@@ -136,5 +147,23 @@ mod tests {
         assert_eq!(d[2], ("IdleSeconds", StandardUnit::Seconds, 0.0));
         assert_eq!(d[3], ("ContainerRunning", StandardUnit::Count, 1.0));
         assert_eq!(d[4], ("AgentHeartbeat", StandardUnit::Count, 1.0));
+    }
+
+    #[test]
+    fn a_wakes_end_adds_whether_a_player_came() {
+        for (joined, value) in [(true, 1.0), (false, 0.0)] {
+            let batch = MetricsBatch {
+                inbound_packets: None,
+                players_online: None,
+                idle_seconds: 0.0,
+                container_running: false,
+                wake: Some(crate::decide::WakeOutcome {
+                    joined,
+                    up_for: std::time::Duration::from_secs(600),
+                }),
+            };
+            let d = data(&batch);
+            assert_eq!(d.last(), Some(&("WakeJoined", StandardUnit::Count, value)));
+        }
     }
 }

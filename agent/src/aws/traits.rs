@@ -190,6 +190,14 @@ pub trait Capacity: Send + Sync + std::fmt::Debug {
     /// Why the agent scaled the server to zero, kept on the group where the operator's `status`
     /// reads it after the instance is gone: `at` (Unix seconds), the reason's kind and its text.
     async fn record_stop(&self, at: u64, reason: &str, detail: &str) -> Result<(), AwsError>;
+    /// How a wake ended, kept on the group among the last day's for the operator's `status`:
+    /// when (Unix seconds), how many minutes the instance was up, and whether a player came.
+    async fn record_wake_outcome(
+        &self,
+        at: u64,
+        minutes: u64,
+        joined: bool,
+    ) -> Result<(), AwsError>;
     /// That the game is up for players (the moment of the `online` notification), kept on the
     /// group: `status` tells "up" from "waking" by it, without touching the instance.
     async fn record_online(&self, at: u64) -> Result<(), AwsError>;

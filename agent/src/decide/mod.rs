@@ -60,7 +60,7 @@ pub use input::{
 };
 pub use output::{
     Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason, StartFailure,
-    Verdict,
+    Verdict, WakeOutcome,
 };
 
 /// A gap of more than this many sample intervals between two samples counts as unknown
@@ -130,6 +130,10 @@ pub struct Core {
     someone_came: bool,
     /// Whether the operator was told that the wake budget is spent (once per boot).
     budget_told: bool,
+    /// Whether this wake's outcome was told (once per boot, when the game's stop begins), and
+    /// the outcome while the metrics have not carried it yet.
+    wake_told: bool,
+    wake_unpublished: Option<WakeOutcome>,
     /// The fixes of the refused calls the operator was told of (each once per boot).
     refused_told: Vec<String>,
     /// Failed publishes of the metrics in a row, and whether this streak was told.
@@ -186,6 +190,8 @@ impl Core {
             ready_at: None,
             someone_came: false,
             budget_told: false,
+            wake_told: false,
+            wake_unpublished: None,
             refused_told: Vec::new(),
             metrics_failures: 0,
             metrics_told: false,
@@ -631,6 +637,16 @@ impl Core {
                 cause: d.cause,
                 heartbeat: heartbeat && d.lifecycle.busy(),
             });
+            // The game stops for the instance's end: this wake is over. Its outcome goes on
+            // the group (for `status`) and into the next metrics (for the dashboard).
+            if !std::mem::replace(&mut self.wake_told, true) {
+                let wake = WakeOutcome {
+                    joined: self.someone_came,
+                    up_for: now.saturating_duration_since(self.booted),
+                };
+                self.wake_unpublished = Some(wake);
+                out.actions.push(Action::RecordWakeOutcome(wake));
+            }
         }
         // DNS goes back to the placeholder while the game saves, not after: a lookup during the
         // save must not send a new player to a server that is about to stop (found by the cloud
@@ -681,6 +697,7 @@ impl Core {
             players_online: self.players,
             idle_seconds: self.idle_for(now).as_secs_f64(),
             container_running: self.container_running,
+            wake: self.wake_unpublished.take(),
         }
     }
 

@@ -309,6 +309,14 @@ impl Alert {
     }
 }
 
+/// How a wake ended, told once per boot when the game is stopped for the instance's end:
+/// whether a player came in it, and how long the agent had been up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WakeOutcome {
+    pub joined: bool,
+    pub up_for: Duration,
+}
+
 /// The metrics of one interval, for the CloudWatch adapter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsBatch {
@@ -318,6 +326,9 @@ pub struct MetricsBatch {
     pub players_online: Option<u32>,
     pub idle_seconds: f64,
     pub container_running: bool,
+    /// The wake's outcome, in the batch after the game's stop began (once per boot): the
+    /// dashboard counts wakes and the ones with players from it.
+    pub wake: Option<WakeOutcome>,
 }
 
 /// A side effect the run loop must carry out. Each is fed back as a [`Completion`](super::Completion) where the
@@ -357,6 +368,9 @@ pub enum Action {
     RecordWake {
         joined: bool,
     },
+    /// Keep this wake's outcome on the group, among the last day's, for the operator's
+    /// `status` (a few attempts; nothing waits for it).
+    RecordWakeOutcome(WakeOutcome),
     /// Everything is done: the run loop returns and the agent exits 0.
     Exit,
 }

@@ -904,6 +904,10 @@ fn termination_reverts_dns_while_the_game_saves_then_flushes_then_completes_then
                 cause: DrainCause::Terminating,
                 heartbeat: true
             },
+            Action::RecordWakeOutcome(WakeOutcome {
+                joined: false,
+                up_for: 3601 * S,
+            }),
             Action::RevertDns
         ]
     );
@@ -956,6 +960,10 @@ fn spot_notice_stops_at_once_and_termination_completes_later() {
                 cause: DrainCause::SpotInterruption,
                 heartbeat: false
             },
+            Action::RecordWakeOutcome(WakeOutcome {
+                joined: false,
+                up_for: 3601 * S,
+            }),
             Action::RevertDns
         ]
     );
@@ -1025,6 +1033,10 @@ fn system_shutdown_saves_and_reverts_without_lifecycle() {
                 cause: DrainCause::SystemShutdown,
                 heartbeat: false
             },
+            Action::RecordWakeOutcome(WakeOutcome {
+                joined: false,
+                up_for: 3601 * S,
+            }),
             Action::RevertDns
         ]
     );
@@ -1053,10 +1065,16 @@ fn without_dns_metrics_or_hook_termination_is_stop_then_exit() {
     let a = r.at(S, Input::Lifecycle(LifecycleState::Terminating));
     assert_eq!(
         a,
-        vec![Action::GracefulStop {
-            cause: DrainCause::Terminating,
-            heartbeat: false
-        }]
+        vec![
+            Action::GracefulStop {
+                cause: DrainCause::Terminating,
+                heartbeat: false
+            },
+            Action::RecordWakeOutcome(WakeOutcome {
+                joined: false,
+                up_for: 3601 * S,
+            }),
+        ]
     );
     assert_eq!(
         r.at(
@@ -1969,4 +1987,93 @@ fn metrics_failing_in_a_row_is_told_once_per_streak_before_the_heartbeat_alarm()
     assert_eq!(stuck(&r), 0);
     // Nothing here ever scales in: the alarm decides that, the agent only warns.
     assert!(r.scale_ins().is_empty());
+}
+
+fn wake_outcomes(r: &Rig) -> Vec<WakeOutcome> {
+    r.log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::RecordWakeOutcome(w) => Some(*w),
+            _ => None,
+        })
+        .collect()
+}
+
+fn published_wakes(r: &Rig) -> Vec<WakeOutcome> {
+    r.log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::PublishMetrics { batch, .. } => batch.wake,
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drives a drain to its end: the game saved, DNS back, metrics flushed, the hook completed.
+fn finish_drain(r: &mut Rig) {
+    r.at(
+        S,
+        Input::Done(Completion::GracefulStopDone { saved: Some(true) }),
+    );
+    r.at(S, Input::Done(Completion::DnsReverted));
+    r.at(S, Input::Done(Completion::MetricsFlushed));
+    r.at(S, Input::Done(Completion::LifecycleCompleted));
+}
+
+#[test]
+fn a_wakes_outcome_is_told_once_when_the_game_stops_with_whether_a_player_came() {
+    for came in [true, false] {
+        // Uptime 3600 s when the core starts (Rig::new).
+        let mut r = Rig::new(Policy {
+            unused_after: Some(600 * S),
+            ..policy()
+        });
+        r.at(S, Input::Lifecycle(LifecycleState::InService));
+        r.sample(with_probe(quiet(), players(0)));
+        r.sample(with_probe(
+            if came { busy() } else { quiet() },
+            players(u32::from(came)),
+        ));
+        let before = r.now - r.t0;
+        assert!(wake_outcomes(&r).is_empty(), "not before the stop");
+        // Whoever set the capacity to 0: the game's stop is the wake's end.
+        r.at(S, Input::SpotInterruption);
+        r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+        finish_drain(&mut r);
+        let want = WakeOutcome {
+            joined: came,
+            up_for: 3600 * S + before + S,
+        };
+        assert_eq!(wake_outcomes(&r), vec![want], "came: {came}");
+        assert_eq!(published_wakes(&r), vec![want], "came: {came}");
+        assert!(r.core.finished());
+    }
+}
+
+#[test]
+fn an_agent_restart_or_a_pool_instance_tells_no_wake() {
+    // The agent alone stops (systemctl restart): the game runs on, the wake goes on.
+    let mut r = Rig::new(policy());
+    r.at(S, Input::Lifecycle(LifecycleState::InService));
+    r.sample(quiet());
+    r.at(
+        S,
+        Input::Shutdown {
+            system_stopping: false,
+        },
+    );
+    r.at(S, Input::Done(Completion::MetricsFlushed));
+    assert!(wake_outcomes(&r).is_empty(), "{:?}", r.log);
+    assert!(published_wakes(&r).is_empty());
+    // Prepared for the warm pool, then terminated from it: nobody woke it.
+    let mut r = Rig::new(pool_policy());
+    r.at(
+        S,
+        Input::Lifecycle(LifecycleState::Warmed("Warmed:Stopped".into())),
+    );
+    r.at(S, Input::Done(Completion::Prepared));
+    r.at(S, Input::Done(Completion::LaunchCompleted));
+    r.at(S, Input::Lifecycle(LifecycleState::Terminating));
+    assert!(wake_outcomes(&r).is_empty(), "{:?}", r.log);
+    assert!(published_wakes(&r).is_empty());
 }

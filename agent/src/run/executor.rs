@@ -14,7 +14,9 @@ use super::options::RunOptions;
 use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
 use crate::config::Config;
 use crate::container::{ContainerError, Containers, StopReport};
-use crate::decide::{Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason};
+use crate::decide::{
+    Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason, WakeOutcome,
+};
 use crate::notify::Notifier;
 use crate::retry::{CALL_TIMEOUT, Failed, retry, retry_within};
 
@@ -118,6 +120,7 @@ impl Executor {
             Action::CompleteLaunch => self.complete_launch(),
             Action::DiagnoseStart { waited } => self.diagnose_start(waited),
             Action::RecordWake { joined } => self.record_wake(joined),
+            Action::RecordWakeOutcome(wake) => self.record_wake_outcome(wake),
         }
     }
 
@@ -237,6 +240,40 @@ impl Executor {
                 n
             };
             let _ = done.send(Completion::WakeRecorded { unused_today });
+        });
+    }
+
+    /// Keeps the wake's outcome on the group for the operator's `status` (a few attempts: a
+    /// missing entry costs a line of history, nothing else).
+    fn record_wake_outcome(&mut self, wake: WakeOutcome) {
+        let minutes = wake.up_for.as_secs().div_ceil(60);
+        let dry = self.options.dry_run;
+        let Some(cap) = self.capacity.clone().filter(|_| !dry) else {
+            info!(
+                event = "wake_outcome",
+                joined = wake.joined,
+                minutes,
+                dry_run = dry,
+                "Would keep this wake's outcome on the group."
+            );
+            return;
+        };
+        let (done, cancel) = (self.done.clone(), self.cancel.clone());
+        self.tasks.spawn(async move {
+            let at = unix_now();
+            if on_group("keep this wake's outcome", &done, &cancel, || {
+                cap.record_wake_outcome(at, minutes, wake.joined)
+            })
+            .await
+            .is_some()
+            {
+                info!(
+                    event = "wake_outcome",
+                    joined = wake.joined,
+                    minutes,
+                    "This wake's outcome is kept on the group."
+                );
+            }
         });
     }
 
