@@ -69,6 +69,15 @@ class Ordered:
         self.flush()
 
 
+def where_to(target: str | None) -> str:
+    """Where the agent sent a message, from its log's target: "sns", or "<kind>[<n>]" for the
+    n-th webhook (docs/notifications.md)."""
+    if target == "sns":
+        return "to the operator (SNS)"
+    kind = (target or "").split("[")[0]
+    return f"to the players ({kind.capitalize()} webhook)" if kind else "(target not logged)"
+
+
 class Narrator:
     """Turns the twin's events into sentences for a person."""
 
@@ -125,7 +134,7 @@ class Narrator:
         elif src == "agent" and name == "container_exited":
             say(f"game container {'crashed' if e.get('crash') in (True, 'true') else 'stopped'} (exit code {e.get('exit_code')})", t)
         elif src == "agent" and name == "alert_sent":
-            say(f"alert sent: \"{e.get('subject')}\"", t)
+            say(f"alert sent {where_to(e.get('target'))}: \"{e.get('subject')}\"", t)
         elif src == "agent" and name == "graceful_stop_done":
             if e.get("container") in (None, "none"):
                 say("no game container left to stop", t)

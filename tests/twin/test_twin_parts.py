@@ -51,3 +51,14 @@ def test_query_log_line_has_route53_fields_in_order():
     fields = line.split(" ")
     assert fields == ["1.0", "2026-11-29T01:22:03.456Z", "Z0123", "VaLhEiM.example.test", "A", "NOERROR", "UDP",
                       "TWN1-C1", "198.51.100.200", "-"]
+
+
+def test_the_demo_says_where_each_message_went():
+    """The agent logs each sent message with its target; the demo's timeline tells the
+    operator's SNS copy from the players' webhook copy of the same alert."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+    from demo import where_to
+    assert where_to("sns") == "to the operator (SNS)"
+    assert where_to("discord[0]") == "to the players (Discord webhook)"
+    assert where_to("slack[1]") == "to the players (Slack webhook)"
+    assert where_to(None) == "(target not logged)"
