@@ -70,8 +70,8 @@ class Ordered:
 
 
 def where_to(target: str | None) -> str:
-    """Where the agent sent a message, from its log's target: "sns", or "<kind>[<n>]" for the
-    n-th webhook (docs/notifications.md)."""
+    """Where the agent sent a message, from its log line's `to`: "sns", or "<kind>[<n>]" for the
+    n-th webhook (README, "Logs")."""
     if target == "sns":
         return "to the operator (SNS)"
     kind = (target or "").split("[")[0]
@@ -90,6 +90,9 @@ class Narrator:
 
     def __call__(self, e: dict) -> None:
         src, name, t = e["source"], e["event"], e["t"]
+        if src == "demo":
+            say(e["text"], t)
+            return
         if src == "player" and name == "lookup":
             if e["answer"] == ["0.0.0.0"] and not self.asleep_said:
                 self.first_lookup = self.first_lookup or t
@@ -134,7 +137,7 @@ class Narrator:
         elif src == "agent" and name == "container_exited":
             say(f"game container {'crashed' if e.get('crash') in (True, 'true') else 'stopped'} (exit code {e.get('exit_code')})", t)
         elif src == "agent" and name == "alert_sent":
-            say(f"alert sent {where_to(e.get('target'))}: \"{e.get('subject')}\"", t)
+            say(f"alert sent {where_to(e.get('to'))}: \"{e.get('subject')}\"", t)
         elif src == "agent" and name == "graceful_stop_done":
             if e.get("container") in (None, "none"):
                 say("no game container left to stop", t)
@@ -197,7 +200,8 @@ def story_crash() -> bool:
         tw.player("--play-seconds", "2")
         tw.wait_for("connected", 240, source="player")
         tw.wait_game_up(30)  # the agent has the game's answer: an exit now is a crash
-        say("a bug in the game: it will crash now")
+        # Through the queue, so that it comes after the events of the moments before it.
+        ordered({"source": "demo", "event": "say", "t": time.time(), "text": "a bug in the game: it will crash now"})
         tw.plant_crash()
         tw.wait_for("instance_terminated", 200, source="asg")
         ordered.close()

@@ -54,7 +54,7 @@ def test_query_log_line_has_route53_fields_in_order():
 
 
 def test_the_demo_says_where_each_message_went():
-    """The agent logs each sent message with its target; the demo's timeline tells the
+    """The agent logs each sent message with where it went (`to`); the demo's timeline tells the
     operator's SNS copy from the players' webhook copy of the same alert."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
     from demo import where_to

@@ -266,11 +266,11 @@ fn route(alert: &Alert, queues: &[Queue], options: &Options) {
         wanted = true;
         let target = sink.label();
         if options.dry_run {
-            info!(event = "alert_sent", dry_run = true, target = %target, alert = kind, subject = %message.title, "Would send a notification.");
+            info!(event = "alert_sent", dry_run = true, to = %target, alert = kind, subject = %message.title, "Would send a notification.");
             continue;
         }
         if tx.try_send(message.clone()).is_err() {
-            warn!(event = "alert_dropped", target = %target, alert = kind, subject = %message.title, "Notification dropped: this target's queue is full.");
+            warn!(event = "alert_dropped", to = %target, alert = kind, subject = %message.title, "Notification dropped: this target's queue is full.");
         }
     }
     if !wanted {
@@ -292,11 +292,11 @@ pub async fn deliver(sink: &dyn Sink, message: &Message, delivery: &Delivery) ->
     for attempt in 1..=delivery.attempts.max(1) {
         let (reason, asked) = match timeout(delivery.attempt_timeout, sink.send(message)).await {
             Ok(Ok(())) => {
-                info!(event = "alert_sent", target = %target, alert = kind, subject = %message.title, attempt, "Notification sent.");
+                info!(event = "alert_sent", to = %target, alert = kind, subject = %message.title, attempt, "Notification sent.");
                 return true;
             }
             Ok(Err(SendError::Drop { reason })) => {
-                warn!(event = "alert_dropped", target = %target, alert = kind, subject = %message.title, error = %reason, "Notification dropped.");
+                warn!(event = "alert_dropped", to = %target, alert = kind, subject = %message.title, error = %reason, "Notification dropped.");
                 return false;
             }
             Ok(Err(SendError::Retry { reason, after })) => (reason, after),
@@ -306,18 +306,18 @@ pub async fn deliver(sink: &dyn Sink, message: &Message, delivery: &Delivery) ->
             ),
         };
         if attempt >= delivery.attempts {
-            warn!(event = "alert_dropped", target = %target, alert = kind, subject = %message.title, attempt, error = %reason, "Notification dropped after its last attempt.");
+            warn!(event = "alert_dropped", to = %target, alert = kind, subject = %message.title, attempt, error = %reason, "Notification dropped after its last attempt.");
             return false;
         }
         let pause = match asked {
             Some(a) if a > delivery.max_wait => {
-                warn!(event = "alert_dropped", target = %target, alert = kind, subject = %message.title, retry_after_ms = millis(a), "Notification dropped: the receiver asks to wait longer than {:?}.", delivery.max_wait);
+                warn!(event = "alert_dropped", to = %target, alert = kind, subject = %message.title, retry_after_ms = millis(a), "Notification dropped: the receiver asks to wait longer than {:?}.", delivery.max_wait);
                 return false;
             }
             Some(a) => a,
             None => wait,
         };
-        warn!(target = %target, alert = kind, attempt, error = %reason, retry_in_ms = millis(pause), "Notification failed; retrying.");
+        warn!(to = %target, alert = kind, attempt, error = %reason, retry_in_ms = millis(pause), "Notification failed; retrying.");
         sleep(pause).await;
         wait = wait.saturating_mul(2).min(MAX_BACKOFF);
     }

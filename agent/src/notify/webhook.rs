@@ -74,7 +74,7 @@ impl Webhook {
                 if !self.reported.swap(true, Ordering::Relaxed) {
                     error!(
                         event = "webhook_unavailable",
-                        target = %self.label(),
+                        to = %self.label(),
                         parameter = %name,
                         error = %reason,
                         "Notifications to this webhook cannot be sent; the agent keeps working without them."
