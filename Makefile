@@ -29,7 +29,7 @@ STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py n
 export STORY_WORKERS ?= 3
 
 .PHONY: setup setup-demo build lint check test test-rust test-python test-e2e demo bench deb rpm package-check deploy destroy \
-	world-import world-export world-restore shell status wake sleep clean
+	world-import world-export world-restore shell status wake sleep logs clean
 
 setup:
 	tests/harness/setup.sh
@@ -142,7 +142,7 @@ shell:
 
 # The operator's command for the running server (cloud/cm; `cloud/cm --help`): status reads
 # only; wake starts it; sleep stops it through the save path, refused while players are on.
-status wake:
+status wake logs:
 	@test -n "$(PARAMS)" || { echo "usage: make $@ PARAMS=my-valheim.json" >&2; exit 2; }
 	cloud/cm $@ $(PARAMS) $(if $(REGION),--region $(REGION))
 

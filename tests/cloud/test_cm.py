@@ -2,13 +2,15 @@
 a missing or broken parameter file, a stack that does not exist) gets one clear line and exit 2.
 The verbs against a deployed stack are the stories in tests/twin/test_twin_operator.py."""
 
+import json
 import os
 import subprocess
+import time
 
 from conftest import ROOT, VENV_BIN
 
 CM = ROOT / "cloud" / "cm"
-VERBS = ["deploy", "destroy", "status", "wake", "sleep", "import", "export", "backups", "restore", "shell"]
+VERBS = ["deploy", "destroy", "status", "wake", "sleep", "logs", "import", "export", "backups", "restore", "shell"]
 
 
 def run(args, env_extra=None):
@@ -26,7 +28,7 @@ def test_every_verb_has_help_and_the_top_level_lists_them():
         assert verb in top.stdout
         r = run([verb, "--help"])
         assert r.returncode == 0 and "PARAMS.json" in r.stdout and "--region" in r.stdout, (verb, r.stdout)
-    for verb in ("status", "wake", "sleep"):
+    for verb in ("status", "wake", "sleep", "logs"):
         assert "--json" in run([verb, "--help"]).stdout
     assert "--force" in run(["sleep", "--help"]).stdout
 
@@ -50,7 +52,7 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, params):
 
 
 def test_a_stack_that_does_not_exist_is_named(params, moto_endpoint, aws):
-    for verb in ("status", "wake", "sleep"):
+    for verb in ("status", "wake", "sleep", "logs"):
         r = run([verb, str(params), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": moto_endpoint})
         assert r.returncode == 2, r
         assert r.stderr.strip() == "cm: no stack valheim in eu-west-1: deploy it first (cloud/cm deploy PARAMS.json)"
@@ -68,3 +70,44 @@ def test_deploy_passes_the_package_to_the_deploy_command_and_takes_the_world_fla
     assert f"deploy: error: {package} is built for aarch64 (arm64), but the instance is x86_64" in r.stderr
     help_text = run(["deploy", "--help"]).stdout
     assert "--adopt-world" in help_text and "--replace-world" in help_text
+
+
+def test_logs_shows_the_games_log_and_the_wake_functions_from_the_stack_and_never_the_missing_group(params, moto_endpoint, aws):
+    """A stack with the two log groups cm logs reads (the real template's logical ids and names),
+    lines in each, and no Auto Scaling group: each log's last lines in time order, and the
+    missing group named rather than a failure."""
+    template = {"Resources": {
+        "ContainerLogGroup": {"Type": "AWS::Logs::LogGroup",
+                              "Properties": {"LogGroupName": "/container-manager/valheim/game"}},
+        "WakeLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}}
+    cf = aws("cloudformation")
+    cf.create_stack(StackName="valheim", TemplateBody=json.dumps(template))
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    logs = aws("logs")
+    now = int(time.time() * 1000)
+    for group, stream, messages, first in (
+            (physical["ContainerLogGroup"], "game/game/abc", ["three hours ago"] + [f"line {i}" for i in range(8)],
+             now - 3 * 3600_000),
+            (physical["WakeLogGroup"], "2026/12/06/[$LATEST]x", ["Woke container-manager-valheim: lookup"], now)):
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        # The first line of the game's is older than --since's 60 minutes.
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
+            {"timestamp": first if i == 0 else now - 60_000 + i, "message": m} for i, m in enumerate(messages)])
+    env = {"AWS_ENDPOINT_URL": moto_endpoint}
+    r = run(["logs", str(params), "--region", "us-east-1", "--lines", "50", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    assert [e["message"] for e in json.loads(r.stdout)["game"]["lines"]] == [f"line {i}" for i in range(8)]
+    r = run(["logs", str(params), "--region", "us-east-1", "--lines", "5", "--json"], env)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["game"]["log_group"] == "/container-manager/valheim/game"
+    assert [e["message"] for e in out["game"]["lines"]] == [f"line {i}" for i in range(3, 8)]
+    assert [e["message"] for e in out["wake_path"]["lines"]] == ["Woke container-manager-valheim: lookup"]
+    assert out["last_stop"] is None and "container-manager-valheim is not there" in out["records_error"]
+    text = run(["logs", str(params), "--region", "us-east-1", "--lines", "2"], env)
+    assert text.returncode == 0, text.stderr
+    assert "the game (/container-manager/valheim/game): 2 line(s)" in text.stdout and "line 7" in text.stdout
+    assert "journalctl -u container-manager-agent" in text.stdout
+    bad = run(["logs", str(params), "--region", "us-east-1", "--since", "0"], env)
+    assert bad.returncode == 2 and "--since and --lines must be 1 or more" in bad.stderr

@@ -95,3 +95,10 @@ def test_after_a_crash_and_a_fresh_instance_status_still_shows_why_it_stopped():
         s = wait_state(tw, "up", BOOT)
         assert s["last_stop"]["at"] == crashed_at and s["last_stop"]["reason"] == "crash", s
         assert "last stop: the game crashed with exit code 3" in tw.cm("status").stdout
+        # What outlives both instances, in one place: the records and the wake function's log.
+        shown = tw.cm("logs", "--json")
+        assert shown.returncode == 0, shown.stderr
+        out = json.loads(shown.stdout)
+        woke = [e for e in out["wake_path"]["lines"] if e["message"].startswith("Woke ")]
+        assert len(woke) == 2, out["wake_path"]
+        assert out["last_stop"]["reason"] == "crash" and len(out["wakes_last_day"]) == 1, out
