@@ -230,11 +230,16 @@ async fn boot_points_the_record_here() {
     assert_eq!(ttl, 60);
     let (ttl6, _) = record_is(&shim, &world, "AAAA", "2001:db8::7").await;
     assert_eq!(ttl6, 60);
-    let ops = shim.operations().await;
-    assert!(
-        ops.iter().any(|o| o == "GetChange"),
-        "INSYNC was not polled: {ops:?}"
-    );
+    // The record is visible as soon as the change is made; the agent then polls for INSYNC.
+    eventually(
+        "INSYNC polled (GetChange)",
+        Duration::from_secs(10),
+        || async {
+            let ops = shim.operations().await;
+            ops.iter().any(|o| o == "GetChange").then_some(())
+        },
+    )
+    .await;
 
     agent.stop().await.unwrap();
     // An agent stop (not a termination) leaves the record pointing here.
