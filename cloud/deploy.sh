@@ -369,10 +369,14 @@ fi
 
 if [[ $region != us-east-1 ]]; then
     log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"
+    # The players' webhook (its parameter's name, in $region) hears "waking" from the function.
+    wake_params=("ServerName=$server" "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId"
+        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" "UnusedWakesPerDay=${p_UnusedWakesPerDay:-3}"
+        "WarmPool=${p_WarmPool:-none}" "WebhookKind=${p_WebhookKind:-none}" "WebhookUrlParameter=$p_WebhookUrlParameter")
+    [[ -n $p_WebhookEvents ]] && wake_params+=("WebhookEvents=$p_WebhookEvents")
     aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
         --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-        --parameter-overrides "ServerName=$server" "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId" \
-        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" "UnusedWakesPerDay=${p_UnusedWakesPerDay:-3}" >&2 \
+        --parameter-overrides "${wake_params[@]}" >&2 \
         || die "the deploy of $wake_stack in us-east-1 failed"
 fi
 

@@ -55,7 +55,7 @@ if seen.get("DiscordPublicKey") and not re.fullmatch(r"[0-9a-f]{64}", seen["Disc
 import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
             "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "Secret1", "Secret2",
-            "Secret3", "Secret4", "Secret5", "WebhookKind", "WebhookUrlParameter"):
+            "Secret3", "Secret4", "Secret5", "WebhookKind", "WebhookUrlParameter", "WebhookEvents", "WarmPool"):
     print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
 print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
                                if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256", "DiscordCodeSha256")) + ")")

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from conftest import EXAMPLES, WAKE_TEMPLATE, deployable, example_parameters, load_template
+from conftest import EXAMPLES, MAIN_TEMPLATE, WAKE_TEMPLATE, deployable, example_parameters, load_template
 
 AGENT_CONFIG_KEYS = {
     "container": {"ecs_container_name", "stop_timeout", "pre_stop_command",
@@ -28,6 +28,13 @@ AGENT_CONFIG_KEYS = {
 
 
 def create(aws, template, params, region, name="game"):
+    # moto hands a CommaDelimitedList left at its default to Fn::Join as one string (so the Join
+    # goes over its characters), where CloudFormation gives the list; given explicitly, moto
+    # splits it. So each such default is given, as tests/twin/stack.py does.
+    given_keys = {p["ParameterKey"] for p in params}
+    params = list(params) + [{"ParameterKey": k, "ParameterValue": str(spec["Default"])}
+                             for k, spec in template.get("Parameters", {}).items()
+                             if spec.get("Type") == "CommaDelimitedList" and "Default" in spec and k not in given_keys]
     cf = aws("cloudformation", region)
     cf.create_stack(StackName=name, TemplateBody=deployable(template), Parameters=params,
                     Capabilities=["CAPABILITY_IAM"])
@@ -46,6 +53,10 @@ def create(aws, template, params, region, name="game"):
 def assert_lifecycle(efs, fs_id):
     policies = efs.describe_lifecycle_configuration(FileSystemId=fs_id)["LifecyclePolicies"]
     assert policies == [{"TransitionToIA": "AFTER_30_DAYS"}, {"TransitionToPrimaryStorageClass": "AFTER_1_ACCESS"}]
+
+
+def main_default(key):
+    return str(load_template(MAIN_TEMPLATE)["Parameters"][key]["Default"])
 
 
 def with_overrides(path, **overrides):
@@ -204,7 +215,11 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     # Lambda's variables are strings; moto keeps a Ref'd Number as a number.
     assert {k: str(v) for k, v in wake["Environment"]["Variables"].items()} == {
         "RECORD_NAME": values["RecordName"], "AUTO_SCALING_GROUP": f"container-manager-{name}",
-        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1", "WAKE_BUDGET": "3"}
+        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1", "WAKE_BUDGET": "3",
+        # The players hear "waking" from the function when the stack has a webhook.
+        "WEBHOOK_PARAMETER": values.get("WebhookUrlParameter", "") if values.get("WebhookKind", "none") != "none" else "",
+        "WEBHOOK_KIND": values.get("WebhookKind", "none"), "READY_IN": "4 minutes",
+        "WEBHOOK_EVENTS": values.get("WebhookEvents", main_default("WebhookEvents"))}
     assert aws("cloudwatch").list_dashboards()["DashboardEntries"][0]["DashboardName"] == f"container-manager-{name}"
     assert outputs["WakeStackCommand"].startswith("none")
 
@@ -236,6 +251,7 @@ def test_outside_us_east_1_the_main_stack_has_no_wake_chain(template, aws):
     assert command.startswith("aws cloudformation deploy --region us-east-1 ")
     assert "--template-file cloud/wake-us-east-1.yaml" in command
     assert "ServerRegion=eu-north-1" in command
+    assert " UnusedWakesPerDay=3 WarmPool=none WebhookKind=none WebhookUrlParameter= WebhookEvents=waking,online," in command
     assert command.endswith(" IPv6=false")
     assert aws("lambda", "eu-north-1").list_functions()["Functions"][0]["FunctionName"] == physical["HelperFunction"]
 
@@ -248,11 +264,32 @@ def test_wake_stack_deploys_in_us_east_1_for_another_region(aws):
     wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
     assert wake["Environment"]["Variables"]["SERVER_REGION"] == "eu-north-1"
     role = policy_document(aws("iam").get_role_policy(RoleName=physical["WakeRole"], PolicyName="wake"))
-    (set_capacity,) = [s for s in role["Statement"] if s["Action"] == "autoscaling:SetDesiredCapacity"]
-    assert set_capacity["Resource"] == (
-        "arn:aws:autoscaling:eu-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/container-manager-valheim")
+    group = "arn:aws:autoscaling:eu-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/container-manager-valheim"
+    # Its job and nothing more: its log, wake its own group (and mark the wake), read groups.
+    # moto keeps an AWS::NoValue list element as null; CloudFormation drops it.
+    allowed = {s["Sid"]: (s["Action"], s["Resource"]) for s in role["Statement"] if s is not None}
+    assert allowed.pop("WakeOwnGroupOnly") == (["autoscaling:SetDesiredCapacity", "autoscaling:CreateOrUpdateTags"], group)
+    assert allowed.pop("ReadGroups") == ("autoscaling:DescribeAutoScalingGroups", "*")
+    assert allowed.pop("Logs")[0] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert allowed == {}, "no webhook, no SSM read"
     groups = {g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]}
     assert "/aws/route53/container-manager-valheim" in groups
+
+
+def test_with_a_webhook_the_wake_stack_reads_that_one_parameter_in_the_servers_region(aws):
+    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
+        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "RecordName": "valheim.example.com", "WarmPool": "stopped", "WebhookKind": "slack",
+        "WebhookUrlParameter": "/container-manager/valheim/slack"}.items()]
+    physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
+    env = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]["Environment"]["Variables"]
+    assert (env["WEBHOOK_PARAMETER"], env["WEBHOOK_KIND"], env["READY_IN"]) == (
+        "/container-manager/valheim/slack", "slack", "1 minute")
+    assert env["WEBHOOK_EVENTS"].split(",")[0] == "waking"
+    role = policy_document(aws("iam").get_role_policy(RoleName=physical["WakeRole"], PolicyName="wake"))
+    (read,) = [s for s in role["Statement"] if s is not None and s["Sid"] == "ReadOwnWebhookUrlOnly"]
+    assert (read["Action"], read["Resource"]) == (
+        "ssm:GetParameter", "arn:aws:ssm:eu-north-1:123456789012:parameter/container-manager/valheim/slack")
 
 
 def test_no_port_22_opens_on_any_example(template, aws):

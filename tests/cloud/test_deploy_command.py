@@ -4,6 +4,7 @@ what it refuses before any AWS call, and the two-region deploy and destroy. The 
 instance is in tests/twin/test_twin_deploy.py."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -196,8 +197,10 @@ def test_deploy_names_a_hosted_zone_that_does_not_exist_and_creates_nothing(tmp_
 def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_keeping_the_world(tmp_path, shim):
     zone = client(shim, "route53", "us-east-1").create_hosted_zone(
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
-    path = write_params(tmp_path, {"HostedZoneId": zone})
+    path = write_params(tmp_path, {"HostedZoneId": zone, "WebhookKind": "discord", "WebhookEvents": "waking,online",
+                                   "WebhookUrlParameter": "/container-manager/valheim/discord"})
     put_secret(shim, "eu-west-1")
+    put_secret(shim, "eu-west-1", "/container-manager/valheim/discord")
     package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
     package.write_bytes(b"an rpm, as far as the stack is concerned\n")
     r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
@@ -216,6 +219,11 @@ def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_kee
     wake = client(shim, "cloudformation", "us-east-1").describe_stacks(StackName="container-manager-valheim-wake")["Stacks"][0]
     wake_params = {p["ParameterKey"]: p["ParameterValue"] for p in wake["Parameters"]}
     assert (wake_params["ServerRegion"], wake_params["HostedZoneId"]) == ("eu-west-1", zone)
+    # The wake function in us-east-1 tells the players' webhook, whose URL stays in the server's region.
+    # moto shows a CommaDelimitedList's value as Python's repr of the list.
+    events = re.sub(r"[\[\]' ]", "", wake_params["WebhookEvents"])
+    assert (wake_params["WebhookKind"], wake_params["WebhookUrlParameter"], events,
+            wake_params["WarmPool"]) == ("discord", "/container-manager/valheim/discord", "waking,online", "none")
 
     r = run(["destroy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr

@@ -498,13 +498,14 @@ def test_a_webhook_needs_its_parameter(main_template, given, refused):
         assert len(out) == 1 and refused in out[0], out
 
 
-def test_the_webhook_parameter_is_a_name_never_a_url(main_template):
+def test_the_webhook_parameter_is_a_name_never_a_url(main_template, wake_template):
     pattern = re.compile(main_template["Parameters"]["WebhookUrlParameter"]["AllowedPattern"])
     assert pattern.fullmatch("") and pattern.fullmatch("/container-manager/valheim/discord")
     for bad in ["https://discord.com/api/webhooks/1/x", "container-manager/x", "/a b", '/a"b']:
         assert not pattern.fullmatch(bad), bad
     events = main_template["Parameters"]["WebhookEvents"]["Default"].split(",")
-    assert events == ["online", "idle_stop", "crash", "max_uptime", "needs_operator", "never_started"]
+    assert events == ["waking", "online", "idle_stop", "crash", "max_uptime", "needs_operator", "never_started"]
+    assert main_template["Parameters"]["WebhookEvents"]["Default"] == wake_template["Parameters"]["WebhookEvents"]["Default"]
     # moto's CloudFormation applies the policy resource; the template names exactly one parameter.
     policy = main_template["Resources"]["WebhookUrlPolicy"]
     assert policy["Condition"] == "HasWebhook"

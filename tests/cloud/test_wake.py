@@ -63,7 +63,8 @@ def _wake(request, aws, main_template, wake_template):
     template = main_template if request.param == "main" else wake_template
     types = "A AAAA" if getattr(request, "ipv6", False) else "A"
     module = load_function(function_code(template, "WakeFunction"), "wake", {
-        "RECORD_NAME": NAME, "AUTO_SCALING_GROUP": GROUP, "RECORD_TYPES": types, "SERVER_REGION": region})
+        "RECORD_NAME": NAME, "AUTO_SCALING_GROUP": GROUP, "RECORD_TYPES": types, "SERVER_REGION": region,
+        **getattr(request, "webhook_env", {"WEBHOOK_PARAMETER": ""})})
 
     def desired():
         return autoscaling.describe_auto_scaling_groups(
@@ -184,3 +185,138 @@ def test_with_ipv6_the_filter_passes_a_and_aaaa_lines(main_template, wake_ipv6):
     assert wanted == lines[:3]
     assert set(wanted) <= set(matched)
     assert query_line(NAME, "TXT") not in matched and query_line(NAME, "MX") not in matched
+
+
+# The players are told it is coming: a wake by a lookup posts "waking, usually ready in about N"
+# to the players' webhook once, whatever the number of lookups (docs/cloud.md, "Players are told
+# it is coming"). A real HTTP receiver on loopback takes the posts.
+
+HOOK_PARAMETER = "/container-manager/valheim/discord"
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps each POST's path and JSON body."""
+
+    def __init__(self, status=204):
+        import http.server
+        import threading
+
+        self.posts = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.posts.append({"path": self.path, "body": json.loads(body),
+                                       "agent": self.headers.get("User-Agent")})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/webhooks/1/sEcReT"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _telling(request, aws, main_template, wake_template, kind="discord", events="waking,online", status=204,
+             warm=False):
+    receiver = Receiver(status)
+    request.addfinalizer(receiver.close)
+    request.webhook_env = {"WEBHOOK_PARAMETER": HOOK_PARAMETER, "WEBHOOK_KIND": kind, "WEBHOOK_EVENTS": events,
+                           "READY_IN": "1 minute" if warm else "4 minutes"}
+    wake = _wake(request, aws, main_template, wake_template)
+    region = "us-east-1" if request.param == "main" else "eu-north-1"
+    aws("ssm", region).put_parameter(Name=HOOK_PARAMETER, Type="SecureString", Value=receiver.url)
+    wake.receiver = receiver
+    return wake
+
+
+@pytest.fixture(params=["main", "wake"])
+def telling(request, aws, main_template, wake_template):
+    return _telling(request, aws, main_template, wake_template)
+
+
+def test_a_wake_by_a_lookup_tells_the_players_once_with_the_usual_wait(telling, capsys):
+    assert telling.handler(subscription_event(query_line(NAME)), None) == "woken"
+    assert telling.desired() == 1
+    (post,) = telling.receiver.posts
+    assert post["path"] == "/api/webhooks/1/sEcReT" and post["agent"] == "container-manager"
+    (embed,) = post["body"]["embeds"]
+    assert embed["title"] == f"{NAME}: waking up"
+    assert embed["description"] == "Usually ready in about 4 minutes."
+    assert post["body"]["allowed_mentions"] == {"parse": []}
+    # More lookups while it boots tell nobody again.
+    for _ in range(3):
+        assert telling.handler(subscription_event(query_line(NAME)), None) == "awake"
+    assert len(telling.receiver.posts) == 1
+    out = capsys.readouterr().out
+    assert "Told the players it is waking." in out and "sEcReT" not in out
+
+
+def test_lookups_in_flight_together_wake_the_server_and_tell_the_players_once(telling):
+    # Lambda may run several invocations at once (one per query-log stream); each sees the group
+    # at 0 and wakes it. Only the last to mark the group posts.
+    import threading
+
+    start = threading.Barrier(5)
+    results = []
+
+    def lookup():
+        start.wait()
+        results.append(telling.handler(subscription_event(query_line(NAME)), None))
+
+    threads = [threading.Thread(target=lookup) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 5 and "woken" in results, results
+    assert telling.desired() == 1
+    assert len(telling.receiver.posts) == 1, telling.receiver.posts
+
+
+@pytest.mark.parametrize("kind, check", [
+    ("slack", lambda b: b == {"text": f"{NAME}: waking up. Usually ready in about 1 minute."}),
+    ("json", lambda b: b == {"source": "container-manager", "event": "waking", "title": f"{NAME}: waking up",
+                             "message": "Usually ready in about 1 minute."}),
+])
+@pytest.mark.parametrize("which", ["main", "wake"])
+def test_the_notice_is_written_as_the_webhooks_kind_wants(request, aws, main_template, wake_template, which,
+                                                          kind, check):
+    request.param = which
+    wake = _telling(request, aws, main_template, wake_template, kind=kind, warm=True)
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
+    (post,) = wake.receiver.posts
+    assert check(post["body"]), post["body"]
+
+
+@pytest.mark.parametrize("which", ["main", "wake"])
+def test_without_waking_in_the_events_the_players_hear_nothing(request, aws, main_template, wake_template, which):
+    request.param = which
+    wake = _telling(request, aws, main_template, wake_template, events="online,crash")
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
+    assert wake.desired() == 1 and wake.receiver.posts == []
+
+
+@pytest.mark.parametrize("which", ["main", "wake"])
+def test_a_webhook_that_fails_leaves_the_wake_standing_and_the_url_out_of_the_log(
+        request, aws, main_template, wake_template, which, capsys):
+    request.param = which
+    wake = _telling(request, aws, main_template, wake_template, status=404)
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
+    assert wake.desired() == 1 and len(wake.receiver.posts) == 1
+    out = capsys.readouterr().out
+    assert "Could not tell the players: HTTPError" in out and "sEcReT" not in out and "127.0.0.1" not in out
+    # A parameter that does not exist: the same.
+    region = "us-east-1" if which == "main" else "eu-north-1"
+    aws("ssm", region).delete_parameter(Name=HOOK_PARAMETER)
+    aws("autoscaling", region).set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=0)
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
+    assert "Could not tell the players: ParameterNotFound" in capsys.readouterr().out

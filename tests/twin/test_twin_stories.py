@@ -100,6 +100,14 @@ def test_story_1_wake_play_sleep_wake_again():
         assert_runs_under_the_hardened_unit(tw, inst)
         connected = tw.wait_for("connected", 30, source="player")
         assert connected["address"] == inst.ip
+        # The players heard it was coming, once for all those lookups: from the wake function,
+        # before the agent's "online".
+        (waking,) = [p for p in tw.package.posts if p["client"] != inst.ip]
+        assert waking["status"] == 204 and waking["body"]["embeds"][0]["title"] == f"{RECORD}: waking up", waking
+        assert waking["body"]["embeds"][0]["description"] == "Usually ready in about 4 minutes."
+        online = tw.wait_for("alert_sent", 10, source="agent", pred=lambda e: e.get("alert") == "online")
+        assert waking["t"] < online["t"]
+        assert "Told the players it is waking." in tw.function_log("WakeFunction")
         tw.wait_for("left", 40, source="player")
 
         # Players gone: idle after a minute, the world saved, DNS back, zero instances.
@@ -124,6 +132,8 @@ def test_story_1_wake_play_sleep_wake_again():
         assert inst2.iid != inst.iid and second["address"] == inst2.ip != inst.ip
         tw.wait_for("connected", 30, source="player", after=second["t"])
         assert "loaded save" in game_log(tw, inst2) and "sessions=1" in game_log(tw, inst2)
+        # A new wake, a new notice.
+        assert len([p for p in tw.package.posts if p["client"] not in (inst.ip, inst2.ip)]) == 2
 
 
 def test_story_2_resolvers_as_they_are():

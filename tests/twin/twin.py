@@ -385,6 +385,19 @@ def kill_leftover_daemons(names: Names) -> None:
     shutil.rmtree(names.run_dir, ignore_errors=True)
 
 
+def trust_in_this_process(ca_pem: bytes) -> None:
+    """Adds a CA to the bundle that this process's default TLS contexts load (SSL_CERT_FILE,
+    read by OpenSSL each time a context loads its default paths): the system's CAs, plus those
+    of every twin in this process (the isolation story runs two)."""
+    bundle = Path(tempfile.gettempdir()) / f"cm-twin-cas-{os.getpid()}.pem"
+    if not bundle.exists():
+        system = Path(ssl.get_default_verify_paths().openssl_cafile)
+        bundle.write_bytes(system.read_bytes() if system.is_file() else b"")
+    with bundle.open("ab") as f:
+        f.write(b"\n" + ca_pem)
+    os.environ["SSL_CERT_FILE"] = str(bundle)
+
+
 class PackageServer:
     """Serves the agent over HTTPS with a certificate from the twin's own CA, as a release page
     would. GET /container-manager-agent is the binary; any other path is a 404. It is also the
@@ -670,6 +683,9 @@ class Twin:
         self.ca_bundle = sh("docker", "run", "--rm", "--network", "none", "--label", self.names.label,
                             "--entrypoint", "cat", self.instance_image,
                             "/etc/ssl/certs/ca-certificates.crt").stdout.encode() + self.package.ca_pem
+        # The wake function runs in this process and posts "waking" to the players' webhook, the
+        # receiver above: this process trusts the twin's CA, as Lambda's runtime trusts public ones.
+        trust_in_this_process(self.package.ca_pem)
         self.next_index = itertools.count(10)
         self._start(self._watch_group, "launcher")
         self._start(self._watch_journals, "journals")

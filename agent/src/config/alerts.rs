@@ -56,7 +56,7 @@ impl RawAlerts {
                 ),
             ));
         }
-        let events = events(cx, "alerts.events", &self.events)?;
+        let events = events(cx, "alerts.events", &self.events, &[])?;
         Ok(Some(AlertsConfig {
             sns_topic_arn: arn,
             events,

@@ -100,19 +100,27 @@ pub(super) fn optional(s: String) -> Option<String> {
 }
 
 /// A list of event names, each known, without duplicates.
+/// The agent's events named in `key`. Names in `sent_by_others` are accepted and left out: the
+/// stack's wake function sends those (a webhook's `waking`).
 pub(super) fn events(
     cx: &Ctx<'_>,
     key: &str,
     names: &[String],
+    sent_by_others: &[&str],
 ) -> Result<Vec<EventKind>, ConfigError> {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
+        if sent_by_others.contains(&name.as_str()) {
+            continue;
+        }
         let Some(kind) = EventKind::from_name(name) else {
+            let mut known: Vec<&str> = EventKind::ALL.map(EventKind::as_str).to_vec();
+            known.extend_from_slice(sent_by_others);
             return Err(cx.err(
                 format!("{key}[{i}]"),
                 format!(
                     "{name:?} is not an event (expected one of {})",
-                    EventKind::ALL.map(EventKind::as_str).join(", ")
+                    known.join(", ")
                 ),
             ));
         };

@@ -26,6 +26,10 @@ struct RawWebhook {
     events: Vec<String>,
 }
 
+/// A webhook's events that the stack's wake function posts, not the agent: `waking`, when a
+/// lookup wakes the server (docs/cloud.md, "Players are told it is coming").
+pub const WAKE_FUNCTION_EVENTS: [&str; 1] = ["waking"];
+
 fn d_webhook_events() -> Vec<String> {
     // The operator's events, and `online` for the players.
     let mut events = vec!["online".to_string()];
@@ -125,7 +129,7 @@ impl RawWebhook {
         };
         let url_parameter =
             ssm_parameter_name(&self.url_parameter).map_err(|m| cx.err(key("url_parameter"), m))?;
-        let events = events(cx, &key("events"), &self.events)?;
+        let events = events(cx, &key("events"), &self.events, &WAKE_FUNCTION_EVENTS)?;
         Ok(WebhookConfig {
             kind,
             url_parameter,
@@ -255,6 +259,39 @@ mod tests {
         assert_eq!(w[1].events, vec![Players, Online], "duplicates folded");
         let none = parse("agent.toml", MINIMAL).unwrap();
         assert_eq!(none.notify, NotifyConfig::default());
+    }
+
+    /// `waking` is the wake function's notice: a webhook may list it (the stack's default list
+    /// does), the agent leaves it out, and the SNS alerts, which the function never sends to,
+    /// refuse it.
+    #[test]
+    fn a_webhook_may_list_the_wake_functions_waking_notice_and_the_agent_leaves_it_out() {
+        let c = parse(
+            "agent.toml",
+            &with(
+                "",
+                "",
+                "[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"/cm/discord\"\nevents = [\"waking\", \"online\", \"crash\"]",
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            c.notify.webhooks[0].events,
+            vec![EventKind::Online, EventKind::Crash]
+        );
+        let e = err(&with(
+            "",
+            "",
+            "[[notify.webhook]]\nkind = \"discord\"\nurl_parameter = \"/cm/discord\"\nevents = [\"online\", \"wakin\"]",
+        ));
+        assert_eq!(e.key, "notify.webhook[0].events[1]");
+        assert!(e.to_string().contains("never_started, waking"), "{e}");
+        let e = err(&with(
+            "",
+            "",
+            "[alerts]\nsns_topic_arn = \"arn:aws:sns:eu-west-1:123456789012:a\"\nevents = [\"waking\"]",
+        ));
+        assert_eq!(e.key, "alerts.events[0]");
     }
 
     #[test]
