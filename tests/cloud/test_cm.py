@@ -5,6 +5,7 @@ The verbs against a deployed stack are the stories in tests/twin/test_twin_opera
 import json
 import os
 import subprocess
+import sys
 import time
 
 from conftest import ROOT, VENV_BIN
@@ -111,3 +112,48 @@ def test_logs_shows_the_games_log_and_the_wake_functions_from_the_stack_and_neve
     assert "journalctl -u container-manager-agent" in text.stdout
     bad = run(["logs", str(params), "--region", "us-east-1", "--since", "0"], env)
     assert bad.returncode == 2 and "--since and --lines must be 1 or more" in bad.stderr
+
+
+def test_wake_tells_the_players_webhook_once_and_a_second_wake_tells_nobody(params, moto_endpoint, aws):
+    """cloud/cm wake wakes the server and posts "waking" to the webhook the stack's parameters
+    name, as a lookup's wake does; the URL comes from SSM and is never printed."""
+    sys.path.insert(0, str(ROOT / "tests" / "cloud"))
+    from test_wake import Receiver
+
+    receiver = Receiver()
+    try:
+        template = {"Parameters": {k: {"Type": t} for k, t in (
+                        ("WebhookKind", "String"), ("WebhookUrlParameter", "String"),
+                        ("WebhookEvents", "CommaDelimitedList"), ("WarmPool", "String"))},
+                    "Resources": {"WakeLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}}
+        aws("cloudformation").create_stack(StackName="valheim", TemplateBody=json.dumps(template), Parameters=[
+            {"ParameterKey": k, "ParameterValue": v} for k, v in {
+                "WebhookKind": "json", "WebhookUrlParameter": "/container-manager/valheim/hook",
+                "WebhookEvents": "waking,online", "WarmPool": "stopped"}.items()])
+        aws("ssm").put_parameter(Name="/container-manager/valheim/hook", Type="SecureString", Value=receiver.url)
+        aws("ec2").create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
+        subnet = aws("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+        aws("autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName="container-manager-valheim", MinSize=0, MaxSize=1, DesiredCapacity=0,
+            LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=subnet)
+        env = {"AWS_ENDPOINT_URL": moto_endpoint}
+        r = run(["wake", str(params), "--region", "us-east-1", "--json"], env)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert (out["result"], out["players_told"]) == ("waking", "yes"), out
+        (post,) = receiver.posts
+        assert post["body"] == {"source": "container-manager", "event": "waking",
+                                "title": "valheim.example.com: waking up", "message": "Usually ready in about 1 minute."}
+        again = run(["wake", str(params), "--region", "us-east-1"], env)
+        assert again.returncode == 0 and "already awake or waking" in again.stdout, again
+        assert len(receiver.posts) == 1
+        assert "sEcReT" not in r.stdout + r.stderr + again.stdout + again.stderr
+        # A webhook that is gone: the wake stands, and the output says why nobody was told.
+        aws("ssm").delete_parameter(Name="/container-manager/valheim/hook")
+        aws("autoscaling").set_desired_capacity(AutoScalingGroupName="container-manager-valheim", DesiredCapacity=0)
+        gone = run(["wake", str(params), "--region", "us-east-1"], env)
+        assert gone.returncode == 0, gone.stderr
+        assert "valheim: waking" in gone.stdout and "players told: no: aws ssm get-parameter" in gone.stdout, gone.stdout
+    finally:
+        receiver.close()

@@ -381,7 +381,7 @@ def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template)
     assert eni["Ipv6AddressCount"] == {"Fn::If": ["HasIPv6", 1, {"Ref": "AWS::NoValue"}]}
     variables = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][1]
     assert variables["Ipv6"] == {"Fn::If": ["HasIPv6", "true", "false"]}
-    assert "IPv6=${IPv6}" in main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][2]["Fn::Sub"]
+    assert "IPv6=${IPv6}" in main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][2]["Fn::Sub"][0]
 
 
 def test_spot_is_a_mixed_instances_policy_of_spot_only(main_template):
