@@ -50,6 +50,10 @@ def test_status_through_every_state_with_wake_and_sleep_through_the_command():
 
         woke = tw.cm("wake", "--json")
         assert woke.returncode == 0 and json.loads(woke.stdout)["result"] == "waking", woke
+        # The players' Discord heard it was coming, as after a lookup's wake.
+        assert json.loads(woke.stdout)["players_told"] == "yes", woke.stdout
+        (told,) = [p for p in tw.package.posts if "waking up" in p["body"]["embeds"][0]["title"]]
+        assert told["status"] == 204 and told["body"]["embeds"][0]["description"] == "Usually ready in about 4 minutes."
         s = status(tw)
         assert s["state"] == "waking" and s["seconds_since_wake"] is not None, s
         tw.player("--play-seconds", "150", "--rate", "5")
