@@ -11,7 +11,9 @@ Sections:
    request log: container death -> SetDesiredCapacity, agent start -> Route53 change,
    idle_after expiry -> scale-in call;
 4. wake to playable in the cloud twin (tests/twin), medians over BENCH_WAKES wakes, step by
-   step, next to a paper column of published figures for real AWS (docs/aws-sources.md);
+   step (with when the players were told it is waking), next to a paper column of published
+   figures for real AWS (docs/aws-sources.md); `bench.py twin` prints it alone, with the
+   debug agent;
 5. a cost model for 20 hours of play a month, for each mode of the stack, derived from the
    resources the template creates for that mode's parameters (`bench.py cost` prints it alone).
 """
@@ -173,6 +175,8 @@ PAPER: dict[str, str] = {
     "query_log": "no published per-query latency (§1)",
     "wake_call": "CloudWatch Logs to Lambda: \"usually less than three minutes\", a bound (§3, §5)",
     "capacity": "Lambda cold start: under 100 ms to over 1 s (§5)",
+    "told": "the capacity, then the function's 1 s wait for wakes in flight together (§12), one GetParameter "
+            "and the webhook's POST; no published figure for a Discord webhook's answer",
     "launch": "SetDesiredCapacity to launch: no published figure; pending to running 4.9 s in one 2021 run (§5)",
     "user_data": "running to OS reachable: 17-23 s in the same run (§5)",
     "installed": "cold ASG launch with an app install: 243 s in AWS's sample; from a stopped warm pool 36 s (§5)",
@@ -184,14 +188,15 @@ PAPER: dict[str, str] = {
 }
 
 
-def twin_wakes(pool: str) -> dict[str, list[float]]:
+def twin_wakes(pool: str, release: bool = True) -> dict[str, list[float]]:
     """WAKES wakes in one twin, each ended through the API as the agent would after idle_after
     (the termination path runs in full); with a pool, each wake waits for the pool to refill."""
     sys.path.insert(0, str(ROOT / "tests" / "twin"))
     import timeline
     import twin
 
-    twin.AGENT = RELEASE
+    if release:
+        twin.AGENT = RELEASE
     per_step: dict[str, list[float]] = {k: [] for k, _ in timeline.STEPS}
     with twin.Twin(overrides={"WarmPool": pool}) as tw:
         autoscaling = tw.client("autoscaling")
@@ -211,11 +216,11 @@ def twin_wakes(pool: str) -> dict[str, list[float]]:
     return per_step
 
 
-def twin_section() -> list[str]:
+def twin_section(release: bool = True) -> list[str]:
     sys.path.insert(0, str(ROOT / "tests" / "twin"))
     import timeline
 
-    cold, warm = twin_wakes("none"), twin_wakes("stopped")
+    cold, warm = twin_wakes("none", release), twin_wakes("stopped", release)
 
     def cell(xs: list[float]) -> str:
         return f"{statistics.median(xs):.2f} s ({min(xs):.2f}-{max(xs):.2f}, n={len(xs)})" if xs else "not a step here"
@@ -436,6 +441,12 @@ def main() -> int:
     if sys.argv[1:] == ["cost"]:
         # The cost model alone: no build, no measurement (it reads only the template).
         print("\n".join(cost_section()))
+        return 0
+    if sys.argv[1:] == ["twin"]:
+        # The twin's wake breakdown alone, with the debug agent `make build` makes (the full
+        # bench measures the release build); it prints and writes no report.
+        print(f"Wake to playable in the cloud twin, debug agent ({WAKES} wakes each):")
+        print("\n".join(twin_section(release=False)))
         return 0
     if not RELEASE.exists():
         print(f"bench: build the release binary first ({RELEASE})", file=sys.stderr)

@@ -26,7 +26,7 @@ import types
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 
@@ -450,22 +450,39 @@ def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:
     return td
 
 
-def invoke(module: types.ModuleType, event: dict, moto_url: str, log_group: str | None) -> Any:
+class _TimedLines(io.TextIOBase):
+    """What a handler prints, line by line, each with the time it was printed (as Lambda's log
+    events carry)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.partial = ""
+
+    def write(self, text: str) -> int:
+        *done, self.partial = (self.partial + text).split("\n")
+        self.lines += [(time.time(), line) for line in done if line.strip()]
+        return len(text)
+
+
+def invoke(module: types.ModuleType, event: dict, moto_url: str, log_group: str | None,
+           on_line: Callable[[float, str], None] | None = None) -> Any:
     """Calls a function's handler as Lambda would, and writes what it prints to the function's
-    log group in the emulator (its LoggingConfig), one event per line."""
-    out = io.StringIO()
+    log group in the emulator (its LoggingConfig), one event per line at the time it was printed;
+    `on_line` also gets each line with its time."""
+    out = _TimedLines()
     try:
         with contextlib.redirect_stdout(out):
             return module.handler(event, None)
     finally:
-        lines = [line for line in out.getvalue().splitlines() if line.strip()]
+        lines = out.lines + ([(time.time(), out.partial)] if out.partial.strip() else [])
+        for t, line in lines if on_line else []:
+            on_line(t, line)
         if log_group and lines:
             logs = _client(moto_url, "logs")
             stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
             logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
-            now = int(time.time() * 1000)
             logs.put_log_events(logGroupName=log_group, logStreamName=stream,
-                                logEvents=[{"timestamp": now, "message": line} for line in lines])
+                                logEvents=[{"timestamp": int(t * 1000), "message": line} for t, line in lines])
 
 
 def log_group_of(deployed_template: dict, physical: dict[str, str], function: str) -> str | None:

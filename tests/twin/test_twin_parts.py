@@ -62,3 +62,30 @@ def test_the_demo_says_where_each_message_went():
     assert where_to("discord[0]") == "to the players (Discord webhook)"
     assert where_to("slack[1]") == "to the players (Slack webhook)"
     assert where_to(None) == "(target not logged)"
+
+
+def test_the_timeline_takes_the_capacity_from_the_woke_line_and_shows_the_players_notice_in_time_order():
+    """The wake function tells the players after the capacity is set (a second's wait for wakes in
+    flight together, then the post), so its duration is no longer the capacity step: the twin
+    records each line the function prints with its time, and the timeline reads those."""
+    import timeline
+
+    t0 = 1000.0
+    events = [
+        {"t": t0, "source": "player", "event": "lookup"},
+        {"t": t0 + 0.2, "source": "dns", "event": "query_logged"},
+        {"t": t0 + 0.3, "source": "wake", "event": "wake_invoked", "result": "woken", "duration_ms": 1400.0},
+        {"t": t0 + 0.35, "source": "wake", "event": "function_printed", "function": "WakeFunction",
+         "line": "Woke container-manager-twin: a DNS query asked for x."},
+        {"t": t0 + 0.9, "source": "asg", "event": "instance_started"},
+        {"t": t0 + 1.7, "source": "wake", "event": "function_printed", "function": "WakeFunction",
+         "line": "Told the players it is waking."},
+    ]
+    marks = {k: t for k, _, t in timeline.breakdown(events)}
+    assert marks["capacity"] == pytest.approx(0.35) and marks["told"] == pytest.approx(1.7)
+    assert marks["launch"] == pytest.approx(0.9) and marks["connected"] is None
+    lines = timeline.render(timeline.breakdown(events))
+    order = [next(i for i, line in enumerate(lines) if label in line)
+             for label in ("desired capacity 1", "instance launched", "players told")]
+    assert order == sorted(order), lines
+    assert "+0.80" in lines[order[2]], "the notice's delta is from the step before it in time"

@@ -10,6 +10,7 @@ STEPS = [
     ("query_log", "query-log line written"),
     ("wake_call", "wake function called (filter matched)"),
     ("capacity", "desired capacity 1 (SetDesiredCapacity returned)"),
+    ("told", "players told it is waking (the webhook's post returned)"),
     ("launch", "instance launched (network up, systemd starts)"),
     ("user_data", "user-data starts (system booted)"),
     ("installed", "agent installed (sha256 ok), user-data done"),
@@ -39,7 +40,10 @@ def breakdown(events: list[dict], after: float = 0.0) -> list[tuple[str, str, fl
         "lookup": t0,
         "query_log": _first(ev, lambda e: e["event"] == "query_logged", t0),
         "wake_call": woken["t"] if woken else None,
-        "capacity": woken["t"] + woken["duration_ms"] / 1000 if woken else None,
+        # The function prints "Woke" once SetDesiredCapacity returned, then tells the players.
+        "capacity": _first(ev, lambda e: e["event"] == "function_printed" and e["line"].startswith("Woke "), t0)
+        or (woken["t"] + woken["duration_ms"] / 1000 if woken else None),
+        "told": _first(ev, lambda e: e["event"] == "function_printed" and e["line"].startswith("Told the players"), t0),
         "launch": launch,
         "user_data": _first(ev, lambda e: e["event"] == "user_data_output" and "running user-data" in e["message"], t0),
         "installed": _first(ev, lambda e: e["event"] == "user_data_output" and "exited with status 0" in e["message"], t0),
@@ -54,8 +58,9 @@ def breakdown(events: list[dict], after: float = 0.0) -> list[tuple[str, str, fl
 
 
 def render(rows: list[tuple[str, str, float | None]]) -> list[str]:
+    """The steps in the order they happened (the players' notice runs beside the boot)."""
     out, prev = [], 0.0
-    for _, label, t in rows:
+    for _, label, t in sorted(rows, key=lambda r: (r[2] is None, r[2] or 0.0)):
         if t is None:
             out.append(f"  {'-':>8}  {'':>8}  {label}")
             continue

@@ -674,7 +674,10 @@ class Twin:
             self.delivery.subscribe(nameserver.Subscriber(
                 log_group=sub.log_group, filter_name=f"{self.deployed.name}-{sub.function_logical_id}",
                 pattern=sub.pattern,
-                deliver=lambda payload, m=module, g=fn_logs: stack.invoke(m, payload, self.shim.moto, g)))
+                deliver=lambda payload, m=module, g=fn_logs, f=sub.function_logical_id: stack.invoke(
+                    m, payload, self.shim.moto, g,
+                    on_line=lambda t, line: self.record("function_printed", source="wake", t=t, function=f,
+                                                        line=line))))
         self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, self.names.twin_ip, self.delivery, self.record)
         # The stack's function URLs (the Discord endpoint's, with DiscordPublicKey): logical id -> URL.
         self.urls = functionurl.start(self.deployed, self.shim.moto, self.shim.aws, self.dir / "functions", self.record)
