@@ -221,6 +221,31 @@ def test_heartbeat_alarm_scales_to_zero_after_10_silent_minutes_in_service(main_
     assert "GroupInServiceInstances" in collected[0]["Metrics"]
 
 
+def test_a_wake_that_brings_nothing_into_service_in_10_minutes_alerts_the_operator_once(main_template):
+    """The failed-to-wake alarm: desired capacity at least 1 and no instance in service for 10
+    one-minute periods in a row. It alerts (entering ALARM is one notification) and leaves the
+    capacity alone: nothing runs, and the group keeps trying."""
+    alarm = main_template["Resources"]["WakeFailedAlarm"]["Properties"]
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    for key, name, stat in (("desired", "GroupDesiredCapacity", "Minimum"),
+                            ("inservice", "GroupInServiceInstances", "Maximum")):
+        ms = metrics[key]["MetricStat"]
+        assert (ms["Metric"]["Namespace"], ms["Metric"]["MetricName"], ms["Stat"], ms["Period"]) == (
+            "AWS/AutoScaling", name, stat, 60)
+        assert ms["Metric"]["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": {"Ref": "AutoScalingGroup"}}]
+    (result,) = [m for m in alarm["Metrics"] if m["ReturnData"]]
+    assert result["Expression"] == "IF(desired >= 1 AND FILL(inservice, 0) < 1, 1, 0)"
+    assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 10
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["TreatMissingData"]) == (
+        "GreaterThanOrEqualToThreshold", 1, "notBreaching")
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}] and "OKActions" not in alarm
+    text, values = alarm["AlarmDescription"]["Fn::Sub"]
+    assert "describe-scaling-activities" in text and "cloud/cm sleep" in text
+    assert values["ReadyIn"] == {"Fn::If": ["HasWarmPool", "1 minute", "4 minutes"]}
+    collected = main_template["Resources"]["AutoScalingGroup"]["Properties"]["MetricsCollection"][0]["Metrics"]
+    assert {"GroupDesiredCapacity", "GroupInServiceInstances"} <= set(collected)
+
+
 def test_max_uptime_alarm_alerts_and_stops_only_when_asked(main_template):
     alarm = main_template["Resources"]["MaxUptimeAlarm"]["Properties"]
     assert alarm["MetricName"] == "GroupInServiceInstances"
