@@ -412,7 +412,8 @@ class PackageServer:
 
         now = dt.datetime.now(dt.timezone.utc)
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "container-manager twin CA")])
+        # A name of its own: a process that trusts several twins finds each CA by its subject.
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"container-manager twin CA {secrets.token_hex(4)}")])
         ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
               .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
               .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=2))
