@@ -492,7 +492,7 @@ async fn an_unrequested_exit_while_terminating_is_not_a_crash_for_the_core() {
         out.iter().any(|a| {
             matches!(
                 a,
-                Action::ScaleToZero(_) | Action::Alert(Alert::Crash { .. })
+                Action::ScaleToZero(..) | Action::Alert(Alert::Crash { .. })
             )
         })
     };

@@ -19,7 +19,9 @@ use container_manager_agent::aws::{
 };
 use container_manager_agent::config::{self, WebhookConfig, WebhookKind};
 use container_manager_agent::container::{ContainerError, Containers, StopReport};
-use container_manager_agent::decide::{Alert, ContainerEvent, EventKind, LifecycleState, Problem};
+use container_manager_agent::decide::{
+    Alert, ContainerEvent, EventKind, LifecycleState, Problem, StopFacts,
+};
 use container_manager_agent::notify::http::{HttpPost, Https};
 use container_manager_agent::notify::webhook::Webhook;
 use container_manager_agent::notify::{self, Context, Delivery, Options, Sink};
@@ -366,7 +368,13 @@ impl Capacity for Cloud {
         record(&self.0, "clear unused wakes");
         Ok(())
     }
-    async fn record_stop(&self, _at: u64, reason: &str, _detail: &str) -> Result<(), AwsError> {
+    async fn record_stop(
+        &self,
+        _at: u64,
+        reason: &str,
+        _facts: StopFacts,
+        _detail: &str,
+    ) -> Result<(), AwsError> {
         record(&self.0, &format!("record stop {reason}"));
         Ok(())
     }

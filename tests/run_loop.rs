@@ -13,7 +13,7 @@ use container_manager_agent::aws::{
 };
 use container_manager_agent::config;
 use container_manager_agent::container::{ContainerError, Containers, StopReport};
-use container_manager_agent::decide::{ContainerEvent, LifecycleState, MetricsBatch};
+use container_manager_agent::decide::{ContainerEvent, LifecycleState, MetricsBatch, StopFacts};
 use container_manager_agent::run::{self, Adapters, Host, RunOptions, Shutdown};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -177,7 +177,13 @@ impl Capacity for FakeCapacity {
         record(&self.0, "clear unused wakes");
         Ok(())
     }
-    async fn record_stop(&self, _at: u64, reason: &str, _detail: &str) -> Result<(), AwsError> {
+    async fn record_stop(
+        &self,
+        _at: u64,
+        reason: &str,
+        _facts: StopFacts,
+        _detail: &str,
+    ) -> Result<(), AwsError> {
         record(&self.0, format!("record stop {reason}"));
         Ok(())
     }

@@ -157,3 +157,34 @@ def test_wake_tells_the_players_webhook_once_and_a_second_wake_tells_nobody(para
         assert "valheim: waking" in gone.stdout and "players told: no: aws ssm get-parameter" in gone.stdout, gone.stdout
     finally:
         receiver.close()
+
+
+def test_status_reads_the_stop_record_with_its_counts_and_an_older_agents_without(params, moto_endpoint, aws):
+    """The last-stop tag: "<at> <reason> players=<n|unknown> up=<m>m <text>" from this agent,
+    "<at> <reason> <text>" from an older one; both are shown, the counts only when kept."""
+    aws("cloudformation").create_stack(StackName="valheim", TemplateBody=json.dumps(
+        {"Resources": {"WakeLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}}))
+    aws("ec2").create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
+    subnet = aws("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    group = "container-manager-valheim"
+    aws("autoscaling").create_auto_scaling_group(
+        AutoScalingGroupName=group, MinSize=0, MaxSize=1, DesiredCapacity=0,
+        LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=subnet)
+    env = {"AWS_ENDPOINT_URL": moto_endpoint}
+    at = int(time.time()) - 120
+    for value, players, minutes, detail, shown in (
+            (f"{at} max_uptime players=2 up=480m the instance has been up for 8h", 2, 480,
+             "the instance has been up for 8h", "(2 player(s) online then, up 480 min)"),
+            (f"{at} never_started players=unknown up=3m the game never started: exit 1", None, 3,
+             "the game never started: exit 1", "(players unknown, up 3 min)"),
+            (f"{at} idle no players for 7m", None, None, "no players for 7m", None)):
+        aws("autoscaling").create_or_update_tags(Tags=[{
+            "ResourceId": group, "ResourceType": "auto-scaling-group", "Key": "container-manager:last-stop",
+            "Value": value, "PropagateAtLaunch": False}])
+        r = run(["status", str(params), "--region", "us-east-1", "--json"], env)
+        assert r.returncode == 0, r.stderr
+        stop = json.loads(r.stdout)["last_stop"]
+        assert (stop["players"], stop["minutes_up"], stop["detail"]) == (players, minutes, detail), stop
+        text = run(["status", str(params), "--region", "us-east-1"], env).stdout
+        assert f"why: {detail}" + (f" {shown}" if shown else "\n") in text, text

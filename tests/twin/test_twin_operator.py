@@ -77,6 +77,9 @@ def test_status_through_every_state_with_wake_and_sleep_through_the_command():
         assert stop["exit_code"] in (0, "0") and stop["exited_on_its_own"] in (True, "true"), stop
         s = status(tw)
         assert s["state"] == "asleep" and s["last_stop"]["reason"] == "operator", s
+        # The record keeps the players online then and the uptime.
+        assert s["last_stop"]["players"] == 1 and s["last_stop"]["minutes_up"] >= 0, s
+        assert "1 player(s) online then, up " in tw.cm("status").stdout
         # The wake is kept with its outcome: a player came.
         (wake,) = s["wakes_last_day"]
         assert wake["players_came"] is True and wake["minutes_up"] >= 1, wake
@@ -93,6 +96,8 @@ def test_after_a_crash_and_a_fresh_instance_status_still_shows_why_it_stopped():
         tw.wait_instances(0, 150)
         s = wait_state(tw, "asleep", 30, lambda s: s["last_stop"] is not None)
         assert s["last_stop"]["reason"] == "crash" and "exit code 3" in s["why"], s
+        # The agent's record: the players its probe last counted, and the minutes up.
+        assert s["last_stop"]["players"] in (0, 1) and isinstance(s["last_stop"]["minutes_up"], int), s
         crashed_at = s["last_stop"]["at"]
         # A fresh instance: the record of the last stop is not on it, and status still shows it.
         tw.player("--play-seconds", "30", "--rate", "5")

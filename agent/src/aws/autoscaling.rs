@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use super::traits::{AwsError, Capacity};
+use crate::decide::StopFacts;
 
 const SERVICE: &str = "autoscaling";
 
@@ -60,9 +61,15 @@ pub fn wakes_value(old: &str, now: u64, minutes: u64, joined: bool) -> String {
 /// The group tag that holds when the game was last up for players (Unix seconds).
 pub const ONLINE_TAG: &str = "container-manager:online";
 
-/// The last-stop tag's value, within a tag value's 256 characters.
-pub fn last_stop_value(at: u64, reason: &str, detail: &str) -> String {
-    let value = format!("{at} {reason} {detail}");
+/// The last-stop tag's value, within a tag value's 256 characters: "<Unix seconds> <reason>
+/// players=<count or unknown> up=<minutes>m <text>" (cloud/cm reads it, and older values
+/// without the two counts).
+pub fn last_stop_value(at: u64, reason: &str, facts: StopFacts, detail: &str) -> String {
+    let players = facts
+        .players
+        .map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    let minutes = facts.up_for.as_secs() / 60;
+    let value = format!("{at} {reason} players={players} up={minutes}m {detail}");
     value.chars().take(256).collect()
 }
 
@@ -245,10 +252,20 @@ impl Capacity for AutoScaling {
         Ok(u32::try_from(kept.len()).unwrap_or(u32::MAX))
     }
 
-    async fn record_stop(&self, at: u64, reason: &str, detail: &str) -> Result<(), AwsError> {
+    async fn record_stop(
+        &self,
+        at: u64,
+        reason: &str,
+        facts: StopFacts,
+        detail: &str,
+    ) -> Result<(), AwsError> {
         let group = self.group.require().await?;
-        self.set_tag(&group, LAST_STOP_TAG, last_stop_value(at, reason, detail))
-            .await
+        self.set_tag(
+            &group,
+            LAST_STOP_TAG,
+            last_stop_value(at, reason, facts, detail),
+        )
+        .await
     }
 
     async fn record_online(&self, at: u64) -> Result<(), AwsError> {
@@ -346,14 +363,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn the_last_stop_fits_a_tag_value() {
+        let facts = StopFacts {
+            players: Some(0),
+            up_for: Duration::from_secs(47 * 60 + 59),
+        };
         assert_eq!(
-            last_stop_value(7, "idle", "no players for 7m"),
-            "7 idle no players for 7m"
+            last_stop_value(7, "idle", facts, "no players for 7m"),
+            "7 idle players=0 up=47m no players for 7m"
         );
-        let long = last_stop_value(7, "never_started", &"é".repeat(400));
+        let unknown = StopFacts {
+            players: None,
+            up_for: Duration::ZERO,
+        };
+        assert_eq!(
+            last_stop_value(7, "crash", unknown, "the game crashed"),
+            "7 crash players=unknown up=0m the game crashed"
+        );
+        let long = last_stop_value(7, "never_started", unknown, &"é".repeat(400));
         assert_eq!(long.chars().count(), 256);
     }
 

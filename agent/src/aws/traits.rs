@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 
-use crate::decide::{LifecycleState, MetricsBatch};
+use crate::decide::{LifecycleState, MetricsBatch, StopFacts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
@@ -188,8 +188,15 @@ pub trait Capacity: Send + Sync + std::fmt::Debug {
     /// A wake someone joined: the ledger starts again.
     async fn clear_unused_wakes(&self) -> Result<(), AwsError>;
     /// Why the agent scaled the server to zero, kept on the group where the operator's `status`
-    /// reads it after the instance is gone: `at` (Unix seconds), the reason's kind and its text.
-    async fn record_stop(&self, at: u64, reason: &str, detail: &str) -> Result<(), AwsError>;
+    /// reads it after the instance is gone: `at` (Unix seconds), the reason's kind, the players
+    /// then and the uptime, and the reason's text.
+    async fn record_stop(
+        &self,
+        at: u64,
+        reason: &str,
+        facts: StopFacts,
+        detail: &str,
+    ) -> Result<(), AwsError>;
     /// How a wake ended, kept on the group among the last day's for the operator's `status`:
     /// when (Unix seconds), how many minutes the instance was up, and whether a player came.
     async fn record_wake_outcome(

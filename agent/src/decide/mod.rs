@@ -61,7 +61,7 @@ pub use input::{
 };
 pub use output::{
     Action, Alert, DrainCause, EventKind, MetricsBatch, Output, Problem, ScaleReason, StartFailure,
-    Verdict, WakeOutcome,
+    StopFacts, Verdict, WakeOutcome,
 };
 
 /// A gap of more than this many sample intervals between two samples counts as unknown
@@ -144,6 +144,8 @@ pub struct Core {
     next_metrics: Option<Instant>,
     packets_sum: Option<u64>,
     players: Option<u32>,
+    /// The time of the input being handled.
+    now: Instant,
 }
 
 impl Core {
@@ -199,6 +201,7 @@ impl Core {
             next_metrics,
             packets_sum: None,
             players: None,
+            now,
         }
     }
 
@@ -270,6 +273,7 @@ impl Core {
 
     /// Feeds one input at `now`.
     pub fn handle(&mut self, input: Input, now: Instant) -> Output {
+        self.now = now;
         let mut out = Output::default();
         match input {
             Input::Observation(obs) => self.observe(obs, now, &mut out),
@@ -443,7 +447,11 @@ impl Core {
 
     fn request_scale_in(&mut self, reason: ScaleReason, out: &mut Output) {
         self.scale_in = Some(ScaleIn { done_at: None });
-        out.actions.push(Action::ScaleToZero(reason));
+        let facts = StopFacts {
+            players: self.players,
+            up_for: self.now.saturating_duration_since(self.booted),
+        };
+        out.actions.push(Action::ScaleToZero(reason, facts));
     }
 
     fn container(&mut self, ev: ContainerEvent, now: Instant, out: &mut Output) {

@@ -25,6 +25,15 @@ impl fmt::Display for DrainCause {
     }
 }
 
+/// What the stop's record keeps besides its reason, for the operator's `status` (docs/cloud.md,
+/// "The operator's command"): the players the probe last counted (none without an answer) and
+/// how long the instance had been up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopFacts {
+    pub players: Option<u32>,
+    pub up_for: Duration,
+}
+
 /// Why the agent scales to zero.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScaleReason {
@@ -337,8 +346,8 @@ pub struct MetricsBatch {
 pub enum Action {
     /// Point the record at this instance (UPSERT), then report [`Completion::DnsUpdated`](super::Completion::DnsUpdated).
     UpdateDns,
-    /// Set the group's desired capacity to 0.
-    ScaleToZero(ScaleReason),
+    /// Set the group's desired capacity to 0, and keep why on the group for the operator.
+    ScaleToZero(ScaleReason, StopFacts),
     Alert(Alert),
     /// Save and stop the game. `heartbeat`: keep the lifecycle action alive while it runs.
     GracefulStop {

@@ -112,7 +112,7 @@ impl Rig {
         self.log
             .iter()
             .filter_map(|(_, a)| match a {
-                Action::ScaleToZero(r) => Some(r),
+                Action::ScaleToZero(r, _) => Some(r),
                 _ => None,
             })
             .collect()
@@ -130,7 +130,7 @@ impl Rig {
 }
 
 fn is_idle_scale(a: &Action) -> bool {
-    matches!(a, Action::ScaleToZero(ScaleReason::Idle { .. }))
+    matches!(a, Action::ScaleToZero(ScaleReason::Idle { .. }, _))
 }
 
 #[test]
@@ -477,7 +477,7 @@ fn a_crash_scales_in_with_one_alert_carrying_the_logs() {
     assert!(
         matches!(
             a.as_slice(),
-            [Action::ScaleToZero(ScaleReason::Crash { exit_code: 3, .. }), Action::Alert(Alert::Crash { exit_code: 3, log_tail, scaling_in: true, .. })]
+            [Action::ScaleToZero(ScaleReason::Crash { exit_code: 3, .. }, _), Action::Alert(Alert::Crash { exit_code: 3, log_tail, scaling_in: true, .. })]
                 if log_tail == &vec!["panic: out of cheese".to_string()]
         ),
         "{a:?}"
@@ -485,6 +485,40 @@ fn a_crash_scales_in_with_one_alert_carrying_the_logs() {
     // ECS restarts it and it crashes again: no second alert in the same streak.
     r.at(S, running());
     assert!(r.at(S, exited(3, false, false)).is_empty());
+}
+
+/// The stop's record keeps the players the probe last counted and the uptime, for `status`.
+#[test]
+fn a_stop_keeps_the_players_last_counted_and_the_uptime() {
+    let mut r = Rig::with_uptime(policy(), 20 * 60 * S);
+    r.at(S, running());
+    r.sample(with_probe(quiet(), players(3))); // 10 s later
+    let a = r.at(S, exited(3, false, false));
+    assert!(
+        matches!(
+            a.first(),
+            Some(Action::ScaleToZero(
+                ScaleReason::Crash { .. },
+                StopFacts { players: Some(3), up_for }
+            )) if *up_for == 20 * 60 * S + 12 * S
+        ),
+        "{a:?}"
+    );
+    // Without any answer from the probe (the game exits before it is up), the players are
+    // unknown.
+    let mut unknown = Rig::with_uptime(policy(), 60 * S);
+    unknown.at(S, running());
+    let a = unknown.at(S, exited(3, false, false));
+    assert!(
+        matches!(
+            a.first(),
+            Some(Action::ScaleToZero(
+                ScaleReason::NeverStarted(_),
+                StopFacts { players: None, up_for }
+            )) if *up_for == 62 * S
+        ),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -503,7 +537,10 @@ fn crash_streaks_need_n_in_a_row() {
     assert!(
         matches!(
             a.first(),
-            Some(Action::ScaleToZero(ScaleReason::Crash { crashes: 3, .. }))
+            Some(Action::ScaleToZero(
+                ScaleReason::Crash { crashes: 3, .. },
+                _
+            ))
         ),
         "{a:?}"
     );
@@ -541,7 +578,7 @@ fn requested_and_terminating_exits_are_not_crashes() {
     let a = r.at(S, exited(3, false, false));
     assert!(
         !a.iter()
-            .any(|x| matches!(x, Action::ScaleToZero(_) | Action::Alert(_))),
+            .any(|x| matches!(x, Action::ScaleToZero(..) | Action::Alert(_))),
         "{a:?}"
     );
 }
@@ -596,7 +633,7 @@ fn no_container_within_start_within_asks_docker_then_alerts_once_and_scales_in()
         matches!(
             a.as_slice(),
             [
-                Action::ScaleToZero(ScaleReason::NeverStarted(StartFailure::NoContainer { .. })),
+                Action::ScaleToZero(ScaleReason::NeverStarted(StartFailure::NoContainer { .. }), _),
                 Action::Alert(Alert::NeverStarted { failure: StartFailure::NoContainer { why: w, waited }, scaling_in: true })
             ] if *w == why && *waited == 131 * S
         ),
@@ -677,7 +714,7 @@ fn an_exit_before_the_game_was_ever_up_is_never_started_with_its_exit_code() {
         matches!(
             a.as_slice(),
             [
-                Action::ScaleToZero(ScaleReason::NeverStarted(_)),
+                Action::ScaleToZero(ScaleReason::NeverStarted(_), _),
                 Action::Alert(Alert::NeverStarted { failure: StartFailure::Exited { exit_code: 2, log_tail, .. }, scaling_in: true })
             ] if log_tail == &vec!["panic: out of cheese".to_string()]
         ),
@@ -698,7 +735,7 @@ fn an_exit_before_the_game_was_ever_up_is_never_started_with_its_exit_code() {
         matches!(
             a.as_slice(),
             [
-                Action::ScaleToZero(ScaleReason::Crash { .. }),
+                Action::ScaleToZero(ScaleReason::Crash { .. }, _),
                 Action::Alert(Alert::Crash { .. })
             ]
         ),
@@ -1669,10 +1706,13 @@ fn backstop_stops(r: &Rig) -> Vec<(Duration, Duration)> {
     r.log
         .iter()
         .filter_map(|(t, a)| match a {
-            Action::ScaleToZero(ScaleReason::MaxUptime {
-                unconfirmed_for: Some(q),
-                ..
-            }) => Some((*t, *q)),
+            Action::ScaleToZero(
+                ScaleReason::MaxUptime {
+                    unconfirmed_for: Some(q),
+                    ..
+                },
+                _,
+            ) => Some((*t, *q)),
             _ => None,
         })
         .collect()

@@ -15,7 +15,8 @@ use crate::aws::{Capacity, DnsRecord, Metrics, RevertOutcome};
 use crate::config::Config;
 use crate::container::{ContainerError, Containers, StopReport};
 use crate::decide::{
-    Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason, WakeOutcome,
+    Action, Alert, Completion, DrainCause, MetricsBatch, Problem, ScaleReason, StopFacts,
+    WakeOutcome,
 };
 use crate::notify::Notifier;
 use crate::retry::{CALL_TIMEOUT, Failed, retry, retry_within};
@@ -110,7 +111,7 @@ impl Executor {
         match action {
             Action::Exit => {}
             Action::UpdateDns => self.update_dns(),
-            Action::ScaleToZero(reason) => self.scale_in(reason),
+            Action::ScaleToZero(reason, facts) => self.scale_in(reason, facts),
             Action::Alert(alert) => self.alert(alert),
             Action::GracefulStop { cause, heartbeat } => self.graceful_stop(cause, heartbeat),
             Action::RevertDns => self.revert_dns(),
@@ -153,7 +154,7 @@ impl Executor {
     }
 
     /// Scales the group to zero: the one call that ends the instance.
-    fn scale_in(&mut self, reason: ScaleReason) {
+    fn scale_in(&mut self, reason: ScaleReason, facts: StopFacts) {
         let dry = self.options.dry_run;
         info!(event = "scale_in_requested", reason = reason.kind(), detail = %reason, dry_run = dry, "Scaling to zero: {reason}.");
         let Some(cap) = self.capacity.clone() else {
@@ -180,7 +181,7 @@ impl Executor {
                 let at = unix_now();
                 let (kind, detail) = (reason.kind(), reason.to_string());
                 if on_group("record the stop's reason", &done, &cancel, || {
-                    cap.record_stop(at, kind, &detail)
+                    cap.record_stop(at, kind, facts, &detail)
                 })
                 .await
                 .is_some()
