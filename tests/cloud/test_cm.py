@@ -188,3 +188,51 @@ def test_status_reads_the_stop_record_with_its_counts_and_an_older_agents_withou
         assert (stop["players"], stop["minutes_up"], stop["detail"]) == (players, minutes, detail), stop
         text = run(["status", str(params), "--region", "us-east-1"], env).stdout
         assert f"why: {detail}" + (f" {shown}" if shown else "\n") in text, text
+
+
+def _cm_module():
+    """cloud/cm as a module, for its decisions over what AWS answers (a fake `aws`)."""
+    import importlib.machinery
+    import types
+
+    loader = importlib.machinery.SourceFileLoader("cm_script", str(CM))
+    module = types.ModuleType(loader.name)
+    module.__file__ = str(CM)
+    loader.exec_module(module)
+    return module
+
+
+def test_a_launch_that_failed_shows_as_failed_with_the_groups_reason_and_sleep_stops_the_retries(capsys):
+    """moto records no failed launch, so this runs cm's status on the answers AWS gives when the
+    group cannot launch: desired 1, no instance, the latest activity Failed with its message."""
+    cm = _cm_module()
+    started = "2026-12-06T19:00:00Z"
+    message = ("We currently do not have sufficient t3a.medium capacity in the Availability Zone you "
+               "requested (us-east-1a). Launching EC2 instance failed.")
+    answers = {
+        "describe-auto-scaling-groups": {"AutoScalingGroups": [{"DesiredCapacity": 1, "Instances": [], "Tags": []}]},
+        "describe-scaling-activities": {"Activities": [{
+            "StartTime": started, "StatusCode": "Failed", "StatusMessage": message,
+            "Description": "Launching a new EC2 instance.  Status Reason: ..."}]},
+    }
+    calls = []
+
+    def fake_aws(region, service, verb, *args):
+        calls.append((service, verb))
+        return answers.get(verb, {})
+
+    cm.aws = fake_aws
+    server = cm.Server.__new__(cm.Server)
+    server.params, server.region, server.stack = {"ServerName": "valheim"}, "us-east-1", "valheim"
+    server.group, server.stack_params = "container-manager-valheim", {}
+    s = cm.status(server)
+    assert (s["state"], s["why"], s["since"]) == ("failed", f"the launch failed: {message}", "2026-12-06T19:00:00+00:00"), s
+    text = cm.human(s)
+    assert "valheim: failed" in text and "sufficient t3a.medium capacity" in text and "cloud/cm sleep" in text, text
+    # sleep sets the capacity to 0 (the group stops retrying), rather than "already failed".
+    out = cm.sleep(server, force=False)
+    assert out["result"] == "going to sleep" and ("autoscaling", "set-desired-capacity") in calls, out
+    # A launch in progress after a failed one: waking again.
+    answers["describe-scaling-activities"]["Activities"][0]["StatusCode"] = "InProgress"
+    s = cm.status(server)
+    assert s["state"] == "waking" and s["doing"] == "launching an instance", s
