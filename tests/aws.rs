@@ -168,6 +168,7 @@ impl Agent {
             http: None,
             problems: vec![],
             addresses: vec![],
+            decision_log: None,
             host: Arc::new(FakeHost),
         };
         let shutdown = Shutdown::default();
@@ -1058,7 +1059,11 @@ async fn binary_points_dns_using_only_the_standard_environment() {
     let world = shim.world().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
-    std::fs::write(&path, config_text(&world, false, "1h")).unwrap();
+    // Its decision lines also go to CloudWatch Logs (issue 35).
+    let group = "/container-manager/test/agent";
+    let text = config_text(&world, false, "1h")
+        + &format!("[decision_log]\nlog_group = \"{group}\"\ninterval = \"1s\"\n");
+    std::fs::write(&path, text).unwrap();
 
     let spawned = std::time::SystemTime::now();
     // No region, credentials or profile from the test's environment: the region and the
@@ -1136,6 +1141,47 @@ async fn binary_points_dns_using_only_the_standard_environment() {
     assert!(status.success(), "{status}");
     // An agent stop leaves the record alone.
     assert_eq!(shim.record(&world, "A").await.unwrap().1, vec![PUBLIC_IP]);
+
+    // The decision lines outlive the agent: in the group, in the instance's own stream, in
+    // order, up to the stop itself (sent at the end); the samples stay in the journal.
+    let kept = shim.ctl("log_events", json!({"group": group})).await;
+    let kept = kept.as_array().unwrap();
+    let texts: Vec<&str> = kept
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    let at = |what: &str| {
+        texts
+            .iter()
+            .position(|t| t.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} among the lines kept:\n{texts:#?}"))
+    };
+    assert!(at("INFO agent_started: Agent started.") < at("INFO dns_updated: "));
+    assert!(at("INFO dns_updated: ") < at("INFO agent_stopped: Agent stopped."));
+    assert!(
+        texts[at("INFO dns_updated: ")].contains(PUBLIC_IP),
+        "{texts:#?}"
+    );
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains(" sample: ") || t.contains(" idle_countdown: ")),
+        "{texts:#?}"
+    );
+    assert!(
+        kept.iter().all(|e| e["stream"] == world.instance_id()),
+        "{kept:#?}"
+    );
+    let times: Vec<i64> = kept
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    eprintln!(
+        "decision lines kept in {group}: {}\n{}",
+        texts.len(),
+        texts.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -452,6 +452,7 @@ async fn idle_story(url: &str) -> (World, Instant, Duration) {
         http: Some(https()),
         problems: vec![],
         addresses: vec!["203.0.113.10".into()],
+        decision_log: None,
         host: Arc::new(FakeHost),
     };
     let t0 = Instant::now();

@@ -273,6 +273,7 @@ fn adapters(w: &Shared) -> Adapters {
         http: None,
         problems: vec![],
         addresses: vec!["203.0.113.7".into()],
+        decision_log: None,
         host: Arc::new(FakeHost),
     }
 }

@@ -29,6 +29,7 @@ pub mod config;
 pub mod container;
 pub mod decide;
 pub mod logging;
+pub mod logship;
 pub mod notify;
 pub mod retry;
 pub mod run;

@@ -51,7 +51,10 @@ fn filter() -> EnvFilter {
 pub fn init(format: LogFormat) -> Option<String> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let base = tracing_subscriber::registry().with(filter());
+    // Every output also copies the decision lines for `[decision_log]` (crate::logship).
+    let base = tracing_subscriber::registry()
+        .with(filter())
+        .with(crate::logship::Layer);
     match format {
         LogFormat::Json => {
             let layer = tracing_subscriber::fmt::layer()

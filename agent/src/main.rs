@@ -148,6 +148,8 @@ fn main() -> ExitCode {
             if let Some(note) = logging::init(LogFormat::default_for_env()) {
                 tracing::warn!("{note}");
             }
+            // Its report is on stdout and in the journal; no decision lines to ship.
+            container_manager_agent::logship::KEPT.discard();
             with_runtime(save_game(config))
         }
     }
@@ -336,6 +338,7 @@ async fn build_adapters(config: &Config) -> Adapters {
         alerts: cloud.alerts,
         secrets: cloud.secrets,
         http,
+        decision_log: cloud.decision_log,
         problems,
         addresses,
         host: Arc::new(LinuxHost::default()),

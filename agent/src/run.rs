@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::decide::{Alert, Completion, ContainerEvent, Core, Input, Policy};
-use crate::notify;
+use crate::{logship, notify};
 
 mod adapters;
 mod executor;
@@ -67,10 +67,20 @@ pub async fn run(
         alerts,
         secrets,
         http,
+        decision_log,
         problems,
         addresses,
         host,
     } = adapters;
+    let shipper = match (decision_log, config.decision_log.as_ref()) {
+        (Some(log), Some(d)) if !options.dry_run => {
+            Some(logship::start(&logship::KEPT, log, d.interval))
+        }
+        _ => {
+            logship::KEPT.discard();
+            None
+        }
+    };
 
     if let Some(cap) = capacity.as_ref().filter(|_| !options.dry_run) {
         online_once_per_boot(&mut core, cap.as_ref(), host.uptime()).await;
@@ -122,8 +132,19 @@ pub async fn run(
             warn!(event = "agent_stopped", error = %e, "Agent stopped before the drain finished.")
         }
     }
+    if let Some(shipper) = shipper {
+        // The last lines (the stop and its reason) go out within what is left of the drain,
+        // and at least a few seconds: the instance is about to go, and the lines with it.
+        let left = deadline.map_or(LAST_LINES, |d| {
+            d.saturating_duration_since(Instant::now()).max(LAST_LINES)
+        });
+        shipper.finish(left.min(NOTIFY_FLUSH)).await;
+    }
     result
 }
+
+/// At the agent's end, the last decision lines get at least this long to go out.
+pub const LAST_LINES: Duration = Duration::from_secs(5);
 
 fn log_start(config: &Config, adapters: &Adapters, policy: &Policy, options: &RunOptions) {
     info!(

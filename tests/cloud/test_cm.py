@@ -80,6 +80,8 @@ def test_logs_shows_the_games_log_and_the_wake_functions_from_the_stack_and_neve
     template = {"Resources": {
         "ContainerLogGroup": {"Type": "AWS::Logs::LogGroup",
                               "Properties": {"LogGroupName": "/container-manager/valheim/game"}},
+        "AgentLogGroup": {"Type": "AWS::Logs::LogGroup",
+                          "Properties": {"LogGroupName": "/container-manager/valheim/agent"}},
         "WakeLogGroup": {"Type": "AWS::Logs::LogGroup", "Properties": {}}}}
     cf = aws("cloudformation")
     cf.create_stack(StackName="valheim", TemplateBody=json.dumps(template))
@@ -90,7 +92,12 @@ def test_logs_shows_the_games_log_and_the_wake_functions_from_the_stack_and_neve
     for group, stream, messages, first in (
             (physical["ContainerLogGroup"], "game/game/abc", ["three hours ago"] + [f"line {i}" for i in range(8)],
              now - 3 * 3600_000),
-            (physical["WakeLogGroup"], "2026/12/06/[$LATEST]x", ["Woke container-manager-valheim: lookup"], now)):
+            (physical["WakeLogGroup"], "2026/12/06/[$LATEST]x", ["Woke container-manager-valheim: lookup"], now),
+            # Two instances' decision lines, each in its own stream, interleaved in time.
+            (physical["AgentLogGroup"], "i-0aaa", ["INFO agent_started: Agent started.",
+                                                   "INFO scale_in_requested: Scaling to zero: idle. reason=idle"],
+             now - 60_005),
+            (physical["AgentLogGroup"], "i-0bbb", ["INFO agent_started: Agent started. (second)"], now - 60_000)):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
         # The first line of the game's is older than --since's 60 minutes.
         logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
@@ -109,7 +116,19 @@ def test_logs_shows_the_games_log_and_the_wake_functions_from_the_stack_and_neve
     text = run(["logs", str(params), "--region", "us-east-1", "--lines", "2"], env)
     assert text.returncode == 0, text.stderr
     assert "the game (/container-manager/valheim/game): 2 line(s)" in text.stdout and "line 7" in text.stdout
-    assert "journalctl -u container-manager-agent" in text.stdout
+    agent = [(e["stream"], e["message"]) for e in out["agent"]["lines"]]
+    assert agent == [("i-0aaa", "INFO agent_started: Agent started."),
+                     ("i-0bbb", "INFO agent_started: Agent started. (second)"),
+                     ("i-0aaa", "INFO scale_in_requested: Scaling to zero: idle. reason=idle")], agent
+    assert out["agent"]["log_group"] == "/container-manager/valheim/agent" and "note" not in out["agent"]
+    assert "i-0aaa  INFO scale_in_requested: Scaling to zero: idle. reason=idle" in text.stdout, text.stdout
+    # A stack deployed before it had the agent's group: said, with what to do.
+    cf.delete_stack(StackName="valheim")
+    del template["Resources"]["AgentLogGroup"]
+    cf.create_stack(StackName="valheim", TemplateBody=json.dumps(template))
+    old = run(["logs", str(params), "--region", "us-east-1", "--lines", "2"], env)
+    assert old.returncode == 0, old.stderr
+    assert "the agent's decisions: no log group (this stack keeps no agent log group" in old.stdout, old.stdout
     bad = run(["logs", str(params), "--region", "us-east-1", "--since", "0"], env)
     assert bad.returncode == 2 and "--since and --lines must be 1 or more" in bad.stderr
 

@@ -24,6 +24,7 @@ AGENT_CONFIG_KEYS = {
                 "unused_wakes_per_day"},
     "metrics": {"namespace", "interval"},
     "alerts": {"sns_topic_arn"},
+    "decision_log": {"log_group"},
 }
 
 
@@ -152,10 +153,11 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert "systemctl enable --now container-manager-agent.service" in script
     config = agent_toml(script)
     tables = {"container": config["container"], "activity": {k: v for k, v in config["activity"].items() if k != "probe"},
-              "dns": config["dns"], "scaling": config["scaling"], "metrics": config["metrics"], "alerts": config["alerts"]}
+              "dns": config["dns"], "scaling": config["scaling"], "metrics": config["metrics"], "alerts": config["alerts"],
+              "decision_log": config["decision_log"]}
     if "probe" in config["activity"]:
         tables["activity.probe"] = config["activity"]["probe"]
-    assert set(config) == {"container", "activity", "dns", "scaling", "metrics", "alerts"}
+    assert set(config) == {"container", "activity", "dns", "scaling", "metrics", "alerts", "decision_log"}
     for table, keys in tables.items():
         assert set(keys) == AGENT_CONFIG_KEYS[table], table
     assert config["activity"]["ports"] == values["GamePorts"].split(",")
@@ -166,6 +168,9 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert config["scaling"]["max_uptime"] == "8h"
     assert config["metrics"]["namespace"] == "ContainerManager"
     assert config["alerts"]["sns_topic_arn"] == outputs["AlertTopicArn"]
+    # The decision lines go to the stack's own group, which exists (cloud/cm logs reads it).
+    assert config["decision_log"] == {"log_group": f"/container-manager/{name}/agent"}
+    assert physical["AgentLogGroup"] == f"/container-manager/{name}/agent"
     assert config["container"]["ecs_container_name"] == "game"
     assert config["container"]["pre_stop_command"] == [
         c for c in values.get("PreStopCommand", "").split(",") if c]

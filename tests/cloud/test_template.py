@@ -163,6 +163,13 @@ def test_instance_role_limits_each_write_to_one_resource(main_template):
     metrics = by_action["cloudwatch:PutMetricData"]
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": {"Ref": "MetricsNamespace"}}}
     assert by_action["sns:Publish"]["Resource"] == {"Ref": "AlertTopic"}
+    # The game's log and the agent's decision lines: this server's two groups, nothing else.
+    for write in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert by_action[write]["Resource"]["Fn::Sub"].endswith(":log-group:/container-manager/${ServerName}/*")
+    groups = {r["Properties"]["LogGroupName"]["Fn::Sub"] for r in resources(main_template, "AWS::Logs::LogGroup").values()
+              if "Fn::Sub" in r["Properties"].get("LogGroupName", {})}
+    assert {g for g in groups if g.startswith("/container-manager/")} == {
+        "/container-manager/${ServerName}/game", "/container-manager/${ServerName}/agent"}
     for read in ("autoscaling:DescribeAutoScalingInstances", "route53:GetChange",
                  "route53:ListResourceRecordSets", "ssm:UpdateInstanceInformation"):
         assert read in by_action

@@ -30,6 +30,7 @@ COMMANDS = {
     "lifecycle_hooks",
     "metrics",
     "messages",
+    "log_events",
 }
 
 
@@ -74,9 +75,10 @@ def setup(
     hook: str = "drain",
     topic: str = "game-alerts",
     desired: int = 1,
+    log_group: str = "/container-manager/test/agent",
 ) -> dict[str, Any]:
     """A hosted zone, an Auto Scaling group (min 0, max 1) with a termination hook and
-    `desired` instances, and an SNS topic with an SQS subscription."""
+    `desired` instances, an SNS topic with an SQS subscription, and the agent's log group."""
     r53 = _client(moto_url, "route53", region)
     zone_id = r53.create_hosted_zone(Name=zone, CallerReference=f"{zone}-{dt.datetime.now().timestamp()}")[
         "HostedZone"
@@ -112,7 +114,11 @@ def setup(
     queue_url = sqs.create_queue(QueueName=f"{topic}-inbox")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    logs = _client(moto_url, "logs", region)
+    if not logs.describe_log_groups(logGroupNamePrefix=log_group)["logGroups"]:
+        logs.create_log_group(logGroupName=log_group)
     return {
+        "log_group": log_group,
         "zone_id": zone_id,
         "group": group,
         "hook": hook,
@@ -239,3 +245,15 @@ def put_secure(moto_url: str, name: str, value: str, region: str = "us-east-1") 
     ssm = _client(moto_url, "ssm", region)
     out = ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
     return {"version": out.get("Version")}
+
+
+def log_events(moto_url: str, group: str, region: str = "us-east-1") -> list[dict[str, Any]]:
+    """Every event of a log group, with its stream: [{"stream", "timestamp", "message"}], in
+    the order the service returns them (by time)."""
+    logs = _client(moto_url, "logs", region)
+    out: list[dict[str, Any]] = []
+    for stream in logs.describe_log_streams(logGroupName=group)["logStreams"]:
+        name = stream["logStreamName"]
+        events = logs.get_log_events(logGroupName=group, logStreamName=name, startFromHead=True)["events"]
+        out += [{"stream": name, "timestamp": e["timestamp"], "message": e["message"]} for e in events]
+    return sorted(out, key=lambda e: e["timestamp"])

@@ -91,6 +91,7 @@ def test_after_a_crash_and_a_fresh_instance_status_still_shows_why_it_stopped():
         tw.player("--play-seconds", "3")
         tw.wait_for("connected", BOOT, source="player")
         tw.wait_game_up(30)
+        (first,) = tw.active()
         tw.plant_crash()
         tw.wait_for("scale_in_requested", 30, source="agent")
         tw.wait_instances(0, 150)
@@ -111,3 +112,14 @@ def test_after_a_crash_and_a_fresh_instance_status_still_shows_why_it_stopped():
         woke = [e for e in out["wake_path"]["lines"] if e["message"].startswith("Woke ")]
         assert len(woke) == 2, out["wake_path"]
         assert out["last_stop"]["reason"] == "crash" and len(out["wakes_last_day"]) == 1, out
+        # The agent's decision lines outlive the instance that logged them: the crashed one's
+        # stream has its start, the crash and the stop, in order (sent at its end).
+        mine = [e["message"] for e in out["agent"]["lines"] if e["stream"] == first.iid]
+        at = lambda what: next((i for i, m in enumerate(mine) if what in m), None)  # noqa: E731
+        assert None not in (at("agent_started:"), at("container_exited:"), at("scale_in_requested:")), mine
+        assert at("agent_started:") < at("container_exited:") < at("scale_in_requested:"), mine
+        assert "reason=crash" in mine[at("scale_in_requested:")], mine
+        assert not any(" sample: " in m for m in mine), mine
+        print(f"decision lines kept of the crashed instance: {len(mine)} lines, {sum(map(len, mine))} bytes")
+        human = tw.cm("logs").stdout
+        assert f"{first.iid}  INFO scale_in_requested: Scaling to zero: " in human, human

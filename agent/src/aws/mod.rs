@@ -1,7 +1,7 @@
-//! The cloud side: instance metadata, Route53, Auto Scaling, CloudWatch and SNS.
+//! The cloud side: instance metadata, Route53, Auto Scaling, CloudWatch, SNS and CloudWatch Logs.
 //!
 //! One narrow trait per side effect ([`traits`]), and one thin adapter per service: [`imds`],
-//! [`route53`], [`autoscaling`], [`cloudwatch`] and [`sns`]. Every adapter takes its endpoint
+//! [`route53`], [`autoscaling`], [`cloudwatch`], [`sns`], [`ssm`] and [`logs`]. Every adapter takes its endpoint
 //! from the SDK's standard environment (`AWS_ENDPOINT_URL`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`)
 //! or from [`BuildOptions`], so tests point it at the emulator. The adapters speak the real
 //! protocols (CloudWatch's rpc-v2-cbor included); the emulator's gaps are bridged on the test
@@ -44,14 +44,15 @@ use crate::config::Config;
 pub mod autoscaling;
 pub mod cloudwatch;
 pub mod imds;
+pub mod logs;
 pub mod route53;
 pub mod sns;
 pub mod ssm;
 pub mod traits;
 
 pub use traits::{
-    AlertMessage, Alerts, AwsError, Capacity, DnsRecord, Identity, InstanceMetadata, Metrics,
-    RevertOutcome, Secret, Secrets,
+    AlertMessage, Alerts, AwsError, Capacity, DecisionLine, DecisionLog, DnsRecord, Identity,
+    InstanceMetadata, Metrics, RevertOutcome, Secret, Secrets,
 };
 
 /// The cloud adapters the config asks for. A `None` is a feature that is off.
@@ -64,6 +65,8 @@ pub struct CloudAdapters {
     pub alerts: Option<Arc<dyn Alerts>>,
     /// SSM, for the webhook URLs; `None` without `[[notify.webhook]]` targets.
     pub secrets: Option<Arc<dyn Secrets>>,
+    /// CloudWatch Logs, for the decision lines; `None` without `[decision_log]`.
+    pub decision_log: Option<Arc<dyn DecisionLog>>,
     /// The identity read at boot; `None` when IMDS could not be read.
     pub identity: Option<Identity>,
 }
@@ -195,6 +198,13 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
     });
     let secrets = webhooks
         .then(|| Arc::new(ssm::Ssm::new(aws_sdk_ssm::Client::new(&sdk))) as Arc<dyn Secrets>);
+    let decision_log = config.decision_log.as_ref().map(|d| {
+        Arc::new(logs::CloudWatchLogs::new(
+            aws_sdk_cloudwatchlogs::Client::new(&sdk),
+            d.log_group.clone(),
+            identity.instance_id.clone(),
+        )) as Arc<dyn DecisionLog>
+    });
     CloudAdapters {
         metadata: Some(metadata),
         dns,
@@ -202,6 +212,7 @@ pub async fn build_with(config: &Config, options: &BuildOptions) -> CloudAdapter
         metrics,
         alerts,
         secrets,
+        decision_log,
         identity: Some(identity),
     }
 }

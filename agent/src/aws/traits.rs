@@ -114,6 +114,7 @@ fn config_hint(service: &str) -> &'static str {
         "ssm" => {
             "the webhook's url_parameter in the agent's config (its name, and that it is in this region)"
         }
+        "logs" => "decision_log.log_group in the agent's config (the group, in this region)",
         _ => "the agent's config",
     }
 }
@@ -260,6 +261,21 @@ pub trait Secrets: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Alerts: Send + Sync + std::fmt::Debug {
     async fn send(&self, alert: &AlertMessage) -> Result<(), AwsError>;
+}
+
+/// One of the agent's decision lines as it is kept: when it was logged, and its text
+/// (`LEVEL event: message key=value ...`; `crate::logship` makes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionLine {
+    pub at: std::time::SystemTime,
+    pub text: String,
+}
+
+/// The agent's decision lines, kept off the instance (CloudWatch Logs).
+#[async_trait]
+pub trait DecisionLog: Send + Sync + std::fmt::Debug {
+    /// Sends lines, oldest first, in one call.
+    async fn put(&self, lines: &[DecisionLine]) -> Result<(), AwsError>;
 }
 
 #[cfg(test)]

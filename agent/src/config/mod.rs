@@ -8,7 +8,7 @@
 //!
 //! One file per table, each with its `Raw*` struct, its defaults, its typed values, its
 //! `validate` and its bad-input tests: `container`, `activity`, `probe` (`[activity.probe]`),
-//! `dns`, `scaling`, `metrics`, `alerts`, `notify`. Beside them, `error` (what an error says)
+//! `dns`, `scaling`, `metrics`, `alerts`, `notify`, `decision_log`. Beside them, `error` (what an error says)
 //! and `check` (what every table's stage two uses). This file is the loader: the whole file's
 //! raw struct, [`load`] and [`parse`].
 //!
@@ -19,6 +19,7 @@ mod activity;
 mod alerts;
 mod check;
 mod container;
+mod decision_log;
 mod dns;
 mod error;
 mod metrics;
@@ -34,6 +35,7 @@ pub use activity::{ActivityConfig, InterfaceChoice, PortSpec, Protocol};
 pub use alerts::AlertsConfig;
 pub use check::parse_duration;
 pub use container::{ContainerConfig, ContainerSelector};
+pub use decision_log::DecisionLogConfig;
 pub use dns::DnsConfig;
 pub use error::{ConfigError, Position};
 pub use metrics::MetricsConfig;
@@ -45,6 +47,7 @@ use activity::RawActivity;
 use alerts::RawAlerts;
 use check::Ctx;
 use container::RawContainer;
+use decision_log::RawDecisionLog;
 use dns::RawDns;
 use error::{describe_serde_error, syntax_error};
 use metrics::RawMetrics;
@@ -69,6 +72,7 @@ pub struct RawConfig {
     metrics: Option<RawMetrics>,
     alerts: Option<RawAlerts>,
     notify: Option<RawNotify>,
+    decision_log: Option<RawDecisionLog>,
 }
 
 /// A validated configuration. Nothing in here can be wrong in a way the agent would only find
@@ -85,6 +89,8 @@ pub struct Config {
     pub alerts: Option<AlertsConfig>,
     /// Webhook targets and the players rate limit; the default has no targets.
     pub notify: NotifyConfig,
+    /// Where the decision lines are kept off the instance; `None`: only in the journal.
+    pub decision_log: Option<DecisionLogConfig>,
 }
 
 impl Config {
@@ -96,6 +102,7 @@ impl Config {
             || self.metrics.is_some()
             || self.alerts.is_some()
             || !self.notify.webhooks.is_empty()
+            || self.decision_log.is_some()
     }
 }
 
@@ -148,6 +155,7 @@ impl RawConfig {
             Some(n) => n.validate(&cx)?,
             None => NotifyConfig::default(),
         };
+        let decision_log = self.decision_log.map(|d| d.validate(&cx)).transpose()?;
         Ok(Config {
             source: file.to_string(),
             container,
@@ -157,6 +165,7 @@ impl RawConfig {
             metrics,
             alerts,
             notify,
+            decision_log,
         })
     }
 }
@@ -267,6 +276,11 @@ mod tests {
         assert_eq!(me.namespace, "ContainerManager");
         assert_eq!(me.interval, Duration::from_secs(60));
         assert_eq!(c.alerts, None);
+        let d = c.decision_log.as_ref().unwrap();
+        assert_eq!(
+            d.interval.as_secs().to_string() + "s",
+            super::decision_log::d_interval()
+        );
         let p = c.activity.probe.as_ref().unwrap();
         assert_eq!(p.kind, ProbeKind::A2s);
         assert_eq!(p.timeout, Duration::from_secs(2));

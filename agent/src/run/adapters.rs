@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::error;
 
 use crate::activity::{PacketCounter, Probe};
-use crate::aws::{Alerts, Capacity, DnsRecord, InstanceMetadata, Metrics, Secrets};
+use crate::aws::{Alerts, Capacity, DecisionLog, DnsRecord, InstanceMetadata, Metrics, Secrets};
 use crate::config::Config;
 use crate::container::Containers;
 use crate::decide::{Policy, Problem, Readiness};
@@ -95,6 +95,9 @@ pub struct Adapters {
     pub secrets: Option<Arc<dyn Secrets>>,
     /// How webhooks are posted; `None` when the HTTPS client could not be built.
     pub http: Option<Arc<dyn notify::http::HttpPost>>,
+    /// Where the decision lines are kept off the instance; `None` without `[decision_log]`
+    /// (then the journal alone has them).
+    pub decision_log: Option<Arc<dyn DecisionLog>>,
     /// What went wrong at boot that an operator must fix (told once the notifier runs).
     pub problems: Vec<Problem>,
     /// The addresses players connect to, for the `online` message.
