@@ -436,8 +436,12 @@ def test_a_webhook_reaches_the_agent_and_the_role_reads_only_its_parameter(templ
     config = agent_toml(script)
     if kind == "none":
         assert "notify" not in config
-        assert "WebhookUrlPolicy" not in physical
+        assert "WebhookUrlPolicy" not in physical and "WakeFailedFunction" not in physical
         return
+    # A failed wake reaches the players too, through this function (moto's CloudFormation makes
+    # no alarms: test_template.py checks that the failed-to-wake alarm invokes it).
+    function = aws("lambda").get_function(FunctionName=physical["WakeFailedFunction"])["Configuration"]
+    assert function["Environment"]["Variables"]["WEBHOOK_PARAMETER"] == "/container-manager/valheim/discord"
     assert config["notify"] == {"webhook": [{
         "kind": "discord", "url_parameter": "/container-manager/valheim/discord",
         "events": ["online", "players", "crash"]}]}

@@ -245,7 +245,25 @@ def test_a_wake_that_brings_nothing_into_service_in_10_minutes_alerts_the_operat
     assert alarm["EvaluationPeriods"] == alarm["DatapointsToAlarm"] == 10
     assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["TreatMissingData"]) == (
         "GreaterThanOrEqualToThreshold", 1, "notBreaching")
-    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}] and "OKActions" not in alarm
+    # The operator through the topic; with a webhook, the players through WakeFailedFunction.
+    assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}, {"Fn::If": [
+        "HasWebhook", {"Fn::GetAtt": ["WakeFailedFunction", "Arn"]}, {"Ref": "AWS::NoValue"}]}]
+    assert "OKActions" not in alarm
+    res = main_template["Resources"]
+    for logical in ("WakeFailedFunction", "WakeFailedRole", "WakeFailedLogGroup", "WakeFailedInvokePermission"):
+        assert res[logical]["Condition"] == "HasWebhook", logical
+    # Only this alarm may invoke it (the principal CloudWatch alarms invoke Lambda as).
+    allow = res["WakeFailedInvokePermission"]["Properties"]
+    assert (allow["Principal"], allow["SourceArn"], allow["SourceAccount"]) == (
+        "lambda.alarms.cloudwatch.amazonaws.com",
+        {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:" + alarm["AlarmName"]["Fn::Sub"]},
+        {"Ref": "AWS::AccountId"})
+    granted = {a: st["Resource"] for st in statements(res["WakeFailedRole"]) for a in as_list(st["Action"])}
+    assert granted == {
+        "logs:CreateLogStream": {"Fn::GetAtt": ["WakeFailedLogGroup", "Arn"]},
+        "logs:PutLogEvents": {"Fn::GetAtt": ["WakeFailedLogGroup", "Arn"]},
+        "autoscaling:DescribeScalingActivities": "*",
+        "ssm:GetParameter": {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${WebhookUrlParameter}"}}
     text, values = alarm["AlarmDescription"]["Fn::Sub"]
     assert "describe-scaling-activities" in text and "cloud/cm sleep" in text
     assert values["ReadyIn"] == {"Fn::If": ["HasWarmPool", "1 minute", "4 minutes"]}

@@ -320,3 +320,95 @@ def test_a_webhook_that_fails_leaves_the_wake_standing_and_the_url_out_of_the_lo
     aws("autoscaling", region).set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=0)
     assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
     assert "Could not tell the players: ParameterNotFound" in capsys.readouterr().out
+
+
+# A wake that fails: WakeFailedAlarm invokes WakeFailedFunction on entering ALARM (10 minutes
+# after a wake with nothing in service), and the players who heard "waking up" hear once that it
+# failed, with what the group's launch attempts say (docs/aws-sources.md, section 13).
+
+def alarm_event(state="ALARM", previous="OK"):
+    """The payload CloudWatch sends a Lambda alarm action (the documented example's shape)."""
+    return {"source": "aws.cloudwatch", "accountId": "123456789012", "region": "us-east-1",
+            "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:container-manager-valheim-failed-to-wake",
+            "time": "2026-12-06T20:10:00.000+0000",
+            "alarmData": {"alarmName": "container-manager-valheim-failed-to-wake",
+                          "state": {"value": state, "reason": "Threshold Crossed: 10 out of the last 10 datapoints",
+                                    "timestamp": "2026-12-06T20:10:00.000+0000"},
+                          "previousState": {"value": previous, "reason": "", "timestamp": "2026-12-06T20:00:00.000+0000"},
+                          "configuration": {"metrics": []}}}
+
+
+NO_CAPACITY = ("Launching a new EC2 instance. Status Reason: We currently do not have sufficient t3a.medium "
+               "capacity in the Availability Zone you requested (us-east-1a). Launching EC2 instance failed.")
+
+
+def _failed(request, aws, main_template, kind="discord", events="waking,online", status=204):
+    from conftest import load_function
+
+    receiver = Receiver(status)
+    request.addfinalizer(receiver.close)
+    aws("ssm").put_parameter(Name=HOOK_PARAMETER, Type="SecureString", Value=receiver.url)
+    ec2, autoscaling = aws("ec2"), aws("autoscaling")
+    ec2.create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
+        "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=GROUP, MinSize=0, MaxSize=1, DesiredCapacity=1,
+        LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=ec2.describe_subnets()["Subnets"][0]["SubnetId"])
+    module = load_function(function_code(main_template, "WakeFailedFunction"), "wake_failed", {
+        "RECORD_NAME": NAME, "AUTO_SCALING_GROUP": GROUP, "WEBHOOK_PARAMETER": HOOK_PARAMETER,
+        "WEBHOOK_KIND": kind, "WEBHOOK_EVENTS": events})
+    module.receiver = receiver
+    return module
+
+
+def test_a_failed_wake_tells_the_players_once_with_what_aws_says(request, aws, main_template, capsys):
+    fn = _failed(request, aws, main_template)
+    # moto launches whatever it is asked to, so it records no failed launch: the group's answer comes from a stub, shaped as
+    # DescribeScalingActivities answers, newest first.
+    with Stubber(fn.autoscaling) as stub:
+        stub.add_response("describe_scaling_activities", {"Activities": [
+            {"ActivityId": "a2", "AutoScalingGroupName": GROUP, "Cause": "c", "StartTime": "2026-12-06T20:01:00Z",
+             "StatusCode": "Failed", "StatusMessage": NO_CAPACITY, "Description": "Launching a new EC2 instance"},
+            {"ActivityId": "a1", "AutoScalingGroupName": GROUP, "Cause": "c", "StartTime": "2026-12-05T20:00:00Z",
+             "StatusCode": "Successful", "Description": "Launching a new EC2 instance"}]},
+            {"AutoScalingGroupName": GROUP, "MaxRecords": 5})
+        assert fn.handler(alarm_event(), None) == "told"
+        stub.assert_no_pending_responses()
+    (post,) = fn.receiver.posts
+    (embed,) = post["body"]["embeds"]
+    assert embed["title"] == f"{NAME}: failed to wake"
+    assert embed["description"] == ("No server came up within 10 minutes of the wake. The admin has been told. "
+                                     f"AWS says: {NO_CAPACITY}")
+    assert post["body"]["allowed_mentions"] == {"parse": []} and post["agent"] == "container-manager"
+    out = capsys.readouterr().out
+    assert "Told the players the wake failed: Launching a new EC2 instance." in out and "sEcReT" not in out
+
+
+def test_without_a_launch_error_the_notice_says_aws_reported_none(request, aws, main_template):
+    # moto's own answer: its launches all succeed.
+    fn = _failed(request, aws, main_template, kind="json")
+    assert fn.handler(alarm_event(), None) == "told"
+    (post,) = fn.receiver.posts
+    assert post["body"] == {"source": "container-manager", "event": "wake_failed", "title": f"{NAME}: failed to wake",
+                            "message": "No server came up within 10 minutes of the wake. The admin has been told. "
+                                       "AWS reported no launch error; it may still come up."}
+
+
+@pytest.mark.parametrize("event, events", [
+    (alarm_event("OK", previous="ALARM"), "waking,online"),  # leaving ALARM: nothing to tell
+    (alarm_event("INSUFFICIENT_DATA"), "waking,online"),
+    (alarm_event(), "online,crash"),  # players never told "waking up" are not told it failed
+])
+def test_only_entering_alarm_with_waking_in_the_events_tells_anyone(request, aws, main_template, event, events):
+    fn = _failed(request, aws, main_template, events=events)
+    assert fn.handler(event, None) == "ignored"
+    assert fn.receiver.posts == []
+
+
+def test_a_webhook_that_fails_is_logged_without_the_url(request, aws, main_template, capsys):
+    fn = _failed(request, aws, main_template, kind="slack", status=404)
+    assert fn.handler(alarm_event(), None) == "not told"
+    (post,) = fn.receiver.posts
+    assert post["body"]["text"].startswith(f"{NAME}: failed to wake. No server came up")
+    out = capsys.readouterr().out
+    assert "Could not tell the players: HTTPError" in out and "sEcReT" not in out and "127.0.0.1" not in out

@@ -102,6 +102,9 @@ def test_story_1_wake_play_sleep_wake_again():
         assert connected["address"] == inst.ip
         # The players heard it was coming, once for all those lookups: from the wake function,
         # before the agent's "online".
+        lookups = [e for e in tw.events if e.get("source") == "player" and e["event"] == "lookup"
+                   and e["t"] <= resolved["t"]]
+        assert len(lookups) >= 3, f"the story wants several lookups before the answer: {lookups}"
         (waking,) = [p for p in tw.package.posts if p["client"] != inst.ip]
         assert waking["status"] == 204 and waking["body"]["embeds"][0]["title"] == f"{RECORD}: waking up", waking
         assert waking["body"]["embeds"][0]["description"] == "Usually ready in about 4 minutes."
