@@ -100,12 +100,16 @@ bench: setup
 	tests/.venv/bin/python tests/bench/bench.py
 
 # Packages (docs/packaging.md): one release build feeds both; they land in dist/.
+# dist/ is made first: on a fresh clone, cargo generate-rpm takes a missing dist/ for a file
+# ("Is a directory (os error 21)").
 deb:
 	cargo build --release -p container-manager-agent
+	mkdir -p dist
 	cargo deb -p container-manager-agent --no-build --output dist/
 
 rpm:
 	cargo build --release -p container-manager-agent
+	mkdir -p dist
 	cargo generate-rpm -p agent --output dist/
 
 # Builds both packages and checks them, the unit, the installer and the AMI template (root).

@@ -30,7 +30,7 @@
 #
 # Before it builds or uploads, deploy checks the tools (each missing one named with its install
 # line), the build host (Linux x86_64), and the package: an ELF x86_64 binary needing no glibc
-# newer than 2.34 (packaging/check-glibc.sh), or an x86_64 .rpm.
+# newer than 2.34 (packaging/check-glibc.sh), or an x86_64 .rpm holding such a binary.
 #
 # Needs the AWS CLI (v1 or v2), python3, sha256sum and od; building needs make, cargo,
 # cargo-generate-rpm and objdump (README, "Prerequisites"). The AWS CLI's standard variables apply
@@ -141,6 +141,24 @@ check_rpm() { # FILE: its architecture, from its name and, with the rpm tool, it
         arch=$(rpm -qp --qf '%{ARCH}' "$1" 2>/dev/null) || die "$1: rpm cannot read it (rpm -qp)" 2
         [[ $arch == x86_64 || $arch == noarch ]] || die "$1 is an .rpm for $arch, but the instance is x86_64" 2
     fi
+    # The binary inside: the same checks as a bare one (an .rpm built elsewhere can hold an agent
+    # that needs a newer glibc than the instance's).
+    if ! command -v rpm2archive >/dev/null; then
+        log "cannot look inside $1 (rpm2archive, from the rpm package, is missing): only its architecture was checked"
+        return 0
+    fi
+    local inside
+    inside=$(mktemp -d)
+    if ! rpm2archive -n - <"$1" 2>/dev/null | tar -x -C "$inside" ./usr/bin/container-manager-agent 2>/dev/null \
+        || [[ ! -f $inside/usr/bin/container-manager-agent ]]; then
+        rm -rf "$inside"
+        die "$1 holds no /usr/bin/container-manager-agent: it is not the agent's package (make rpm builds it)" 2
+    fi
+    local out rc=0
+    out=$(check_binary "$inside/usr/bin/container-manager-agent" 2>&1) || rc=$?
+    rm -rf "$inside"
+    ((rc == 0)) || die "$1: the agent inside it: ${out#*error: "$inside"/usr/bin/container-manager-agent }" "$rc"
+    log "checked the agent inside $1: ${out##*: Linux x86_64, }"
 }
 if [[ $command == deploy && -n $package && -z $p_AgentPackageUrl ]]; then
     [[ -f $package ]] || die "--package: $package is not a file" 2

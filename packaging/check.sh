@@ -80,7 +80,9 @@ BIN=$CARGO_TARGET_DIR/release/container-manager-agent
 DEB=$ROOT/dist/container-manager-agent_${version}-1_amd64.deb
 RPM=$ROOT/dist/container-manager-agent-${version}-1.x86_64.rpm
 t=$SECONDS
-if make --no-print-directory deb rpm >"$WORK/build.log" 2>&1 && [[ -f $DEB && -f $RPM && -x $BIN ]]; then
+# The .rpm first, into no dist/, as the deploy command builds it on a fresh clone.
+rm -rf "$ROOT/dist"
+if make --no-print-directory rpm deb >"$WORK/build.log" 2>&1 && [[ -f $DEB && -f $RPM && -x $BIN ]]; then
     pass "release build, make deb, make rpm ($((SECONDS - t)) s): ${DEB#"$ROOT"/}, ${RPM#"$ROOT"/}"
 else
     fail "release build, make deb, make rpm"

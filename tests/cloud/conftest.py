@@ -2,6 +2,8 @@
 
 import json
 import os
+import shutil
+import subprocess
 import socket
 import sys
 from pathlib import Path
@@ -110,3 +112,46 @@ def load_function(code, name, env):
     exec(compile(code, f"<{name}>", "exec"), module.__dict__)
     return module
 
+
+def small_linux_binary(path, text):
+    """A real Linux x86_64 program that the deploy's build checks take for an agent (it needs
+    nothing newer than glibc 2.34), built here in a second; `text` makes each one different."""
+    source = path.with_suffix(".c")
+    source.write_text(f'#include <stdio.h>\nint main(void) {{ puts("{text}"); return 0; }}\n')
+    subprocess.run(["gcc", "-o", str(path), str(source)], check=True, capture_output=True)
+    return path
+
+
+def rpm_holding(tmp_path, binary, dest="/usr/bin/container-manager-agent"):
+    """An x86_64 .rpm (rpmbuild, from the rpm package setup installs) that installs `binary` at
+    `dest`, as the agent's package does."""
+    top = tmp_path / "rpmbuild"
+    (top / "SOURCES").mkdir(parents=True)
+    shutil.copy(binary, top / "SOURCES" / "agent")
+    spec = top / "agent.spec"
+    spec.write_text(f"""Name: container-manager-agent
+Version: 0.1.0
+Release: 1
+Summary: test package
+License: MIT
+BuildArch: x86_64
+%description
+test package
+%install
+mkdir -p %{{buildroot}}{Path(dest).parent}
+install -m 0755 %{{_sourcedir}}/agent %{{buildroot}}{dest}
+%files
+{dest}
+""")
+    subprocess.run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}", "--define", "debug_package %{nil}",
+                    "--define", "__os_install_post %{nil}", str(spec)], check=True, capture_output=True)
+    (built,) = (top / "RPMS" / "x86_64").glob("*.rpm")
+    return built
+
+
+def agent_rpm(tmp_path):
+    """An .rpm that passes the deploy's checks of the agent's package (x86_64, a Linux x86_64
+    program at /usr/bin/container-manager-agent needing nothing newer than glibc 2.34), small and
+    built in a second: for the stack it is only a file in the bucket."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return rpm_holding(tmp_path / "agent-rpm", small_linux_binary(tmp_path / "agent-program", "an agent, for the stack"))

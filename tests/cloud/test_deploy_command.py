@@ -6,6 +6,7 @@ instance is in tests/twin/test_twin_deploy.py."""
 import json
 import re
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import EXAMPLES, ROOT, VENV_BIN
+from conftest import EXAMPLES, ROOT, VENV_BIN, agent_rpm, rpm_holding, small_linux_binary
 
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 import world  # noqa: E402
@@ -72,15 +73,6 @@ DEBUG_AGENT = Path(os.environ.get("AGENT_BIN", Path(os.environ.get("CARGO_TARGET
                                   / "debug" / "container-manager-agent"))
 
 
-def small_linux_binary(path, text):
-    """A real Linux x86_64 program that the deploy's build checks take for an agent (it needs
-    nothing newer than glibc 2.34), built here in a second; `text` makes each one different."""
-    source = path.with_suffix(".c")
-    source.write_text(f'#include <stdio.h>\nint main(void) {{ puts("{text}"); return 0; }}\n')
-    subprocess.run(["gcc", "-o", str(path), str(source)], check=True, capture_output=True)
-    return path
-
-
 def elf_header(machine):
     """The first 64 bytes of a 64-bit little-endian ELF executable for `machine` (e_machine)."""
     return (b"\x7fELF\x02\x01\x01" + bytes(9) + (2).to_bytes(2, "little") + machine.to_bytes(2, "little")
@@ -119,6 +111,28 @@ def test_a_binary_that_needs_a_newer_glibc_than_amazon_linux_2023_is_refused(tmp
     r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", agent], NOWHERE)
     assert f"deploy: checked {agent}: Linux x86_64, newest symbol version GLIBC_2.34" in r.stderr, r.stderr
     assert r.returncode == 1, "it went on, to the AWS calls (which fail here)"
+
+
+def test_an_rpm_whose_agent_needs_a_newer_glibc_is_refused_and_a_good_one_passes(tmp_path):
+    """The binary inside an .rpm gets the bare binary's checks: an .rpm built on a newer system
+    holds an agent the instance cannot start."""
+    source = tmp_path / "new.c"
+    source.write_text("#include <stdlib.h>\nint main(void) { return (int)(arc4random() & 1); }\n")
+    subprocess.run(["gcc", "-o", str(tmp_path / "new"), str(source)], check=True, capture_output=True)
+    bad = rpm_holding(tmp_path / "bad", tmp_path / "new")
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(bad)], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert (f"deploy: error: {bad}: the agent inside it: needs a newer glibc than Amazon Linux 2023's 2.34, so it "
+            "would not start on the instance (glibc: newest symbol version GLIBC_2.36 (limit GLIBC_2.34))") in r.stderr
+    # An .rpm that is not the agent's.
+    other = rpm_holding(tmp_path / "other", small_linux_binary(tmp_path / "hello", "hello"), dest="/usr/bin/hello")
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(other)], NOWHERE)
+    assert r.returncode == 2 and f"{other} holds no /usr/bin/container-manager-agent" in r.stderr, r.stderr
+    # The agent as built here, packaged: checked inside, then on to the AWS calls (which fail here).
+    good = rpm_holding(tmp_path / "good", DEBUG_AGENT)
+    r = run(["deploy", str(write_params(tmp_path)), "--region", "eu-west-1", "--package", str(good)], NOWHERE)
+    assert f"deploy: checked the agent inside {good}: newest symbol version GLIBC_2.34" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
 
 
 def test_each_missing_tool_is_named_with_its_install_line_before_anything_runs(tmp_path):
@@ -166,8 +180,7 @@ def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tm
     put_secret(shim, "us-east-1")  # the right name, the wrong region
     path = write_params(tmp_path, {"HostedZoneId": zone, "Secret2": "ADMIN_PASS=/container-manager/valheim/admin",
                                    "WebhookKind": "discord", "WebhookUrlParameter": "/container-manager/valheim/discord"})
-    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
-    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    package = agent_rpm(tmp_path)
     r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 2, r.stderr
     for key, name in (("Secret1", "/container-manager/valheim/server-pass"), ("Secret2", "/container-manager/valheim/admin"),
@@ -201,8 +214,7 @@ def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_kee
                                    "WebhookUrlParameter": "/container-manager/valheim/discord"})
     put_secret(shim, "eu-west-1")
     put_secret(shim, "eu-west-1", "/container-manager/valheim/discord")
-    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
-    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    package = agent_rpm(tmp_path)
     r = run(["deploy", str(path), "--region", "eu-west-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr
     assert stacks(shim, "eu-west-1") == ["valheim"] and stacks(shim, "us-east-1") == ["container-manager-valheim-wake"]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import agent_rpm
 from test_deploy_command import client, run, shim, stacks, write_params  # noqa: F401 - shim is a fixture
 
 REGION = "us-east-1"  # the wake-up chain lives in the stack itself: one stack per deploy
@@ -19,8 +20,7 @@ def setup(tmp_path, shim):  # noqa: F811
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
     client(shim, "ssm", REGION).put_parameter(Name="/container-manager/valheim/server-pass", Type="SecureString",
                                               Value="secret")
-    package = tmp_path / "container-manager-agent-0.1.0-1.x86_64.rpm"
-    package.write_bytes(b"an rpm, as far as the stack is concerned\n")
+    package = agent_rpm(tmp_path)
     return shim, zone, package
 
 
