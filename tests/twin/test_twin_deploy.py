@@ -231,3 +231,49 @@ def test_a_world_left_by_an_earlier_stack_is_offered_then_adopted_and_a_wake_loa
         tw.wait_for("connected", 30, source="player", after=resolved["t"])
         log = tw.game_log(game)
         assert "loaded save" in log and "sessions=12" in log, log
+
+
+def test_destroy_then_deploy_again_offers_the_old_world_and_a_wake_after_adopting_it_loads_its_save():
+    """The whole round a user makes (issue 42): deploy, the game saves its world, destroy (which
+    keeps the world and says how to get it back), deploy again with the same server name: the
+    deploy command refuses to start an empty world, names the old one and offers --adopt-world;
+    adopted, a wake plays the old save."""
+    seen: dict = {}
+
+    def deploy_play_destroy(tw: Twin, params: dict[str, str]) -> dict[str, str]:
+        earlier = tw.dir / "earlier"
+        earlier.mkdir()
+        first = stack.run_deploy(tw.shim.aws, "deploy", params, earlier, "--package", str(AGENT))
+        assert first.returncode == 0, first.stderr[-3000:]
+        (desc,) = tw.client("cloudformation", direct=True).describe_stacks(StackName="valheim")["Stacks"]
+        fs = next(o["OutputValue"] for o in desc["Outputs"] if o["OutputKey"] == "DataFileSystemId")
+        # The world as the game leaves it on the file system (DataAccessPoint's /data).
+        world = params.get("Env2", "WORLD_NAME=world").split("=", 1)[1]
+        save = tw.efs / fs / "data" / "worlds" / f"{world}.json"
+        save.parent.mkdir(parents=True)
+        save.write_text(json.dumps({"sessions": 21, "saved_at": 1700000000.0, "players_seen": 4}))
+        destroyed = stack.run_deploy(tw.shim.aws, "destroy", params, earlier)
+        assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+        again = tw.dir / "again"
+        again.mkdir()
+        seen.update(fs=fs, destroyed=destroyed,
+                    refused=stack.run_deploy(tw.shim.aws, "deploy", params, again, "--package", str(AGENT)))
+        # What --adopt-world sets (tests/cloud/test_deploy_world.py runs the flag itself).
+        return {"ExistingFileSystemId": fs}
+
+    with Twin(before_deploy=deploy_play_destroy) as tw:
+        fs, destroyed, refused = seen["fs"], seen["destroyed"], seen["refused"]
+        assert f"Kept, on purpose: the world's file system {fs}" in destroyed.stdout, destroyed.stdout
+        assert "--adopt-world" in destroyed.stdout
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert "a world of valheim is left in us-east-1 from an earlier stack" in refused.stderr
+        assert fs in refused.stderr and "--adopt-world" in refused.stderr
+        assert "creating the stack" not in refused.stderr, "refused before anything changed"
+        assert tw.world_fs() == fs and "DataFileSystem" not in tw.deployed.physical
+        assert json.loads(tw.save_file().read_text())["sessions"] == 21
+        tw.player("--play-seconds", "3", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (game,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        log = tw.game_log(game)
+        assert "loaded save" in log and "sessions=21" in log, log
