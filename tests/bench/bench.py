@@ -15,7 +15,10 @@ Sections:
    figures for real AWS (docs/aws-sources.md); `bench.py twin` prints it alone, with the
    debug agent;
 5. a cost model for 20 hours of play a month, for each mode of the stack, derived from the
-   resources the template creates for that mode's parameters (`bench.py cost` prints it alone).
+   resources the template creates for that mode's parameters, then what is billed by use (the
+   dashboard past the free three, data out, DNS queries, logs, function invocations, a baked
+   image's snapshot) inside the free tiers and past them, and what a wake nobody joins costs
+   (`bench.py cost` prints it alone; prices and sources in docs/aws-sources.md §7 and §14).
 """
 
 from __future__ import annotations
@@ -307,6 +310,8 @@ def stack_resources(params: dict[str, str]) -> dict:
                             for fs in systems),
         "backed_up": any(v["Type"] == "AWS::Backup::BackupSelection" for v in res.values()),
         "alarm_metrics": alarm_metrics,
+        "dashboards": sum(1 for v in res.values() if v["Type"] == "AWS::CloudWatch::Dashboard"),
+        "log_retention_days": int(resolve({"Ref": "LogRetentionDays"})),
     }
 
 
@@ -397,12 +402,110 @@ def cost_section() -> list[str]:
         spot = total(monthly_cost({**base, "InstanceType": itype, "CapacityType": "spot", "StopTimeoutSeconds": "100",
                                    "SpotInstanceTypes": itype}))
         rows.append(f"| {itype} | {price:.4f} | {od:.2f} | {spot:.2f} | < 120.00 a year |")
-    return rows + [""] + bot_rows()
+    return rows + [""] + usage_rows(d, stack_resources(base)) + [""] + bot_rows()
 
 
 SAVE_MIN = 0.5                # the save and the termination after a scale-in
 BOT_EVERY_MIN = 5             # a bot's (or a link preview's) lookup, with nobody playing
 BOT_TARGET = 60               # issue 36: instance-minutes a day at most
+
+
+# What the mode table leaves out: the usage-billed items (issue 40). Prices us-east-1, sources in
+# docs/aws-sources.md §14; the free tiers are account-wide and monthly.
+DASHBOARD_MONTH = 3.00        # each dashboard past an account's first three (free)
+FREE_DASHBOARDS = 3
+EGRESS_GB = 0.09              # data out to the internet, first 10 TB a month, past the free 100 GB
+EGRESS_FREE_GB = 100
+QUERIES_M = 0.40              # Route53 standard queries, per million (the first billion a month)
+LOGS_INGEST_GB = 0.50         # CloudWatch Logs, standard class
+LOGS_STORE_GB_MONTH = 0.03
+LOGS_FREE_GB = 5              # ingestion, and storage, a month each
+LAMBDA_REQUESTS_M = 0.20      # past 1 million requests a month (free)
+LAMBDA_GB_S = 0.0000166667    # past 400,000 GB-seconds a month (free)
+SNAPSHOT_GB_MONTH = 0.05      # EBS snapshots: not in a stored source (AWS's EBS pricing page)
+# The usage, per month of the workload above. Assumed where no source gives a figure.
+PLAYERS = 3                   # players in a session (assumed)
+GAME_MB_PER_PLAYER_H = {      # data the server sends one player in an hour of play
+    "valheim": 230,           # an upper bound: the server's send limit, 64 KB/s per connection
+    "minecraft": 100,         # vanilla: 50-100 MB per player-hour
+}
+LOOKUPS_PER_PLAYER_SESSION = 50   # a client's and its server browser's lookups of the name (assumed)
+BOT_LOOKUPS_MONTH = 30 * 24 * 60 // BOT_EVERY_MIN
+QUERY_LINE_BYTES = 130        # one query-log line (about 100 bytes) and room for what CloudWatch counts per event (assumed)
+FUNCTION_LOG_BYTES = 450      # Lambda's START, END and REPORT lines and the function's own line, per invocation
+FUNCTION_GB_S = 0.128 * 0.3   # 128 MB for about 0.3 s per invocation (1.3 s when it wakes and tells the players)
+GAME_LOG_MB_PER_H = 1.0       # the game's output while it runs (assumed; games differ widely)
+AGENT_LOG_BYTES_PER_WAKE = 1855   # measured: the crashed instance's lines in tests/twin/test_twin_operator.py
+UNUSED_WAKES_MONTH = 90       # a bot's lookups with the default budget: 3 a day
+IMAGE_GB = (5, 10)            # a baked image's snapshot: the AMI and the game's image
+
+
+def usage_rows(c: dict[str, float], r: dict) -> list[str]:
+    """The usage-billed items the mode table leaves out, for the defaults: each with its monthly
+    usage, its cost inside the free tiers (an account with nothing else using them) and past them."""
+    lookups = SESSIONS * PLAYERS * LOOKUPS_PER_PLAYER_SESSION + BOT_LOOKUPS_MONTH
+    invocations = lookups  # at most one per lookup of the name (the filter passes only those lines)
+    wakes = SESSIONS + UNUSED_WAKES_MONTH
+    logs_mb = {
+        "the query log": lookups * QUERY_LINE_BYTES / 1e6,
+        "the functions' logs": invocations * FUNCTION_LOG_BYTES / 1e6,
+        "the game's log": c["running_h"] * GAME_LOG_MB_PER_H,
+        "the agent's decision lines": wakes * AGENT_LOG_BYTES_PER_WAKE / 1e6,
+    }
+    logs_gb = sum(logs_mb.values()) / 1000
+    stored_gb = logs_gb * r["log_retention_days"] / 30
+    egress = {game: PLAYERS * HOURS_PLAYED * mb / 1000 for game, mb in GAME_MB_PER_PLAYER_H.items()}
+    fn = (max(0.0, invocations - 1e6) / 1e6 * LAMBDA_REQUESTS_M, invocations / 1e6 * LAMBDA_REQUESTS_M
+          + invocations * FUNCTION_GB_S * LAMBDA_GB_S)
+    rows_data = [
+        ("the dashboard (CreateDashboard, on by default)", f"{r['dashboards']} dashboard",
+         0.0, r["dashboards"] * DASHBOARD_MONTH,
+         f"free as one of the account's first {FREE_DASHBOARDS}; ${DASHBOARD_MONTH:.2f} past them"),
+        *[(f"data out, {game} ({PLAYERS} players, {GAME_MB_PER_PLAYER_H[game]} MB per player-hour)", f"{gb:.1f} GB", 0.0,
+           gb * EGRESS_GB, f"free in the account's first {EGRESS_FREE_GB} GB; ${EGRESS_GB:.2f}/GB past them")
+          for game, gb in egress.items()],
+        ("data out, palworld", "no stored source", 0.0, 0.0, "not modelled: no figure for its traffic in a stored source"),
+        ("Route53 queries of the zone", f"{lookups:,} ({BOT_LOOKUPS_MONTH:,} a bot's)", lookups / 1e6 * QUERIES_M,
+         lookups / 1e6 * QUERIES_M, f"${QUERIES_M:.2f} per million; no free tier"),
+        ("log ingestion (" + ", ".join(f"{k} {v:.2f} MB" for k, v in logs_mb.items()) + ")",
+         f"{logs_gb * 1000:.1f} MB", 0.0, logs_gb * LOGS_INGEST_GB,
+         f"free in the first {LOGS_FREE_GB} GB; ${LOGS_INGEST_GB:.2f}/GB past them"),
+        (f"log storage ({r['log_retention_days']} days kept)", f"{stored_gb * 1000:.1f} MB-month", 0.0,
+         stored_gb * LOGS_STORE_GB_MONTH, f"free in the first {LOGS_FREE_GB} GB-month; ${LOGS_STORE_GB_MONTH:.2f}/GB-month past them"),
+        ("function invocations (the wake function: at most one per lookup of the name)", f"{invocations:,}", fn[0], fn[1],
+         "free in the first million and 400,000 GB-s; $0.20 per million and $0.0000166667/GB-s past them"),
+    ]
+    inside = sum(row[2] for row in rows_data)
+    # Past the free tiers: one game's data out (the larger), not every game's.
+    worst = max(egress, key=egress.get)
+    past = sum(row[3] for row in rows_data if not row[0].startswith("data out")) + egress[worst] * EGRESS_GB
+    lines = [
+        "What the table above leaves out (the defaults; usage-billed, so each has its usage; prices in docs/aws-sources.md §14):",
+        "",
+        "| item | a month | $ inside the free tiers | $ past them | price |",
+        "| --- | --- | --- | --- | --- |",
+        *[f"| {a} | {b} | {c_:.4f} | {d:.4f} | {e} |" for a, b, c_, d, e in rows_data],
+        f"| **total** | | **{inside:.2f}** | **{past:.2f}** (data out: {worst}'s) | |",
+        "",
+        f"Assumed, not measured: {PLAYERS} players a session, {LOOKUPS_PER_PLAYER_SESSION} lookups of the name per player and "
+        f"session, {GAME_LOG_MB_PER_H:.0f} MB of game log an hour; a bot's lookup every {BOT_EVERY_MIN} min. "
+        f"Measured: the agent's lines per wake ({AGENT_LOG_BYTES_PER_WAKE} bytes, the twin).",
+        "",
+        "| the first server (the defaults) | $/month |",
+        "| --- | --- |",
+        f"| with the dashboard, in an account with at most {FREE_DASHBOARDS - 1} others and the free tiers unused | "
+        f"{total(c) + inside:.2f} |",
+        f"| without the dashboard (CreateDashboard=false) | {total(c) + inside:.2f} |",
+        f"| with the dashboard as a 4th or later (${DASHBOARD_MONTH:.2f}) | {total(c) + inside + DASHBOARD_MONTH:.2f} |",
+        f"| without the dashboard, every free tier used up elsewhere (data out: {worst}) | "
+        f"{total(c) + past - r['dashboards'] * DASHBOARD_MONTH:.2f} |",
+        f"| with the dashboard as a 4th, every free tier used up elsewhere | {total(c) + past:.2f} |",
+        "",
+        f"A baked image (`cloud/ami-recipe.yaml`) adds its snapshot: {IMAGE_GB[0]}-{IMAGE_GB[1]} GB at "
+        f"${SNAPSHOT_GB_MONTH:.2f}/GB-month, ${IMAGE_GB[0] * SNAPSHOT_GB_MONTH:.2f}-{IMAGE_GB[1] * SNAPSHOT_GB_MONTH:.2f} "
+        "(AWS's EBS pricing; not in a stored source).",
+    ]
+    return lines
 
 
 def bot_rows() -> list[str]:
@@ -423,6 +526,17 @@ def bot_rows() -> list[str]:
     after = min(1440.0, defaults["UnusedWakesPerDay"] * wake_after)
     price = PRICES["t3a.medium"] + PUBLIC_IPV4_H
     verdict = "meets it" if after <= BOT_TARGET else "misses it"
+    # One wake nobody joins, item by item: the instance and its address for its minutes, its root
+    # volume for them, the agent's metrics for them, a lookup, an invocation and its log lines, and
+    # the agent's decision lines (past the free tiers; inside them only the first three count).
+    hours = wake_after / 60
+    one = {
+        "instance": hours * PRICES["t3a.medium"], "IPv4": hours * PUBLIC_IPV4_H,
+        "root": stack_resources({})["root_gb"] * GP3_GB_MONTH * hours / HOURS_MONTH,
+        "metrics": METRICS * METRIC_MONTH * hours / HOURS_MONTH,
+        "lookup, invocation, logs": QUERIES_M / 1e6 + LAMBDA_REQUESTS_M / 1e6 + FUNCTION_GB_S * LAMBDA_GB_S
+        + (QUERY_LINE_BYTES + FUNCTION_LOG_BYTES + AGENT_LOG_BYTES_PER_WAKE) / 1e9 * LOGS_INGEST_GB,
+    }
     return [
         f"A bot that looks the name up every {BOT_EVERY_MIN} minutes, nobody playing (the template's defaults: "
         f"BootGraceMinutes {defaults['BootGraceMinutes']:.0f}, IdleMinutes {defaults['IdleMinutes']:.0f}, "
@@ -434,6 +548,9 @@ def bot_rows() -> list[str]:
         f"| before (boot grace + idle_after) | {wake_before:.1f} min | never sleeps | {before:.0f} | {before / 60 * price * 30:.2f} |",
         f"| after (unused_after + the budget) | {wake_after:.1f} min | {defaults['UnusedWakesPerDay']:.0f} | "
         f"**{after:.1f}** (target {BOT_TARGET}: {verdict}) | {after / 60 * price * 30:.2f} |",
+        "",
+        f"One wake nobody joins costs ${sum(one.values()):.4f}: "
+        + ", ".join(f"{k} ${v:.5f}" for k, v in one.items()) + f" ({wake_after:.1f} min up).",
     ]
 
 

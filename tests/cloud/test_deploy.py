@@ -425,6 +425,16 @@ def test_spot_uses_a_mixed_instances_policy_of_spot_only(template, aws, capacity
     assert agent_toml(script)["container"]["stop_timeout"] == "90s"
 
 
+def test_the_dashboard_is_a_choice_and_without_it_nothing_else_changes(template, aws):
+    """CreateDashboard=false: no dashboard (past an account's three free ones each costs $3.00 a
+    month) and no DashboardUrl; the alarms, metrics and everything else are the same."""
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    physical, outputs = create(aws, template, with_overrides(path, CreateDashboard="false"), "us-east-1")
+    assert aws("cloudwatch").list_dashboards()["DashboardEntries"] == []
+    assert "Dashboard" not in physical and "DashboardUrl" not in outputs
+    assert {"AlertTopic", "InstanceRole", "AutoScalingGroup", "WakeFunction"} <= set(physical)
+
+
 @pytest.mark.parametrize("kind", ["none", "discord"])
 def test_a_webhook_reaches_the_agent_and_the_role_reads_only_its_parameter(template, aws, kind):
     (path,) = [p for p in EXAMPLES if p.stem == "valheim"]

@@ -720,6 +720,15 @@ def test_an_existing_file_system_takes_the_place_of_the_stacks_own_everywhere(ma
                                         "TaskRole", "Outputs.DataFileSystemId"])
 
 
+def test_the_dashboard_is_on_by_default_and_a_choice(main_template):
+    param = main_template["Parameters"]["CreateDashboard"]
+    assert (param["Default"], param["AllowedValues"]) == ("true", ["true", "false"])
+    assert "$3.00 a month" in param["Description"]
+    assert main_template["Conditions"]["HasDashboard"] == {"Fn::Equals": [{"Ref": "CreateDashboard"}, "true"]}
+    assert main_template["Resources"]["Dashboard"]["Condition"] == "HasDashboard"
+    assert main_template["Outputs"]["DashboardUrl"]["Condition"] == "HasDashboard"
+
+
 def test_the_dashboard_shows_the_wakes_of_the_last_day_from_metrics_the_agent_publishes(main_template):
     body = main_template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "X", body))["widgets"]
