@@ -295,7 +295,7 @@ def test_deploy_with_discord_uploads_the_endpoints_code_and_the_function_runs_it
         assert sorted(z.namelist()) == ["discord_interactions.py", "discord_verify.py"]
         assert z.read("discord_verify.py") == (ROOT / "cloud" / "discord_verify.py").read_bytes()
     conf = client(shim, "lambda", "us-east-1").get_function(FunctionName=resources["DiscordFunction"])["Configuration"]
-    assert (conf["Handler"], conf["Runtime"], conf["Timeout"]) == ("discord_interactions.handler", "python3.13", 3)
+    assert (conf["Handler"], conf["Runtime"], conf["Timeout"]) == ("discord_interactions.handler", "python3.15", 3)
     env = conf["Environment"]["Variables"]
     assert (env["PUBLIC_KEY"], env["APPLICATION_ID"], env["AUTO_SCALING_GROUP"]) == (
         "ab" * 32, "1234567890123456789", "container-manager-valheim")

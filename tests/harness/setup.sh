@@ -8,6 +8,8 @@
 #     busybox-static, tcpdump and the packaging tools)
 #   - tests/.venv with moto[server], the CloudFormation linters and the twin's DNS server
 #     (tests/requirements.txt)
+#   - tools/nag/node_modules: cdk-nag and aws-cdk-lib from npm, the third template scanner
+#     (tools/nag/package-lock.json)
 #   - dockerd, if it is not running
 #   - the cloud twin's images (tests/twin/images.sh)
 #   - for `all`, the cargo tools cargo-deb and cargo-generate-rpm, into ~/.cargo/bin once
@@ -67,6 +69,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v journalctl >/dev/null 2>&1 || need+=(systemd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ "$mode" = all ]; then
   [ -x /bin/busybox ] || need+=(busybox-static)
   command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
@@ -100,6 +104,23 @@ fi
 if [ "$(readlink tests/.venv 2>/dev/null)" != "$venv_real" ]; then
   rm -rf tests/.venv
   ln -s "$venv_real" tests/.venv
+fi
+
+# The template scanner's packages (tools/nag): like the venv, outside the clone, keyed by the hash
+# of the lock file, and linked in as tools/nag/node_modules.
+want=$(sha256sum tools/nag/package-lock.json | cut -c1-16)
+nag_real=$CACHE/nag/$want
+if [ ! -f "$nag_real/.complete" ]; then
+  step "installing the template scanner's packages into $nag_real (tools/nag/package-lock.json)"
+  rm -rf "$nag_real"
+  mkdir -p "$nag_real"
+  cp tools/nag/package.json tools/nag/package-lock.json "$nag_real/"
+  (cd "$nag_real" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  touch "$nag_real/.complete"
+fi
+if [ "$(readlink tools/nag/node_modules 2>/dev/null)" != "$nag_real/node_modules" ]; then
+  rm -rf tools/nag/node_modules
+  ln -s "$nag_real/node_modules" tools/nag/node_modules
 fi
 
 # dockerd, started in the background when no daemon answers.
