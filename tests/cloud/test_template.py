@@ -100,7 +100,7 @@ def test_file_systems_are_encrypted_and_tls_only(main_template):
         assert props["Encrypted"] is True
         (deny,) = props["FileSystemPolicy"]["Statement"]
         assert deny["Effect"] == "Deny"
-        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": False}}
     volumes = main_template["Resources"]["TaskDefinition"]["Properties"]["Volumes"]
 
     data, server = (v["EFSVolumeConfiguration"] for v in volumes["Fn::If"][1])
@@ -589,7 +589,7 @@ def test_the_artifact_bucket_is_private_encrypted_and_read_only_through_the_vpc_
     assert (allow["Effect"], allow["Principal"], allow["Action"]) == ("Allow", "*", "s3:GetObject")
     assert allow["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/agent/*"}
     assert allow["Condition"] == {"StringEquals": {"aws:SourceVpce": {"Ref": "S3Endpoint"}}}
-    assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "s3:*", {"Bool": {"aws:SecureTransport": "false"}})
+    assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "s3:*", {"Bool": {"aws:SecureTransport": False}})
     # No secret in the outputs: the bucket's name only.
     outputs = main_template["Outputs"]
     assert outputs["ArtifactBucketName"]["Value"] == {"Ref": "ArtifactBucket"}
