@@ -410,8 +410,9 @@ BOT_EVERY_MIN = 5             # a bot's (or a link preview's) lookup, with nobod
 BOT_TARGET = 60               # issue 36: instance-minutes a day at most
 
 
-# What the mode table leaves out: the usage-billed items (issue 40). Prices us-east-1, sources in
-# docs/aws-sources.md §14; the free tiers are account-wide and monthly.
+# What the mode table leaves out: the usage-billed items (issue 40). Prices us-east-1, as stated
+# on USAGE_PRICES_DATE, sources in docs/aws-sources.md §14; the free tiers are account-wide and monthly.
+USAGE_PRICES_DATE = "2026-12-06"
 DASHBOARD_MONTH = 3.00        # each dashboard past an account's first three (free)
 FREE_DASHBOARDS = 3
 EGRESS_GB = 0.09              # data out to the internet, first 10 TB a month, past the free 100 GB
@@ -480,7 +481,8 @@ def usage_rows(c: dict[str, float], r: dict) -> list[str]:
     worst = max(egress, key=egress.get)
     past = sum(row[3] for row in rows_data if not row[0].startswith("data out")) + egress[worst] * EGRESS_GB
     lines = [
-        "What the table above leaves out (the defaults; usage-billed, so each has its usage; prices in docs/aws-sources.md §14):",
+        "What the table above leaves out (the defaults; billed by use, so each row has its usage; $ = usage x price, "
+        f"us-east-1 prices as stated on {USAGE_PRICES_DATE}, each with its source in docs/aws-sources.md §14):",
         "",
         "| item | a month | $ inside the free tiers | $ past them | price |",
         "| --- | --- | --- | --- | --- |",
