@@ -52,6 +52,16 @@ if bool(seen.get("DiscordApplicationId")) != bool(seen.get("DiscordPublicKey")):
         "(your application's General Information page, docs/discord.md), or neither")
 if seen.get("DiscordPublicKey") and not re.fullmatch(r"[0-9a-f]{64}", seen["DiscordPublicKey"]):
     bad("DiscordPublicKey: expected the 64 hex digits of your Discord application's Public Key")
+def number(key, default):
+    try:
+        return int(seen.get(key, default))
+    except ValueError:
+        bad(f"{key}: {seen[key]!r} is not a whole number")
+limit, reserved = number("ContainerMemoryLimitMiB", 0), number("ContainerMemoryMiB", 1024)
+if limit and limit <= reserved:
+    # ECS refuses it only when the task definition is registered, halfway through the deploy.
+    bad(f"ContainerMemoryLimitMiB: {limit} must be more than ContainerMemoryMiB ({reserved}), the memory the "
+        "container reserves; or 0 for no hard limit")
 import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
             "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "Secret1", "Secret2",

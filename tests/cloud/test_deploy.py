@@ -425,6 +425,20 @@ def test_spot_uses_a_mixed_instances_policy_of_spot_only(template, aws, capacity
     assert agent_toml(script)["container"]["stop_timeout"] == "90s"
 
 
+def test_the_memory_limit_and_cpu_units_reach_the_task_definition(template, aws):
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    physical, _ = create(aws, template, with_overrides(path, ContainerMemoryLimitMiB="3072", ContainerCpuUnits="1024"),
+                         "us-east-1")
+    (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
+        "containerDefinitions"]
+    assert (c["memory"], c["cpu"]) == (3072, 1024)
+    # Left at 0: neither is set.
+    physical, _ = create(aws, template, with_overrides(path, ServerName="plain"), "us-east-1", name="plain")
+    (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
+        "containerDefinitions"]
+    assert "memory" not in c and not c.get("cpu")
+
+
 def test_the_dashboard_is_a_choice_and_without_it_nothing_else_changes(template, aws):
     """CreateDashboard=false: no dashboard (past an account's three free ones each costs $3.00 a
     month) and no DashboardUrl; the alarms, metrics and everything else are the same."""

@@ -330,3 +330,18 @@ def test_a_second_deploy_with_a_new_package_updates_the_stack_without_discord(tm
     assert given["DiscordCodeSha256"] == ""
     resources = {r["LogicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
     assert not {"DiscordFunction", "DiscordRole", "DiscordUrl"} & resources, resources
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"ContainerMemoryLimitMiB": "4096"}, "ContainerMemoryLimitMiB: 4096 must be more than ContainerMemoryMiB (4096)"),
+    ({"ContainerMemoryLimitMiB": "512", "ContainerMemoryMiB": "2048"},
+     "ContainerMemoryLimitMiB: 512 must be more than ContainerMemoryMiB (2048)"),
+    ({"ContainerMemoryLimitMiB": "lots"}, "ContainerMemoryLimitMiB: 'lots' is not a whole number"),
+])
+def test_a_memory_limit_under_the_reservation_is_refused_before_any_aws_call(tmp_path, given, said):
+    """ECS would refuse it only when the task definition is registered, halfway through the
+    stack update; the deploy command says so first, naming the file and both parameters."""
+    path = write_params(tmp_path, given)
+    r = run(["deploy", str(path), "--region", "eu-west-1"], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: {said}" in r.stderr, r.stderr

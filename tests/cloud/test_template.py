@@ -750,3 +750,12 @@ def test_the_dashboard_shows_the_wakes_of_the_last_day_from_metrics_the_agent_pu
     assert wakes["start"] == "-PT24H" and wakes["setPeriodToTimeRange"] is True and wakes["view"] == "singleValue"
     stats = [(m[1], m[-1]["stat"]) for m in wakes["metrics"]]
     assert stats == [("WakeJoined", "SampleCount"), (".", "Sum")], stats
+
+
+def test_a_hard_memory_limit_and_cpu_units_are_choices_and_off_by_default(main_template):
+    params = main_template["Parameters"]
+    assert (params["ContainerMemoryLimitMiB"]["Default"], params["ContainerCpuUnits"]["Default"]) == (0, 0)
+    (c,) = main_template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert c["MemoryReservation"] == {"Ref": "ContainerMemoryMiB"}
+    assert c["Memory"] == {"Fn::If": ["HasMemoryLimit", {"Ref": "ContainerMemoryLimitMiB"}, {"Ref": "AWS::NoValue"}]}
+    assert c["Cpu"] == {"Fn::If": ["HasCpuUnits", {"Ref": "ContainerCpuUnits"}, {"Ref": "AWS::NoValue"}]}

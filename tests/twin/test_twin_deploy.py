@@ -277,3 +277,18 @@ def test_destroy_then_deploy_again_offers_the_old_world_and_a_wake_after_adoptin
         tw.wait_for("connected", 30, source="player", after=resolved["t"])
         log = tw.game_log(game)
         assert "loaded save" in log and "sessions=21" in log, log
+
+
+def test_the_memory_limit_and_cpu_units_reach_the_game_container():
+    """ContainerMemoryLimitMiB and ContainerCpuUnits (issue 39): the task definition's memory and
+    cpu, which the ECS agent gives Docker as --memory and --cpu-shares, with the reservation as
+    --memory-reservation; checked on the running game container."""
+    with Twin(overrides={"ContainerMemoryMiB": "512", "ContainerMemoryLimitMiB": "1536", "ContainerCpuUnits": "512"}) as tw:
+        (c,) = tw.task["containerDefinitions"]
+        assert (c["memory"], c["cpu"], c["memoryReservation"]) == (1536, 512, 512), c
+        tw.player("--play-seconds", "3", "--rate", "10")
+        tw.wait_for("connected", BOOT, source="player")
+        (inst,) = tw.active()
+        host = json.loads(inst.dockercmd("inspect", "-f", "{{json .HostConfig}}", inst.game).stdout)
+        mib = 1024 * 1024
+        assert (host["Memory"], host["MemoryReservation"], host["CpuShares"]) == (1536 * mib, 512 * mib, 512), host

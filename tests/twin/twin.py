@@ -1101,6 +1101,10 @@ class Twin:
                 "--label", f"com.amazonaws.ecs.cluster={self.deployed.cluster}",
                 "--label", f"com.amazonaws.ecs.task-definition-family={self.task['family']}",
                 "--label", "cm-twin=game", "--stop-timeout", str(c.get("stopTimeout", 30)), *mounts]
+        # As the ECS agent gives them to Docker (docs/aws-sources.md §15).
+        for key, flag in (("memoryReservation", "--memory-reservation"), ("memory", "--memory"), ("cpu", "--cpu-shares")):
+            if c.get(key):
+                args += [flag, f"{c[key]}m" if key.startswith("memory") else str(c[key])]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         inst.dockercmd("rm", "-f", name, check=False)
