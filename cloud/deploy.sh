@@ -3,7 +3,7 @@
 # credentials:
 #
 #   cloud/deploy.sh deploy  PARAMS.json [--region R] [--stack NAME] [--package FILE] [--kind rpm|bin]
-#                                       [--adopt-world] [--replace-world]
+#                                       [--adopt-world] [--replace-world] [--restart-game]
 #   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
 #
 # deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
@@ -24,6 +24,8 @@
 # it: --adopt-world plays it (ExistingFileSystemId), --replace-world starts an empty one beside
 # it. An update is reviewed as a change set first: one that would replace the world's file system
 # (FileSystemType, for one) refuses, unless --replace-world, which keeps the old one and names it.
+# An update that changes the game's task definition while the server is up refuses too (ECS would
+# restart the game at once, without its pre-stop command), unless --restart-game.
 #
 # destroy deletes the wake-up chain, empties the artifact bucket and deletes the stack. The world
 # (the data file system) and the backup vault are kept, and it prints their ids.
@@ -59,7 +61,7 @@ while (($#)); do
         --stack) stack=${2:?--stack needs a value}; shift 2 ;;
         --package) package=${2:?--package needs a value}; shift 2 ;;
         --kind) kind=${2:?--kind needs a value}; shift 2 ;;
-        --adopt-world | --replace-world) world_flags+=("$1"); shift ;;
+        --adopt-world | --replace-world | --restart-game) world_flags+=("$1"); shift ;;
         -h|--help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac

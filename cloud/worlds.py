@@ -8,7 +8,9 @@ deploy plays, checked before anything changes. With the AWS CLI, standard librar
       or a new one. Prints shell assignments for deploy.sh (world_override, world_before) or exits
       2 with the reason and the way on.
   python3 cloud/worlds.py changeset PARAMS.json --region R --stack S --change-set ARN [--replace-world]
-      Exits 2 when the change set replaces or removes the stack's own file system (DataFileSystem).
+                                                                                   [--restart-game]
+      Exits 2 when the change set replaces or removes the stack's own file system (DataFileSystem),
+      or changes the game's task definition while the server is up (ECS would restart the game).
 
 Exit codes: 0 go on; 1 an AWS call failed; 2 refused (nothing was changed).
 """
@@ -167,8 +169,48 @@ class Worlds:
                 + "; ".join(self.describe(f, points) for f in left))
         return out
 
-    def changeset(self, arn: str, replace: bool) -> None:
+    def game_running(self) -> tuple[str, int | None] | None:
+        """The instance of this server's group that is in service or on its way, and the players
+        the agent last counted (None when it has published no count in 5 minutes); None when the
+        server sleeps."""
+        group = f"container-manager-{self.server}"
+        groups = aws(self.region, "autoscaling", "describe-auto-scaling-groups",
+                     "--auto-scaling-group-names", group).get("AutoScalingGroups", [])
+        up = [i for g in groups for i in g.get("Instances", [])
+              if not i.get("LifecycleState", "").startswith(("Terminat", "Warmed"))]
+        if not up:
+            return None
+        now = dt.datetime.now(dt.timezone.utc)
+        stats = aws(self.region, "cloudwatch", "get-metric-statistics",
+                    "--namespace", self.params.get("MetricsNamespace", "ContainerManager"),
+                    "--metric-name", "PlayersOnline", "--dimensions", f"Name=AutoScalingGroupName,Value={group}",
+                    "--start-time", (now - dt.timedelta(minutes=5)).isoformat(), "--end-time", now.isoformat(),
+                    "--period", "60", "--statistics", "Maximum").get("Datapoints", [])
+        latest = max(stats, key=lambda d: str(d.get("Timestamp")), default=None)
+        return up[0]["InstanceId"], (int(latest["Maximum"]) if latest else None)
+
+    def changeset(self, arn: str, replace: bool, restart_game: bool = False) -> None:
         cs = aws(self.region, "cloudformation", "describe-change-set", "--change-set-name", arn)
+        # A new task definition: the ECS service rolls it out at once, and with one task per
+        # instance and MinimumHealthyPercent 0 it stops the running game first, with SIGTERM and
+        # without the pre-stop command (docs/aws-sources.md §16).
+        new_task = any(c.get("ResourceChange", {}).get("LogicalResourceId") == "TaskDefinition"
+                       and c.get("ResourceChange", {}).get("Action") in ("Modify", "Add", "Remove")
+                       for c in cs.get("Changes", []))
+        if new_task:
+            running = self.game_running()
+            if running and not restart_game:
+                instance, players = running
+                who = ("players unknown: the agent has published no count in 5 minutes" if players is None
+                       else f"{players} player(s) online")
+                raise Refused(
+                    f"the server is up ({instance}, {who}), and this deploy changes the game's task definition: "
+                    "ECS would restart the game at once, without its pre-stop command, so the players would be "
+                    "thrown out and the world saved only by the game's own SIGTERM handling. Nothing was changed. "
+                    f"Deploy while it sleeps (cloud/cm sleep {self.file}, which saves the world first), or pass "
+                    "--restart-game")
+            if running:
+                log(f"this deploy restarts the running game on {running[0]} (--restart-game)")
         for change in cs.get("Changes", []):
             rc = change.get("ResourceChange", {})
             if rc.get("LogicalResourceId") != "DataFileSystem":
@@ -211,6 +253,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--change-set")
     ap.add_argument("--adopt-world", action="store_true")
     ap.add_argument("--replace-world", action="store_true")
+    ap.add_argument("--restart-game", action="store_true")
     args = ap.parse_args(argv)
     try:
         w = Worlds(args.params, args.region, args.stack)
@@ -218,7 +261,7 @@ def main(argv: list[str]) -> int:
             for k, v in w.before(args.adopt_world, args.replace_world).items():
                 print(f"{k}={shlex.quote(v)}")
         else:
-            w.changeset(args.change_set, args.replace_world)
+            w.changeset(args.change_set, args.replace_world, args.restart_game)
         return 0
     except Refused as e:
         log(f"error: {e}")

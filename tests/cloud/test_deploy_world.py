@@ -147,3 +147,49 @@ def test_existing_file_system_id_must_name_a_file_system_of_the_right_type(tmp_p
     assert (f"my-valheim.json: ExistingFileSystemId: {regional} is a regional file system, but FileSystemType is "
             "one-zone: set FileSystemType to regional") in r.stderr
     assert stacks(shim, REGION) == []
+
+
+def test_a_new_task_definition_waits_for_the_server_to_sleep_unless_the_game_may_restart(tmp_path, setup):
+    """A change to the game's configuration (here an environment variable) registers a new task
+    definition, which ECS rolls out at once, stopping the running game without its pre-stop
+    command (docs/aws-sources.md §16). While the server is up the deploy command refuses, with the
+    players the agent last counted, and changes nothing; asleep, it goes through; with
+    --restart-game, it goes through while up and says so."""
+    shim, zone, package = setup
+    path = write_params(tmp_path, {"HostedZoneId": zone})
+    assert deploy(shim, path, package).returncode == 0
+    group = "container-manager-valheim"
+    asg = client(shim, "autoscaling", REGION)
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    (instance,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]]
+    client(shim, "cloudwatch", REGION).put_metric_data(Namespace="ContainerManager", MetricData=[{
+        "MetricName": "PlayersOnline", "Value": 2, "Unit": "Count",
+        "Dimensions": [{"Name": "AutoScalingGroupName", "Value": group}]}])
+    changed = write_params(tmp_path, {"HostedZoneId": zone, "Env3": "MODIFIERS=raids=none"})
+    r = deploy(shim, changed, package)
+    assert r.returncode == 2, r.stderr
+    assert (f"the server is up ({instance}, 2 player(s) online), and this deploy changes the game's task "
+            "definition: ECS would restart the game at once") in r.stderr, r.stderr
+    assert "Nothing was changed." in r.stderr and "--restart-game" in r.stderr
+    assert stack_params(shim).get("Env3", "") != "MODIFIERS=raids=none"
+    # A change the game does not feel (the idle policy is the agent's) goes through while up.
+    quiet = write_params(tmp_path, {"HostedZoneId": zone, "IdleMinutes": "12"})
+    r = deploy(shim, quiet, package)
+    assert r.returncode == 0, r.stderr
+    # (moto's stack update remakes the group's instances; CloudFormation would leave them.)
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    (instance,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]]
+    # With the flag it goes through, and says so.
+    changed = write_params(tmp_path, {"HostedZoneId": zone, "IdleMinutes": "12", "Env3": "MODIFIERS=raids=none"})
+    r = deploy(shim, changed, package, "--restart-game")
+    assert r.returncode == 0, r.stderr
+    assert f"this deploy restarts the running game on {instance} (--restart-game)" in r.stderr
+    assert stack_params(shim)["Env3"] == "MODIFIERS=raids=none"
+    # Asleep: no flag needed.
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=0)
+    asleep = write_params(tmp_path, {"HostedZoneId": zone, "IdleMinutes": "12", "Env3": "MODIFIERS=raids=muchless"})
+    r = deploy(shim, asleep, package)
+    assert r.returncode == 0, r.stderr
+    assert stack_params(shim)["Env3"] == "MODIFIERS=raids=muchless"

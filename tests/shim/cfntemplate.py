@@ -66,6 +66,11 @@ def deployable(template: dict) -> str:
 # Replacement"; createOnlyProperties in the resource's schema; docs/aws-sources.md, section 10).
 CREATE_ONLY = {
     "AWS::EFS::FileSystem": ("AvailabilityZoneName", "Encrypted", "KmsKeyId", "PerformanceMode"),
+    # Every property of a task definition: a change registers a new revision, which the service
+    # then rolls out (replacing the running task).
+    "AWS::ECS::TaskDefinition": ("ContainerDefinitions", "Volumes", "Family", "NetworkMode", "TaskRoleArn",
+                                 "ExecutionRoleArn", "PlacementConstraints", "RequiresCompatibilities", "Cpu",
+                                 "Memory"),
 }
 
 
@@ -77,12 +82,16 @@ class Unresolved(str):
 class Values:
     """A template's parameters and conditions under one set of parameter values, as CloudFormation
     resolves them for a change set: the values given, else the template's defaults. Refs to
-    resources stay Unresolved. Enough for the stack's file systems, not a general evaluator."""
+    resources stay Unresolved. Enough for the stack's file systems and its task definition (the
+    environment's Fn::Split and Fn::Select), not a general evaluator."""
 
     def __init__(self, template: dict, given: dict[str, str], region: str) -> None:
         self.template = template
         self.params = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
-        self.params.update({k: v for k, v in given.items() if k in self.params})
+        # As text, the way CloudFormation keeps every parameter (moto may hold a Number as a number
+        # and a CommaDelimitedList as a list).
+        self.params.update({k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+                            for k, v in given.items() if k in self.params})
         self.region = region
 
     def condition(self, name: str) -> bool:
@@ -120,9 +129,22 @@ class Values:
             return any(self(x) for x in v)
         if k == "Fn::GetAZs":
             return [f"{self.region}{z}" for z in "abc"]
+        if k == "Fn::Split":
+            text = self(v[1])
+            if isinstance(text, str) and not isinstance(text, Unresolved):
+                return text.split(self(v[0]))
+            return Unresolved(json.dumps({k: [v[0], text]}, default=str))
+        if k == "Fn::Join":
+            items = self(v[1])
+            if isinstance(items, list) and not any(isinstance(i, Unresolved) or not isinstance(i, str) for i in items):
+                return self(v[0]).join(items)
+            return Unresolved(json.dumps({k: [v[0], items]}, default=str))
         if k == "Fn::Select":
             items = self(v[1])
-            return items[int(self(v[0]))] if isinstance(items, list) else Unresolved(json.dumps(value))
+            if isinstance(items, list) and not isinstance(items, Unresolved):
+                index = int(self(v[0]))
+                return items[index] if index < len(items) else Unresolved(json.dumps({k: [index, items]}, default=str))
+            return Unresolved(json.dumps({k: [self(v[0]), items]}, default=str))
         if k.startswith("Fn::"):
             return Unresolved(json.dumps({k: self(v)}, default=str))
         return {k: self(v)}
