@@ -143,7 +143,10 @@ impl Default for Kept {
 
 /// Whether a line is kept, from its level, target and `event` field.
 pub fn wanted(level: Level, target: &str, event: Option<&str>) -> bool {
-    let ours = target == CRATE || target.starts_with(&format!("{CRATE}::"));
+    // On every event: no allocation.
+    let ours = target
+        .strip_prefix(CRATE)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"));
     if !ours || target.starts_with(module_path!()) {
         return false;
     }

@@ -153,6 +153,17 @@ def stack_parameters(tw: Twin) -> dict[str, str]:
     return {p["ParameterKey"]: p["ParameterValue"] for p in desc["Parameters"]}
 
 
+def a_wake_loads_the_save(tw: Twin, sessions: int) -> None:
+    """A player's lookup wakes the server, the player connects, and the game's log says it loaded
+    the save with that many sessions."""
+    tw.player("--play-seconds", "3", "--rate", "10")
+    resolved = tw.wait_for("resolved", BOOT, source="player")
+    (game,) = tw.active()
+    tw.wait_for("connected", 30, source="player", after=resolved["t"])
+    log = tw.game_log(game)
+    assert "loaded save" in log and f"sessions={sessions}" in log, log
+
+
 def deploy_with(tw: Twin, workdir: Path, **changes: str) -> stack.DeployRun:
     """The user's deploy command with their parameter file changed (written beside it, so that
     the twin's own file stays as deployed)."""
@@ -177,12 +188,7 @@ def test_a_file_system_type_change_is_refused_naming_the_world_and_the_next_wake
         assert "Nothing was changed." in run.stderr and "pass --replace-world" in run.stderr
         assert stack_parameters(tw) == before
         # The next wake plays the world it had.
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player")
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        log = tw.game_log(game)
-        assert "loaded save" in log and "sessions=7" in log, log
+        a_wake_loads_the_save(tw, sessions=7)
 
 
 def test_a_missing_secret_is_refused_before_any_stack_change():
@@ -225,12 +231,7 @@ def test_a_world_left_by_an_earlier_stack_is_offered_then_adopted_and_a_wake_loa
         save = tw.save_file()  # the earlier stack's game left it there
         save.parent.mkdir(parents=True, exist_ok=True)
         save.write_text(json.dumps({"sessions": 12, "saved_at": 1700000000.0, "players_seen": 3}))
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player")
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        log = tw.game_log(game)
-        assert "loaded save" in log and "sessions=12" in log, log
+        a_wake_loads_the_save(tw, sessions=12)
 
 
 def test_destroy_then_deploy_again_offers_the_old_world_and_a_wake_after_adopting_it_loads_its_save():
@@ -271,12 +272,7 @@ def test_destroy_then_deploy_again_offers_the_old_world_and_a_wake_after_adoptin
         assert "creating the stack" not in refused.stderr, "refused before anything changed"
         assert tw.world_fs() == fs and "DataFileSystem" not in tw.deployed.physical
         assert json.loads(tw.save_file().read_text())["sessions"] == 21
-        tw.player("--play-seconds", "3", "--rate", "10")
-        resolved = tw.wait_for("resolved", BOOT, source="player")
-        (game,) = tw.active()
-        tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        log = tw.game_log(game)
-        assert "loaded save" in log and "sessions=21" in log, log
+        a_wake_loads_the_save(tw, sessions=21)
 
 
 def test_the_memory_limit_and_cpu_units_reach_the_game_container():
