@@ -241,7 +241,7 @@ aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
 # webhook's URL) must exist in this region now: a missing one would pass the deploy and fail only
 # when the container starts. Every missing one is named, before anything is built or changed.
 missing=()
-for key in Secret1 Secret2 Secret3 Secret4 Secret5 WebhookUrlParameter; do
+for key in Secret1 Secret2 Secret3 Secret4 Secret5 Secret6 Secret7 Secret8 Secret9 Secret10 WebhookUrlParameter; do
     var=p_$key
     value=${!var}
     [[ -n $value ]] || continue
@@ -302,6 +302,14 @@ else
     package_params=("AgentPackageKey=$key" "AgentPackageSha256=$sha" "AgentPackageUrl=")
 fi
 
+# The game's environment file (EnvironmentFile, checked by cloud/params.py), named by its sha256:
+# a changed file is a new key, so the task definition changes and ECS starts the game with it.
+env_key="" env_params=("EnvironmentFileKey=${p_EnvironmentFileKey:-}")
+if [[ -n $p_EnvironmentFile ]]; then
+    env_key=env/$(sha256sum "$p_EnvironmentFile" | cut -d' ' -f1)/game.env
+    env_params=("EnvironmentFileKey=$env_key")
+fi
+
 # The Discord endpoint's code, zipped with fixed dates and modes: the same files give the same
 # sha256, so an unchanged endpoint is neither uploaded nor updated again.
 discord_key="" discord_params=("DiscordCodeSha256=")
@@ -321,7 +329,18 @@ PY
     discord_params=("DiscordCodeSha256=$discord_sha")
 fi
 
-upload() { # the package (and the Discord endpoint's code) into the bucket, unless they are there already
+upload() { # the package (the environment file, the Discord endpoint's code) into the bucket, unless they are there already
+    if [[ -n $env_key ]]; then
+        if aws s3api head-object --bucket "$1" --key "$env_key" >/dev/null 2>&1; then
+            log "the environment file is in place: s3://$1/$env_key"
+        else
+            log "uploading the environment file $p_EnvironmentFile to s3://$1/$env_key"
+            aws s3 cp "$p_EnvironmentFile" "s3://$1/$env_key" --only-show-errors || die "cannot upload to s3://$1/$env_key"
+        fi
+    elif [[ -n ${p_EnvironmentFileKey:-} ]]; then
+        aws s3api head-object --bucket "$1" --key "$p_EnvironmentFileKey" >/dev/null 2>&1 \
+            || die "$params: EnvironmentFileKey: no object s3://$1/$p_EnvironmentFileKey (the game could not start without it); upload it there, or set EnvironmentFile to a local file instead" 2
+    fi
     if [[ -n $discord_key ]]; then
         if aws s3api head-object --bucket "$1" --key "$discord_key" >/dev/null 2>&1; then
             log "the Discord endpoint's code is in place: s3://$1/$discord_key"
@@ -365,7 +384,8 @@ upload "$bucket"
 log "deploying cloud/container-manager.yaml as $stack in $region"
 out=$(aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE" \
     --s3-bucket "$bucket" --s3-prefix templates --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
-    --no-execute-changeset --parameter-overrides "${overrides[@]}" "${package_params[@]}" "${discord_params[@]}") \
+    --no-execute-changeset --parameter-overrides "${overrides[@]}" "${package_params[@]}" "${discord_params[@]}" \
+    "${env_params[@]}") \
     || { printf '%s\n' "$out" >&2; die "the deploy of $stack failed: CloudFormation did not take the change set"; }
 changeset=$(grep -o 'arn:[^ ]*:changeSet/[^ ]*' <<<"$out" | head -n 1 || true)
 if [[ -n $changeset ]]; then
@@ -411,6 +431,10 @@ for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix discord/ --qu
     [[ $old == None || $old == "$discord_key" ]] && continue
     aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old Discord code s3://$bucket/$old"
 done
+for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix env/ --query 'Contents[].Key' --output text); do
+    [[ $old == None || $old == "${env_key:-${p_EnvironmentFileKey:-}}" ]] && continue
+    aws s3 rm "s3://$bucket/$old" --only-show-errors && log "removed the old environment file s3://$bucket/$old"
+done
 aws s3 rm "s3://$bucket/templates" --recursive --only-show-errors || true
 
 echo "Deployed $stack in $region: $p_RecordName sleeps until somebody looks it up."
@@ -419,6 +443,7 @@ if [[ -n $key ]]; then
 else
     echo "Agent package: $p_AgentPackageUrl (sha256 $p_AgentPackageSha256)"
 fi
+[[ -z $env_key ]] || echo "Environment file: $p_EnvironmentFile as s3://$bucket/$env_key"
 if [[ -n $discord_key ]]; then
     url=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
         --query "Stacks[0].Outputs[?OutputKey=='DiscordInteractionsEndpointUrl'].OutputValue" 2>/dev/null || true)

@@ -62,10 +62,106 @@ if limit and limit <= reserved:
     # ECS refuses it only when the task definition is registered, halfway through the deploy.
     bad(f"ContainerMemoryLimitMiB: {limit} must be more than ContainerMemoryMiB ({reserved}), the memory the "
         "container reserves; or 0 for no hard limit")
+
+# The game's environment file (EnvironmentFile, a path beside the parameter file): checked line by
+# line against how the ECS agent reads it (docs/aws-sources.md §17). The agent splits each line at
+# its first "=" and keeps the value as it is; it skips, without a word, a line starting with "#",
+# a line with no "=", and one with an empty name or value. Every line it would skip or misread,
+# other than comments and blank lines, is refused here with its number.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_LINE = 64 * 1024  # the agent's line reader (Go's bufio.Scanner) stops at a longer line
+
+
+def env_file_problems(env_path, slots):
+    """Each problem of the environment file at env_path as "line N: ...", or the file's own."""
+    try:
+        raw = open(env_path, "rb").read()
+    except OSError as e:
+        return [f"cannot read it ({e.strerror})"]
+    problems, seen_at = [], {}
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        if line.endswith(b"\r"):
+            line = line[:-1]  # the agent's reader drops a CR before the newline
+        if len(line) >= MAX_LINE:
+            problems.append(f"line {n}: {len(line)} bytes long; ECS's agent reads lines up to {MAX_LINE - 1} bytes")
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"line {n}: not UTF-8 text (ECS expects the file in UTF-8)")
+            continue
+        if text.startswith("#") or not text.strip():
+            continue
+        if "\0" in text:
+            problems.append(f"line {n}: holds a NUL character, which no environment variable can")
+            continue
+        if "=" not in text:
+            problems.append(f"line {n}: expected NAME=value; ECS would skip this line")
+            continue
+        name, value = text.split("=", 1)
+        if not NAME.fullmatch(name):
+            problems.append(f"line {n}: {name!r} is not a variable name (letters, digits and _, not starting "
+                            "with a digit; ECS takes spaces as part of the name)")
+        elif value == "":
+            problems.append(f"line {n}: {name} has an empty value; ECS skips such a line, so {name} would not "
+                            "be set (give it a value, or delete the line)")
+        elif name in seen_at:
+            problems.append(f"line {n}: {name} is already set on line {seen_at[name]}")
+        elif name in slots:
+            problems.append(f"line {n}: {name} is also set by {slots[name]}, which ECS gives precedence; "
+                            "set it in one place")
+        seen_at.setdefault(name, n)
+    if not seen_at and not problems:
+        problems.append("sets no variable; expected NAME=value lines")
+    return problems
+
+
+if "EnvironmentFile" in seen:
+    import os
+    if seen.get("EnvironmentFileKey"):
+        bad("EnvironmentFileKey: set by the deploy command from EnvironmentFile; give one of the two, not both")
+    env_file = seen["EnvironmentFile"]
+    if not env_file:
+        bad("EnvironmentFile: empty; expected the path of the game's environment file (NAME=value lines), "
+            "relative to this parameter file, or delete the key")
+    env_file = os.path.join(os.path.dirname(os.path.abspath(path)), env_file)
+    slots = {seen[k].split("=", 1)[0]: k for k in (f"Env{i}" for i in range(1, 11)) if seen.get(k)}
+    problems = env_file_problems(env_file, slots)
+    if problems:
+        for problem in problems[:20]:
+            print(f"{path}: EnvironmentFile: {env_file}, {problem}", file=sys.stderr)
+        if len(problems) > 20:
+            print(f"{path}: EnvironmentFile: {env_file}: {len(problems) - 20} more", file=sys.stderr)
+        sys.exit(2)
+    seen["EnvironmentFile"] = env_file
+
+# The pre-stop command: a JSON list of its arguments, written into the agent's TOML file as it is,
+# or the older comma-separated form.
+pre_stop = seen.get("PreStopCommand", "")
+if pre_stop.startswith("["):
+    try:
+        args = json.loads(pre_stop)
+    except ValueError as e:
+        bad(f"PreStopCommand: not a JSON list ({e}); expected, for example, [\"rcon-cli\", \"save-all\"]")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args) or not args[0]:
+        bad("PreStopCommand: expected a list of strings with the program first, e.g. [\"rcon-cli\", \"save-all\"]")
+    # JSON's escapes that TOML lacks: "\/" and a UTF-16 surrogate pair.
+    if re.search(r"\\/|\\u[dD][89abAB]", pre_stop):
+        bad("PreStopCommand: write \"/\" and characters outside the Basic Multilingual Plane as they are, "
+            "not as \\/ or \\uD8xx escapes (the agent's TOML file takes no such escape)")
+elif pre_stop:
+    if any(c in pre_stop for c in "\"\\"):
+        bad("PreStopCommand: the comma-separated form takes no quote or backslash; write it as a JSON list, "
+            "e.g. [\"sh\", \"-c\", \"echo \\\"save\\\" > /tmp/console\"]")
+    if re.search(r"\s,|,\s", pre_stop):
+        bad(f"PreStopCommand: {pre_stop!r} has a space next to a comma, which would become part of an "
+            "argument; write it as a JSON list, e.g. [\"rcon-cli\", \"save-all\"]")
 import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
-            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "Secret1", "Secret2",
-            "Secret3", "Secret4", "Secret5", "WebhookKind", "WebhookUrlParameter", "WebhookEvents", "WarmPool"):
+            "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "WebhookKind",
+            "WebhookUrlParameter", "WebhookEvents", "WarmPool", "EnvironmentFile", "EnvironmentFileKey",
+            *(f"Secret{i}" for i in range(1, 11))):
     print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
 print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()
-                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256", "DiscordCodeSha256")) + ")")
+                               if k not in ("AgentPackageKey", "AgentPackageUrl", "AgentPackageSha256", "DiscordCodeSha256",
+                                             "EnvironmentFile", "EnvironmentFileKey")) + ")")

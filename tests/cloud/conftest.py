@@ -1,5 +1,6 @@
 """Shared helpers for the cloud/ tests: the templates, the example parameters, a moto server."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -40,8 +41,15 @@ PACKAGE_KEY = f"agent/{PACKAGE_SHA256}/container-manager-agent-0.1.0-1.x86_64.rp
 
 def example_parameters(path):
     """The example file as the deploy command hands it to CloudFormation: the file, plus the
-    package's key and sha256 that cloud/deploy.sh sets."""
-    return json.loads(Path(path).read_text()) + [
+    package's key and sha256 that cloud/deploy.sh sets, and its environment file's key in place
+    of the file (env/<sha256>/game.env, as cloud/deploy.sh uploads it)."""
+    items = []
+    for item in json.loads(Path(path).read_text()):
+        if item["ParameterKey"] == "EnvironmentFile":
+            digest = hashlib.sha256((Path(path).parent / item["ParameterValue"]).read_bytes()).hexdigest()
+            item = {"ParameterKey": "EnvironmentFileKey", "ParameterValue": f"env/{digest}/game.env"}
+        items.append(item)
+    return items + [
         {"ParameterKey": "AgentPackageKey", "ParameterValue": PACKAGE_KEY},
         {"ParameterKey": "AgentPackageSha256", "ParameterValue": PACKAGE_SHA256},
     ]

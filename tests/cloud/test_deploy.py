@@ -172,8 +172,9 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert config["decision_log"] == {"log_group": f"/container-manager/{name}/agent"}
     assert physical["AgentLogGroup"] == f"/container-manager/{name}/agent"
     assert config["container"]["ecs_container_name"] == "game"
-    assert config["container"]["pre_stop_command"] == [
-        c for c in values.get("PreStopCommand", "").split(",") if c]
+    pre_stop = values.get("PreStopCommand", "")
+    assert config["container"]["pre_stop_command"] == (
+        json.loads(pre_stop) if pre_stop.startswith("[") else [c for c in pre_stop.split(",") if c])
     if values["ProbeKind"] == "none":
         assert "probe" not in config["activity"]
     else:
@@ -189,7 +190,12 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     assert container["image"] == values["ContainerImage"]
     # moto keeps the AWS::NoValue entries of a list as nulls; CloudFormation drops them.
     env = {e["name"]: e["value"] for e in container.get("environment", []) if e}
-    assert env == dict(v.split("=", 1) for k, v in values.items() if k.startswith("Env") and v)
+    assert env == dict(v.split("=", 1) for k, v in values.items() if re.fullmatch(r"Env\d+", k) and v)
+    files = [f for f in container.get("environmentFiles") or [] if f]
+    if values.get("EnvironmentFileKey"):
+        assert files == [{"type": "s3", "value": f"arn:aws:s3:::{physical['ArtifactBucket']}/{values['EnvironmentFileKey']}"}]
+    else:
+        assert files == []
     secrets = {s["name"]: s["valueFrom"] for s in container.get("secrets", []) if s}
     assert secrets == dict(v.split("=", 1) for k, v in values.items() if k.startswith("Secret") and v)
     assert all(v.startswith(f"/container-manager/{name}/") for v in secrets.values())
@@ -243,7 +249,7 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     shown = " ".join(outputs.values())
     words = set(re.split(r"[\s/:,#=?&.-]+", shown))
     for key, value in values.items():
-        if key.startswith(("Env", "Secret")) and value:
+        if re.fullmatch(r"(Env|Secret)\d+", key) and value:
             secret = value.split("=", 1)[1]
             assert secret not in words and (len(secret) < 6 or secret not in shown), (key, shown)
 
@@ -316,7 +322,7 @@ def test_stop_on_max_uptime_and_other_parameters_reach_the_agent(template, aws):
     assert config["metrics"]["namespace"] == "Games/Minecraft"
     assert config["activity"]["idle_after"] == "15m"
     assert config["activity"]["min_packets_per_second"] == 0.5
-    assert config["container"]["pre_stop_command"] == ["rcon-cli", "save-all"]
+    assert config["container"]["pre_stop_command"] == ["rcon-cli", "save-all", "flush"]
     role = policy_document(aws("iam").get_role_policy(RoleName=physical["InstanceRole"], PolicyName="agent"))
     (metrics,) = [s for s in role["Statement"] if s["Sid"] == "OwnNamespaceOnly"]
     assert metrics["Condition"]["StringEquals"]["cloudwatch:namespace"] == "Games/Minecraft"
@@ -437,6 +443,32 @@ def test_the_memory_limit_and_cpu_units_reach_the_task_definition(template, aws)
     (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
         "containerDefinitions"]
     assert "memory" not in c and not c.get("cpu")
+
+
+def test_an_environment_file_a_command_a_tenth_secret_and_a_pre_stop_list_reach_the_stack(template, aws):
+    """Issue 39's forms, deployed into moto: the environment file as the container's S3
+    environment file (with the execution role allowed to read it), the command and the entry
+    point as lists, a tenth secret, and the pre-stop command's JSON list as the agent's TOML list."""
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    key = "env/" + "ab" * 32 + "/game.env"
+    pre_stop = ["sh", "-c", 'echo "save, now" > /config/console', "x y"]
+    physical, _ = create(aws, template, with_overrides(
+        path, EnvironmentFileKey=key, ContainerCommand="--port,2456,--name=My World",
+        ContainerEntryPoint="/usr/bin/env,A=1", Secret10="RCON_PASSWORD=/container-manager/valheim/rcon",
+        PreStopCommand=json.dumps(pre_stop)), "us-east-1")
+    (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
+        "containerDefinitions"]
+    assert c["environmentFiles"] == [{"type": "s3", "value": f"arn:aws:s3:::{physical['ArtifactBucket']}/{key}"}]
+    assert c["command"] == ["--port", "2456", "--name=My World"]
+    assert c["entryPoint"] == ["/usr/bin/env", "A=1"]
+    assert {"name": "RCON_PASSWORD", "valueFrom": "/container-manager/valheim/rcon"} in c["secrets"]
+    _, script = user_data(aws("ec2"), physical["LaunchTemplate"])
+    assert agent_toml(script)["container"]["pre_stop_command"] == pre_stop
+    # Without them: no environment file, the image's own command and entry point.
+    physical, _ = create(aws, template, with_overrides(path, ServerName="plain"), "us-east-1", name="plain")
+    (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
+        "containerDefinitions"]
+    assert not c.get("environmentFiles") and not c.get("command") and not c.get("entryPoint"), c
 
 
 def test_the_dashboard_is_a_choice_and_without_it_nothing_else_changes(template, aws):

@@ -332,6 +332,87 @@ def test_a_second_deploy_with_a_new_package_updates_the_stack_without_discord(tm
     assert not {"DiscordFunction", "DiscordRole", "DiscordUrl"} & resources, resources
 
 
+ENV_FILE_REFUSALS = [
+    (b"MOTD=hello\nJVM_OPTS\n", ["line 2: expected NAME=value; ECS would skip this line"]),
+    (b" MOTD=hello\n", ["line 1: ' MOTD' is not a variable name"]),
+    (b"1ST=x\n", ["line 1: '1ST' is not a variable name"]),
+    (b"EMPTY=\n", ["line 1: EMPTY has an empty value; ECS skips such a line, so EMPTY would not be set"]),
+    (b"A=1\n# B=2\nA=3\n", ["line 3: A is already set on line 1"]),
+    (b"SLOT=x\n", ["line 1: SLOT is also set by Env1, which ECS gives precedence"]),
+    (b"A=\xff\xfe\n", ["line 1: not UTF-8 text"]),
+    (b"A=" + b"x" * 70000 + b"\n", ["line 1: 70002 bytes long; ECS's agent reads lines up to 65535 bytes"]),
+    (b"# nothing\n\n", ["sets no variable"]),
+    (b"OK=1\nBAD\n=x\n", ["line 2: expected NAME=value", "line 3: '' is not a variable name"]),
+]
+
+
+@pytest.mark.parametrize("content, said", ENV_FILE_REFUSALS)
+def test_a_wrong_line_of_the_environment_file_is_refused_by_its_number_before_any_aws_call(tmp_path, content, said):
+    """Issue 39: the deploy command reads the environment file as the ECS agent would, and names
+    the parameter, the file and each line the agent would skip or misread."""
+    (tmp_path / "game.env").write_bytes(content)
+    path = write_params(tmp_path, {"EnvironmentFile": "game.env", "Env1": "SLOT=from the slot"})
+    r = run(["deploy", str(path), "--region", "eu-west-1"], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    for s in said:
+        assert f"{path}: EnvironmentFile: {tmp_path / 'game.env'}, {s}" in r.stderr or (
+            f"{path}: EnvironmentFile: {tmp_path / 'game.env'}" in r.stderr and s in r.stderr), r.stderr
+    assert "creating the stack" not in r.stderr
+
+
+@pytest.mark.parametrize("given, said", [
+    ({"EnvironmentFile": "missing.env"}, "EnvironmentFile: "),
+    ({"EnvironmentFile": ""}, "EnvironmentFile: empty; expected the path of the game's environment file"),
+    ({"EnvironmentFile": "game.env", "EnvironmentFileKey": "env/" + "0" * 64 + "/game.env"},
+     "EnvironmentFileKey: set by the deploy command from EnvironmentFile"),
+    ({"PreStopCommand": '["rcon-cli", "save-all"'}, "PreStopCommand: not a JSON list"),
+    ({"PreStopCommand": '[]'}, "PreStopCommand: expected a list of strings with the program first"),
+    ({"PreStopCommand": '["rcon-cli", 3]'}, "PreStopCommand: expected a list of strings with the program first"),
+    ({"PreStopCommand": '["sh", "-c", "echo a\\/b"]'}, "PreStopCommand: write \"/\""),
+    ({"PreStopCommand": 'rcon-cli, save-all'}, "PreStopCommand: 'rcon-cli, save-all' has a space next to a comma"),
+    ({"PreStopCommand": 'sh,-c,echo "x"'}, "PreStopCommand: the comma-separated form takes no quote or backslash"),
+])
+def test_a_wrong_environment_file_or_pre_stop_command_is_refused_before_any_aws_call(tmp_path, given, said):
+    (tmp_path / "game.env").write_text("A=1\n")
+    path = write_params(tmp_path, given)
+    r = run(["deploy", str(path), "--region", "eu-west-1"], NOWHERE)
+    assert r.returncode == 2, r.stderr
+    assert f"{path}: {said}" in r.stderr, r.stderr
+
+
+def test_the_environment_file_is_uploaded_by_its_hash_and_the_bucket_keeps_only_the_one_in_use(tmp_path, shim):
+    """EnvironmentFile (issue 39) against moto: the deploy uploads it as env/<sha256>/game.env and
+    sets EnvironmentFileKey; a changed file is a new key and the old one is removed after the
+    update; a file no longer named leaves no key and no object."""
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    put_secret(shim, "us-east-1")
+    package = tmp_path / "container-manager-agent"
+    small_linux_binary(package, "agent")
+    cf, s3 = client(shim, "cloudformation", "us-east-1"), client(shim, "s3", "us-east-1")
+    env = tmp_path / "game.env"
+    import hashlib
+    for text in ("MOTD=first = one\n", "MOTD=second, with \"quotes\"\nJVM_OPTS=-Da=b -Xmx2G\n", None):
+        if text is None:
+            path = write_params(tmp_path, {"HostedZoneId": zone})
+        else:
+            env.write_text(text)
+            path = write_params(tmp_path, {"HostedZoneId": zone, "EnvironmentFile": "game.env"})
+        r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+        assert r.returncode == 0, r.stderr
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+        bucket = [r for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]
+                  if r["LogicalResourceId"] == "ArtifactBucket"][0]["PhysicalResourceId"]
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="env/").get("Contents", [])]
+        if text is None:
+            assert given["EnvironmentFileKey"] == "" and keys == [], (given["EnvironmentFileKey"], keys)
+            continue
+        key = f"env/{hashlib.sha256(text.encode()).hexdigest()}/game.env"
+        assert given["EnvironmentFileKey"] == key and keys == [key], (given["EnvironmentFileKey"], keys)
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == text.encode()
+        assert f"Environment file: {env} as s3://{bucket}/{key}" in r.stdout, r.stdout
+
+
 @pytest.mark.parametrize("given, said", [
     ({"ContainerMemoryLimitMiB": "4096"}, "ContainerMemoryLimitMiB: 4096 must be more than ContainerMemoryMiB (4096)"),
     ({"ContainerMemoryLimitMiB": "512", "ContainerMemoryMiB": "2048"},
@@ -345,3 +426,20 @@ def test_a_memory_limit_under_the_reservation_is_refused_before_any_aws_call(tmp
     r = run(["deploy", str(path), "--region", "eu-west-1"], NOWHERE)
     assert r.returncode == 2, r.stderr
     assert f"{path}: {said}" in r.stderr, r.stderr
+
+
+def test_the_readmes_full_example_is_the_minecraft_example_and_its_checks_pass():
+    """The README's configuration example is cloud/examples/minecraft.json with its environment
+    file (each README line is in them), and the deploy command's checks take both."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("#### The game's settings", 1)[1]
+    shown = json.loads(section.split("```json\n", 1)[1].split("```", 1)[0])
+    example = json.loads((ROOT / "cloud/examples/minecraft.json").read_text())
+    assert all(item in example for item in shown), [i for i in shown if i not in example]
+    env_lines = section.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()[1:]
+    file_lines = (ROOT / "cloud/examples/minecraft.env").read_text().splitlines()
+    assert env_lines and all(line in file_lines for line in env_lines), env_lines
+    r = subprocess.run([sys.executable, str(ROOT / "cloud/params.py"), str(ROOT / "cloud/examples/minecraft.json")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"p_EnvironmentFile={ROOT / 'cloud/examples/minecraft.env'}" in r.stdout

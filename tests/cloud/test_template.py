@@ -77,7 +77,7 @@ def test_task_uses_host_networking_and_a_daemon_service(main_template):
 def test_secrets_come_only_from_ssm_and_never_reach_outputs(main_template):
     params = main_template["Parameters"]
     secret_slots = [k for k in params if k.startswith("Secret")]
-    assert len(secret_slots) == 5
+    assert len(secret_slots) == 10
     for slot in secret_slots:
         assert re.fullmatch(params[slot]["AllowedPattern"], "PASS=/container-manager/x/pass")
         assert not re.fullmatch(params[slot]["AllowedPattern"], "PASS=hunter2")
@@ -90,6 +90,36 @@ def test_secrets_come_only_from_ssm_and_never_reach_outputs(main_template):
     read = [s for s in statements(main_template["Resources"]["ExecutionRole"])
             if "ssm:GetParameters" in as_list(s["Action"])]
     assert read[0]["Resource"]["Fn::Sub"].endswith(":parameter/container-manager/${ServerName}/*")
+
+
+def test_the_environment_file_is_read_from_the_stacks_own_bucket_only(main_template):
+    """EnvironmentFileKey (issue 39): the container's S3 environment file in the artifact bucket,
+    under env/, named as the deploy command names it; the execution role (which the ECS agent
+    uses to fetch it) reads env/ of that bucket and nothing else of it."""
+    spec = main_template["Parameters"]["EnvironmentFileKey"]
+    assert spec["Default"] == ""
+    assert re.fullmatch(spec["AllowedPattern"], "env/" + "0" * 64 + "/game.env")
+    for bad in ("agent/" + "0" * 64 + "/game.env", "env/x/game.env", "env/" + "0" * 64 + "/game.txt", "../game.env"):
+        assert not re.fullmatch(spec["AllowedPattern"], bad), bad
+    (c,) = main_template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    cond, (file,), none = c["EnvironmentFiles"]["Fn::If"]
+    assert (cond, none) == ("HasEnvironmentFile", {"Ref": "AWS::NoValue"})
+    assert file == {"Type": "s3", "Value": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${EnvironmentFileKey}"}}
+    s3 = [s for s in statements(main_template["Resources"]["ExecutionRole"]) if any(
+        a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert [(s["Action"], s["Resource"]) for s in s3] == [
+        ("s3:GetObject", {"Fn::Sub": "${ArtifactBucket.Arn}/env/*"}),
+        ("s3:GetBucketLocation", {"Fn::GetAtt": ["ArtifactBucket", "Arn"]})]
+
+
+@pytest.mark.parametrize("value, allowed", [
+    ("", True), ('["rcon-cli", "save-all"]', True), ('["sh", "-c", "echo \\"a, b\\" > /x"]', True),
+    ("rcon-cli,save-all", True), ('rcon-cli,"save"', False), ("[rcon-cli", False), ("a\\b", False),
+])
+def test_the_pre_stop_command_is_a_list_or_the_older_comma_form(main_template, value, allowed):
+    spec = main_template["Parameters"]["PreStopCommand"]
+    assert spec["Type"] == "String"
+    assert bool(re.fullmatch(spec["AllowedPattern"], value)) == allowed
 
 
 def test_file_systems_are_encrypted_and_tls_only(main_template):

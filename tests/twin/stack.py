@@ -271,11 +271,12 @@ def run_world(aws_url: str, params_file: Path, *args: str, env: dict[str, str] |
 
 
 def package_parameters(moto_url: str, stack: str) -> dict[str, str]:
-    """What the deploy command set on the stack: the package's key (or URL) and sha256, and the
-    Discord endpoint's code's sha256."""
+    """What the deploy command set on the stack: the package's key (or URL) and sha256, the
+    Discord endpoint's code's sha256 and the environment file's key."""
     desc = _client(moto_url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     return {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])
-            if p["ParameterKey"].startswith("AgentPackage") or p["ParameterKey"] == "DiscordCodeSha256"}
+            if p["ParameterKey"].startswith("AgentPackage")
+            or p["ParameterKey"] in ("DiscordCodeSha256", "EnvironmentFileKey")}
 
 
 def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, package: Path | None = None,

@@ -288,3 +288,57 @@ def test_the_memory_limit_and_cpu_units_reach_the_game_container():
         host = json.loads(inst.dockercmd("inspect", "-f", "{{json .HostConfig}}", inst.game).stdout)
         mib = 1024 * 1024
         assert (host["Memory"], host["MemoryReservation"], host["CpuShares"]) == (1536 * mib, 512 * mib, 512), host
+
+
+def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_written(tmp_path):
+    """Issue 39: the game's settings in an environment file (EnvironmentFile), with values that
+    the EnvN slots cannot hold ("=", spaces, quotes, "#", a CRLF line), an entry point and a
+    command, and the pre-stop command as a JSON list with an argument holding a comma and quotes.
+    The deploy command uploads the file, the twin's ECS agent reads it from S3 as ECS does, and
+    each value is read back from the game's process byte for byte; the pre-stop command runs at
+    the sleep with its arguments as written."""
+    values = {
+        "JVM_OPTS": "-Xms1G -Xmx4G -Dlog4j2.formatMsgNoLookups=true",
+        "MOTD": '  Welcome, "friends" = all of you  ',
+        "WEBHOOK": "https://example.test/hook?a=1&b=2#top",
+        "NOT_A_COMMENT": "#kept as it is",
+        "QUOTED": "'single' and \"double\"",
+        "UNICODE": "Ünïcödé ✓",
+    }
+    env = tmp_path / "game.env"
+    text = "# the game's settings\n\n" + "".join(f"{k}={v}\n" for k, v in values.items()) + "WINDOWS=crlf\r\n"
+    env.write_bytes(text.encode())
+    values |= {"WINDOWS": "crlf", "SLOT": "from the slot", "CM_FROM_ENTRYPOINT": "yes"}
+    pre_stop = ["sh", "-c", 'printf "%s" "$1" > /config/pre-stop-args', "sh", 'save, now "all"']
+    overrides = {
+        "EnvironmentFile": str(env), "Env1": "SLOT=from the slot",
+        # The image's own entry point is python3 game.py: env runs it with one more variable.
+        "ContainerEntryPoint": "/usr/bin/env,CM_FROM_ENTRYPOINT=yes",
+        "ContainerCommand": "/usr/bin/python3,-u,/usr/local/bin/game.py",
+        "PreStopCommand": json.dumps(pre_stop),
+    }
+    with Twin(overrides=overrides) as tw:
+        key = tw.params["EnvironmentFileKey"]
+        assert key == f"env/{sha256(env)}/game.env", key
+        assert key in bucket_keys(tw)
+        (c,) = tw.task["containerDefinitions"]
+        assert c["environmentFiles"] == [{"type": "s3", "value": f"arn:aws:s3:::{tw.deployed.physical['ArtifactBucket']}/{key}"}], c
+        assert c["entryPoint"] == ["/usr/bin/env", "CM_FROM_ENTRYPOINT=yes"]
+        assert c["command"] == ["/usr/bin/python3", "-u", "/usr/local/bin/game.py"]
+        tw.player("--play-seconds", "3", "--rate", "10")
+        tw.wait_for("connected", BOOT, source="player")
+        (inst,) = tw.active()
+        environ = inst.dockercmd("exec", inst.game, "cat", "/proc/1/environ").stdout
+        got = dict(v.split("=", 1) for v in environ.split("\0") if v)
+        for name, value in values.items():
+            assert got.get(name) == value, (name, got.get(name), value)
+        cmdline = inst.dockercmd("exec", inst.game, "cat", "/proc/1/cmdline").stdout.split("\0")
+        assert cmdline[:3] == ["/usr/bin/python3", "-u", "/usr/local/bin/game.py"], cmdline
+        toml = sh("docker", "exec", inst.container, "grep", "pre_stop_command", "/etc/container-manager/agent.toml").stdout
+        print(f"agent.toml: {toml.strip()}")
+        # The player leaves; at the sleep the agent runs the pre-stop command, then stops the game.
+        tw.wait_for("instance_terminated", 300, source="asg")
+        ran = tw.data_dir() / "pre-stop-args"
+        assert ran.exists(), "the pre-stop command ran"
+        assert ran.read_text() == 'save, now "all"'
+        print(f"{len(values)} variables read back byte for byte; pre-stop argument {ran.read_text()!r}")

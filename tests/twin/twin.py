@@ -76,6 +76,22 @@ SLOTS = 16
 IMAGE_CACHE = Path(os.environ.get("CM_CACHE", "/var/cache/container-manager")) / "twin-images"
 
 
+def ecs_env_file(data: bytes) -> dict[str, str]:
+    """An environment file's variables as the ECS agent reads them (docs/aws-sources.md §17): line
+    by line (a CR before the newline dropped), a line starting with "#" skipped, a line without "="
+    skipped, split at its first "=", kept only when the name and the value are both non-empty, a
+    later line winning over an earlier one. No trimming, no quotes, no escapes."""
+    out: dict[str, str] = {}
+    for line in data.decode("utf-8").split("\n"):
+        line = line.removesuffix("\r")
+        if line.startswith("#") or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        if name and value:
+            out[name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class Names:
     """Every name and address one twin uses, from its slot: twins in other slots on this machine
@@ -1086,6 +1102,18 @@ class Twin:
                                 error=f"ResourceInitializationError: unable to pull secrets: {e}")
                     inst.game_exited_at = time.time()
                     return
+        # The environment files, read from S3 as the ECS agent reads them (docs/aws-sources.md §17):
+        # the file's variables first, then the container's own environment over them.
+        files: dict[str, str] = {}
+        for f in c.get("environmentFiles", []):
+            try:
+                files.update(ecs_env_file(self._s3_object(f["value"])))
+            except Exception as e:  # noqa: BLE001 - ECS fails the task the same way
+                self.record("task_failed", source="ecs", instance=inst.iid,
+                            error=f"ResourceInitializationError: failed to download env files: {e}")
+                inst.game_exited_at = time.time()
+                return
+        env = {**files, **env}
         env.setdefault("DATA_DIR", c["mountPoints"][0]["containerPath"] if c.get("mountPoints") else "/data")
         volumes = {v["name"]: v for v in self.task["volumes"]}
         mounts = []
@@ -1107,6 +1135,11 @@ class Twin:
                 args += [flag, f"{c[key]}m" if key.startswith("memory") else str(c[key])]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
+        # ECS gives Docker the entry point and the command as lists; the CLI takes the entry point's
+        # first word, and the rest of it then the command after the image: the same exec.
+        entry, command = c.get("entryPoint") or [], c.get("command") or []
+        if entry:
+            args += ["--entrypoint", entry[0]]
         inst.dockercmd("rm", "-f", name, check=False)
         # The ECS agent pulls the image first (ECS_IMAGE_PULL_BEHAVIOR=prefer-cached: only when
         # it is not on the instance); a pull that fails stops the task with
@@ -1119,10 +1152,14 @@ class Twin:
                             error=f"CannotPullContainerError: {pull.stderr.strip()[-400:]}")
                 inst.game_exited_at = time.time()
                 return
-        inst.dockercmd(*args, c["image"])
+        inst.dockercmd(*args, c["image"], *entry[1:], *command)
         inst.game = name
         inst.game_exited_at = None
         self.record("task_started", source="ecs", instance=inst.iid, container=name)
+
+    def _s3_object(self, arn: str) -> bytes:
+        bucket, _, key = arn.split(":::", 1)[1].partition("/")
+        return self.client("s3", direct=True).get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def _terminate(self, inst: Instance) -> None:
         group = self.deployed.group
