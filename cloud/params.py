@@ -72,8 +72,10 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_LINE = 64 * 1024  # the agent's line reader (Go's bufio.Scanner) stops at a longer line
 
 
-def env_file_problems(env_path, slots):
-    """Each problem of the environment file at env_path as "line N: ...", or the file's own."""
+def env_file_problems(env_path, slots, notes=None):
+    """Each problem of the environment file at env_path as "line N: ...", or the file's own; into
+    `notes`, the lines that are valid but likely not meant (quotes or a comment kept in a value)."""
+    notes = [] if notes is None else notes
     try:
         raw = open(env_path, "rb").read()
     except OSError as e:
@@ -110,6 +112,11 @@ def env_file_problems(env_path, slots):
         elif name in slots:
             problems.append(f"line {n}: {name} is also set by {slots[name]}, which ECS gives precedence; "
                             "set it in one place")
+        elif len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            notes.append(f"line {n}: {name}'s value keeps its quotes ({value[0]}...{value[0]}): ECS removes none")
+        elif " #" in value:
+            notes.append(f"line {n}: {name}'s value includes {value[value.index(' #'):]!r}: ECS has no comment "
+                         "after a value, so that is part of it")
         seen_at.setdefault(name, n)
     if not seen_at and not problems:
         problems.append("sets no variable; expected NAME=value lines")
@@ -126,7 +133,10 @@ if "EnvironmentFile" in seen:
             "relative to this parameter file, or delete the key")
     env_file = os.path.join(os.path.dirname(os.path.abspath(path)), env_file)
     slots = {seen[k].split("=", 1)[0]: k for k in (f"Env{i}" for i in range(1, 11)) if seen.get(k)}
-    problems = env_file_problems(env_file, slots)
+    notes = []
+    problems = env_file_problems(env_file, slots, notes)
+    for note in notes:
+        print(f"{path}: EnvironmentFile: {env_file}, {note}", file=sys.stderr)
     if problems:
         for problem in problems[:20]:
             print(f"{path}: EnvironmentFile: {env_file}, {problem}", file=sys.stderr)

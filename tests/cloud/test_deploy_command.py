@@ -360,6 +360,17 @@ def test_a_wrong_line_of_the_environment_file_is_refused_by_its_number_before_an
     assert "creating the stack" not in r.stderr
 
 
+def test_quotes_and_comments_kept_in_a_value_are_pointed_out_and_the_file_is_taken(tmp_path):
+    """Valid for ECS, and often not what was meant (a compose file's habits): said, not refused."""
+    (tmp_path / "game.env").write_text('TITLE="World of Pals"\nPORT=8211 # recommended\nOK=plain\n')
+    path = write_params(tmp_path, {"EnvironmentFile": "game.env"})
+    r = subprocess.run([sys.executable, str(ROOT / "cloud/params.py"), str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "line 1: TITLE's value keeps its quotes" in r.stderr, r.stderr
+    assert "line 2: PORT's value includes ' # recommended'" in r.stderr, r.stderr
+    assert "line 3" not in r.stderr
+
+
 @pytest.mark.parametrize("given, said", [
     ({"EnvironmentFile": "missing.env"}, "EnvironmentFile: "),
     ({"EnvironmentFile": ""}, "EnvironmentFile: empty; expected the path of the game's environment file"),
@@ -410,6 +421,14 @@ def test_the_environment_file_is_uploaded_by_its_hash_and_the_bucket_keeps_only_
         key = f"env/{hashlib.sha256(text.encode()).hexdigest()}/game.env"
         assert given["EnvironmentFileKey"] == key and keys == [key], (given["EnvironmentFileKey"], keys)
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == text.encode()
+        # The task definition the service runs reads that file (a new revision when it changes).
+        ecs = client(shim, "ecs", "us-east-1")
+        cluster = [r for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]
+                   if r["LogicalResourceId"] == "Cluster"][0]["PhysicalResourceId"]
+        (service,) = ecs.describe_services(cluster=cluster, services=["game"])["services"]
+        (c,) = ecs.describe_task_definition(taskDefinition=service["taskDefinition"])["taskDefinition"]["containerDefinitions"]
+        assert [f for f in c.get("environmentFiles") or [] if f] == [
+            {"type": "s3", "value": f"arn:aws:s3:::{bucket}/{key}"}], (text, service["taskDefinition"], c.get("environmentFiles"))
         assert f"Environment file: {env} as s3://{bucket}/{key}" in r.stdout, r.stdout
 
 

@@ -374,8 +374,9 @@ def test_example_fits_the_template(path, main_template):
     ("valheim", "udp:2456-2458", "a2s"),
     ("minecraft", "tcp:25565,udp:19132", "minecraft"),
     ("palworld", "udp:8211,udp:27015", "none"),
+    ("terraria", "tcp:7777,udp:7777", "none"),
 ])
-def test_examples_cover_the_three_games(name, ports, probe):
+def test_examples_cover_the_four_games(name, ports, probe):
     (path,) = [p for p in EXAMPLES if p.stem == name]
     given = {p["ParameterKey"]: p["ParameterValue"] for p in example_parameters(path)}
     assert given["GamePorts"] == ports

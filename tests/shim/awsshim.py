@@ -28,6 +28,9 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
     systems) the change set says what CloudFormation would: Add, Remove, or Modify with
     Replacement True when a create-only property resolves to another value
     (`change_sets_say_what_they_replace`);
+  - a stack update whose parameter reaches a task definition only through Fn::Sub or a
+    condition: moto leaves the task definition (and the service) as they were; the shim updates
+    both, as CloudFormation's new revision and rollout (`task_definitions_follow_their_parameters`);
   - CloudFormation `ExecuteChangeSet` of an update: moto applies the resources but keeps the
     stack's old outputs and parsed template; here they become the new ones, as an
     UpdateStack does in moto and as CloudFormation does (`executed_change_sets_update_the_stack`);
@@ -1102,6 +1105,64 @@ def keep_resources_moto_cannot_update() -> None:
     parsing.ResourceMap.load_parameters = load_parameters_as_text  # type: ignore[method-assign]
 
 
+def task_definitions_follow_their_parameters() -> None:
+    """moto updates a resource on a stack update only when its text changed or it has a `Ref` to
+    a changed parameter; a parameter read through Fn::Sub or a condition (the environment file's
+    key, EnvironmentFileKey) leaves the task definition as it was. CloudFormation resolves the
+    properties: a task definition whose resolved properties changed is a new revision, and the
+    service that names it rolls it out (docs/aws-sources.md §16). Here such a task definition is
+    updated too (moto registers a new revision), and so is each resource whose properties name it
+    (the service, which moto then points at the family's newest revision)."""
+    from moto.cloudformation import parsing
+
+    original = parsing.ResourceMap.build_resource_diff
+
+    def build_resource_diff(self: Any, other_template: dict[str, Any],
+                            parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        actions = original(self, other_template, parameters)
+        if not parameters or not self._template:  # noqa: SLF001 - a change set's review, or a create
+            return actions
+        region = self._region_name  # noqa: SLF001
+        try:
+            old = cfntemplate.Values(self._template, dict(self.input_parameters or {}), region)  # noqa: SLF001
+            new = cfntemplate.Values(other_template, dict(parameters), region)
+            changed = [c["LogicalResourceId"] for c in cfntemplate.resource_changes(old, new)
+                       if c["ResourceType"] == "AWS::ECS::TaskDefinition" and c["Action"] == "Modify"]
+        except (KeyError, ValueError, TypeError):
+            return actions  # a template the shim's resolver cannot read: moto's own diff stands
+        modify = actions["Modify"]
+        for name in changed:
+            if name not in modify:
+                modify.append(name)
+            for other, resource in other_template.get("Resources", {}).items():
+                text = json.dumps(resource.get("Properties", {}))
+                if other not in modify and other in self._resource_json_map and (  # noqa: SLF001
+                        f'{{"Ref": "{name}"}}' in text or f'"Fn::GetAtt": ["{name}"' in text):
+                    modify.append(other)
+        return actions
+
+    parsing.ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+
+    # And moto's update of a task definition registers the template's PascalCase properties as
+    # they are (its create turns them into the API's camelCase first), so the new revision would
+    # lose them: they are turned the same way here.
+    from moto.ecs import models as ecs_models
+    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
+
+    update = ecs_models.TaskDefinition.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def update_camel(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
+                     account_id: str, region_name: str) -> Any:
+        props = dict(cloudformation_json["Properties"])
+        for key in ("ContainerDefinitions", "Volumes"):
+            if key in props:
+                props[key] = remap_nested_keys(props[key], pascal_to_camelcase)
+        return update(cls, original_resource, new_resource_name, {**cloudformation_json, "Properties": props},
+                      account_id, region_name)
+
+    ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(update_camel)  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--aws-port", type=int, default=0)
@@ -1115,6 +1176,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     keep_resources_moto_cannot_update()
+    task_definitions_follow_their_parameters()
     change_sets_say_what_they_replace()
     executed_change_sets_update_the_stack()
     access_points_have_their_id()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,25 @@ class Values:
                 index = int(self(v[0]))
                 return items[index] if index < len(items) else Unresolved(json.dumps({k: [index, items]}, default=str))
             return Unresolved(json.dumps({k: [self(v[0]), items]}, default=str))
+        if k == "Fn::Sub":
+            # Parameters (and the Sub's own variables) are put in; a resource's ${Name} or
+            # ${Name.Attr} stays as written, the same on both sides of a change set.
+            text, variables = (v, {}) if isinstance(v, str) else (v[0], {n: self(x) for n, x in v[1].items()})
+            resolved = True
+
+            def put(m: re.Match) -> str:
+                nonlocal resolved
+                name = m.group(1)
+                if name in variables and isinstance(variables[name], str) and not isinstance(variables[name], Unresolved):
+                    return variables[name]
+                if name == "AWS::Region":
+                    return self.region
+                if name in self.params and name not in variables:
+                    return self.params[name]
+                resolved = False
+                return m.group(0)
+            out = re.sub(r"\$\{([^}!]+)\}", put, text)
+            return out if resolved else Unresolved(json.dumps({k: out}))
         if k.startswith("Fn::"):
             return Unresolved(json.dumps({k: self(v)}, default=str))
         return {k: self(v)}

@@ -436,13 +436,13 @@ def put_hooks(moto_url: str, deployed: Deployed) -> None:
     _put_hooks(_client(moto_url, "autoscaling"), deployed.group, deployed.hooks)
 
 
-def task_definition(moto_url: str, deployed: Deployed) -> dict[str, Any]:
-    """The task definition as registered in moto, with what moto dropped put back from the
-    template: the network mode and the volumes' EFS configuration."""
+def task_definition(moto_url: str, deployed: Deployed, arn: str | None = None) -> dict[str, Any]:
+    """The task definition as registered in moto (the stack's, or the revision `arn`), with what
+    moto dropped put back from the template: the network mode and the volumes' EFS configuration."""
     resources = deployed.template["Resources"]
     logical = next(k for k, v in resources.items() if v["Type"] == "AWS::ECS::TaskDefinition")
     resolve = Resolver(deployed.template, deployed.params, deployed.physical, moto_url, deployed.name)
-    td = _client(moto_url, "ecs").describe_task_definition(taskDefinition=deployed.physical[logical])["taskDefinition"]
+    td = _client(moto_url, "ecs").describe_task_definition(taskDefinition=arn or deployed.physical[logical])["taskDefinition"]
     td = copy.deepcopy(td)
     props = resources[logical]["Properties"]
     td["networkMode"] = props.get("NetworkMode", "bridge")

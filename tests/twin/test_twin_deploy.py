@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -342,3 +343,59 @@ def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_wri
         assert ran.exists(), "the pre-stop command ran"
         assert ran.read_text() == 'save, now "all"'
         print(f"{len(values)} variables read back byte for byte; pre-stop argument {ran.read_text()!r}")
+
+
+def test_a_settings_change_while_a_player_is_on_is_refused_and_reaches_the_next_wake(tmp_path):
+    """Issue 39: a changed environment file is a new task definition, which ECS would roll out at
+    once, stopping the game without its pre-stop command. While a player is on, the deploy
+    command refuses, naming the instance and the player, and nothing changes: the same game
+    plays on. Once the server sleeps (its pre-stop save first), the same deploy goes through and
+    the next wake starts the game with the new settings."""
+    env = tmp_path / "game.env"
+    env.write_text("MOTD=first settings\n")
+    with Twin(overrides={"EnvironmentFile": str(env),
+                         "PreStopCommand": '["sh", "-c", "date +%s > /config/pre-stop-ran"]'}) as tw:
+        first_key = tw.params["EnvironmentFileKey"]
+        tw.player("--play-seconds", "120", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player")
+        (inst,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        end = time.time() + 90
+        while time.time() < end and not any(m["name"] == "PlayersOnline" and any((d["max"] or 0) >= 1 for d in m["datapoints"])
+                                            for m in tw.metrics()):
+            time.sleep(2)
+        game, revision = inst.game, tw.task["revision"]
+
+        changed = tmp_path / "changed"
+        changed.mkdir()
+        (changed / "game.env").write_text("MOTD=second settings, with = and spaces\n")
+        refused = deploy_with(tw, changed / "deploy", EnvironmentFile=str(changed / "game.env"))
+        assert refused.returncode == 2, refused
+        assert f"the server is up ({inst.iid}, 1 player(s) online)" in refused.stderr, refused.stderr
+        assert "Nothing was changed" in refused.stderr and "--restart-game" in refused.stderr
+        cf = tw.client("cloudformation", direct=True)
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName=tw.deployed.name)["Stacks"][0]["Parameters"]}
+        assert given["EnvironmentFileKey"] == first_key
+        time.sleep(5)  # the twin's ECS looks at the service every 3 s
+        assert tw.active() == [inst] and inst.game == game and inst.game_exited_at is None, "the game plays on"
+        assert not tw.named("task_replaced", "ecs") and not tw.named("left", "player")
+        assert not (tw.data_dir() / "pre-stop-ran").exists()
+
+        # The player leaves; the server saves (the pre-stop command, then SIGTERM) and sleeps.
+        tw.wait_for("instance_terminated", 400, source="asg")
+        assert (tw.data_dir() / "pre-stop-ran").exists(), "the sleep ran the pre-stop command"
+        saved = json.loads(tw.save_file().read_text())
+        run = tw.redeploy(EnvironmentFile=str(changed / "game.env"))
+        assert run.returncode == 0
+        assert tw.params["EnvironmentFileKey"] != first_key
+
+        tw.player("--play-seconds", "3", "--rate", "10")
+        resolved = tw.wait_for("resolved", BOOT, source="player", after=time.time())
+        (inst2,) = tw.active()
+        tw.wait_for("connected", 30, source="player", after=resolved["t"])
+        assert tw.task["revision"] > revision, (tw.task["revision"], revision)
+        environ = inst2.dockercmd("exec", inst2.game, "cat", "/proc/1/environ").stdout
+        motd = [v for v in environ.split("\0") if v.startswith("MOTD=")]
+        assert motd == ["MOTD=second settings, with = and spaces"], motd
+        assert f"sessions={saved['sessions']}" in tw.game_log(inst2), "the next wake loads the saved world"
+        print(f"refused while up in {refused.seconds:.1f} s; revision {revision} -> {tw.task['revision']}")

@@ -546,6 +546,7 @@ class Instance:
     state: str = "Pending"
     launched_at: float = 0.0
     game: str | None = None
+    game_task: str = ""  # the task definition (ARN) the running game was started from
     game_started: int = 0
     game_exited_at: float | None = None
     ecs_registered: bool = False
@@ -609,6 +610,7 @@ class Twin:
         # as on AWS, only sooner. None: the template's timeout.
         self.hook_timeout = hook_timeout
         self.events: list[dict] = []
+        self.service_checked = 0.0
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -744,7 +746,8 @@ class Twin:
 
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
-        return {k: v for k, v in self.params.items() if not k.startswith("AgentPackage") and k != "DiscordCodeSha256"}
+        return {k: v for k, v in self.params.items()
+                if not k.startswith("AgentPackage") and k not in ("DiscordCodeSha256", "EnvironmentFileKey")}
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -1064,9 +1067,36 @@ class Twin:
         while sh("umount", str(path), check=False).returncode == 0:
             pass
 
+    def _follow_service(self) -> None:
+        """ECS's part after a deploy (at most every 3 s): the service's task definition as it is
+        now. A new revision is what the next task starts from, and a running task of an older one
+        is replaced at once (docs/aws-sources.md §16)."""
+        if time.time() - self.service_checked < 3:
+            return
+        self.service_checked = time.time()
+        try:
+            (svc,) = self.client("ecs", direct=True).describe_services(
+                cluster=self.deployed.cluster, services=["game"])["services"]
+        except Exception:  # noqa: BLE001 - the emulator busy: the next round asks again
+            return
+        arn = svc.get("taskDefinition", "")
+        if arn and arn != self.task.get("taskDefinitionArn"):
+            self.task = stack.task_definition(self.shim.moto, self.deployed, arn=arn)
+            self.record("service_updated", source="ecs", revision=self.task.get("revision"))
+
     def _ecs_daemon(self, inst: Instance) -> None:
         """The ECS agent's part: once the instance has joined the cluster (its ecs.config names
-        it), run the DAEMON service's task, and start it again after it stops."""
+        it), run the DAEMON service's task, and start it again after it stops. A new revision of
+        the task definition replaces the running task: with one task per instance and
+        MinimumHealthyPercent 0, the old one is stopped first, with SIGTERM and its stopTimeout
+        (no pre-stop command: ECS knows none), then the new one starts."""
+        self._follow_service()
+        if inst.game is not None and inst.game_exited_at is None and inst.game_task \
+                and inst.game_task != self.task.get("taskDefinitionArn"):
+            (c,) = self.task["containerDefinitions"]
+            self.record("task_replaced", source="ecs", instance=inst.iid, container=inst.game,
+                        revision=self.task.get("revision"))
+            inst.dockercmd("stop", "-t", str(c.get("stopTimeout", 30)), inst.game, check=False)
         if inst.game is None or inst.game_exited_at is not None:
             if inst.game_exited_at is not None and time.time() - inst.game_exited_at < 5:
                 return
@@ -1154,6 +1184,7 @@ class Twin:
                 return
         inst.dockercmd(*args, c["image"], *entry[1:], *command)
         inst.game = name
+        inst.game_task = self.task.get("taskDefinitionArn", "")
         inst.game_exited_at = None
         self.record("task_started", source="ecs", instance=inst.iid, container=name)
 
