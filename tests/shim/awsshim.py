@@ -1045,6 +1045,103 @@ def executed_change_sets_update_the_stack() -> None:
     models.CloudFormationBackend.execute_change_set = execute  # type: ignore[method-assign]
 
 
+def updates_replace_what_cloudformation_replaces() -> None:
+    """A stack update (an executed change set, or UpdateStack) replaces what CloudFormation
+    replaces: moto updates a resource in place, or not at all, whatever changed, so a new
+    FileSystemType left the world's file system id as it was. Here each resource that
+    cfntemplate.resource_changes says is replaced (a create-only property changed, or it names a
+    replaced resource in one) is made anew from the new template, with a new physical id, before
+    anything that names it is updated; the resources that name a replaced one in other properties
+    (a launch template, a role, the service) are updated to name the replacement; then the old
+    resource is deleted, unless its UpdateReplacePolicy is Retain, which keeps it, out of the
+    stack. A resource whose Condition turns true is created, one whose Condition turns false is
+    deleted (unless its DeletionPolicy is Retain). And, as the group's launch template version is
+    `!GetAtt LaunchTemplate.LatestVersionNumber`, a group follows its updated launch template
+    (docs/aws-sources.md, section 17)."""
+    from moto.cloudformation import parsing
+    from moto.iam.models import iam_backends
+
+    original_update = parsing.ResourceMap.update
+    original_diff = parsing.ResourceMap.build_resource_diff
+
+    def build_resource_diff(self: Any, other_template: dict[str, Any],
+                            parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        diff = original_diff(self, other_template, parameters)
+        plan = getattr(self, "_shim_plan", None)
+        if plan is None:
+            return diff
+        ours = set(plan["create"]) | set(plan["remove"])
+        # Created anew (moto's Add phase creates each through the lazy map, so whatever a new
+        # resource names that is also new is created first).
+        diff["Add"] = [n for n in diff["Add"] if n not in ours] + [n for n in plan["create"] if n not in diff["Add"]]
+        diff["Modify"] = [n for n in diff["Modify"] if n not in ours] + [
+            n for n in plan["modify"] if n not in diff["Modify"]]
+        plan["modified"] = list(diff["Modify"])
+        return diff
+
+    def update(self: Any, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> None:
+        region = self._region_name  # noqa: SLF001
+        old_template = self._template  # noqa: SLF001
+        old = cfntemplate.Values(old_template, dict(self.input_parameters or {}), region)
+        new = cfntemplate.Values(template, dict(parameters or self.input_parameters or {}), region)
+        changes = cfntemplate.resource_changes(old, new)
+        replace = [c["LogicalResourceId"] for c in changes if c.get("Replacement") == "True"]
+        plan: dict[str, list[str]] = {
+            "create": replace + [c["LogicalResourceId"] for c in changes if c["Action"] == "Add"],
+            "remove": [c["LogicalResourceId"] for c in changes if c["Action"] == "Remove"],
+            "modify": [c["LogicalResourceId"] for c in changes
+                       if c["Action"] == "Modify" and c.get("Replacement") != "True"],
+            "modified": []}
+        parsed = self._parsed_resources  # noqa: SLF001
+        # Out of the map, so that the first lookup of each makes the replacement.
+        retired = {n: parsed.pop(n) for n in replace if n in parsed}
+        self._shim_plan = plan
+        try:
+            original_update(self, template, parameters)
+        finally:
+            del self._shim_plan
+        for name in plan["create"]:
+            if new.exists(name):
+                _ = self[name]
+        account = self._account_id  # noqa: SLF001
+        for name in plan["modified"]:
+            res = template["Resources"].get(name, {})
+            # moto's role update keeps the role's inline policies as they were.
+            if res.get("Type") == "AWS::IAM::Role" and name in parsed and new.exists(name):
+                role = parsed[name]
+                for policy in parsing.clean_json(res.get("Properties", {}).get("Policies", []), self):
+                    iam_backends[account]["aws"].put_role_policy(role.name, policy["PolicyName"],
+                                                                  json.dumps(policy["PolicyDocument"]))
+            if res.get("Type") == "AWS::EC2::LaunchTemplate":
+                follow_launch_template(template, parsed, name)
+        old_resources = old_template.get("Resources", {})
+        for name, resource in reversed(list(retired.items())):
+            if old_resources[name].get("UpdateReplacePolicy") != "Retain":
+                self._delete_resource(resource, old_resources[name])  # noqa: SLF001
+        for name in plan["remove"]:
+            resource = parsed.pop(name, None)
+            if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
+                self._delete_resource(resource, old_resources[name])  # noqa: SLF001
+
+    parsing.ResourceMap.update = update  # type: ignore[method-assign]
+    parsing.ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+
+
+def follow_launch_template(template: dict[str, Any], parsed: dict[str, Any], launch_template: str) -> None:
+    """The groups whose launch template version is `!GetAtt <launch_template>.LatestVersionNumber`
+    move to its latest version, as CloudFormation updates them (moto leaves them where they were)."""
+    lt = parsed.get(launch_template)
+    if lt is None:
+        return
+    latest = f'{{"Fn::GetAtt": ["{launch_template}", "LatestVersionNumber"]}}'
+    for name, res in template["Resources"].items():
+        group = parsed.get(name)
+        if res["Type"] != "AWS::AutoScaling::AutoScalingGroup" or group is None or latest not in json.dumps(res):
+            continue
+        if getattr(group, "ec2_launch_template", None) is lt:
+            group.launch_template_version = group.provided_launch_template_version = str(lt.latest_version_number)
+
+
 def keep_resources_moto_cannot_update() -> None:
     """A stack update in moto replaces each modified resource whose model has no update
     (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
@@ -1115,6 +1212,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     keep_resources_moto_cannot_update()
+    updates_replace_what_cloudformation_replaces()
     change_sets_say_what_they_replace()
     executed_change_sets_update_the_stack()
     access_points_have_their_id()
