@@ -69,7 +69,7 @@ def deployable(template: dict) -> str:
 CREATE_ONLY = {
     "AWS::EFS::FileSystem": ("AvailabilityZoneName", "Encrypted", "KmsKeyId", "PerformanceMode"),
     # A mount target and an access point belong to one file system: a new file system means new ones.
-    "AWS::EFS::MountTarget": ("FileSystemId", "SubnetId", "IpAddress"),
+    "AWS::EFS::MountTarget": ("FileSystemId", "SubnetId", "IpAddress", "Ipv6Address", "IpAddressType"),
     "AWS::EFS::AccessPoint": ("FileSystemId", "PosixUser", "RootDirectory", "ClientToken"),
     # Every property of a task definition: a change registers a new revision, which the service
     # then rolls out (replacing the running task).
