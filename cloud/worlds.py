@@ -195,6 +195,8 @@ class Worlds:
 
     def changeset(self, arn: str, replace: bool, restart_game: bool = False, empty: bool = False) -> dict[str, str]:
         cs = aws(self.region, "cloudformation", "describe-change-set", "--change-set-name", arn)
+        # The world first: a move needs the server asleep whatever else the change does.
+        world = self.world_change(cs, replace, empty)
         # A new task definition: the ECS service rolls it out at once, and with one task per
         # instance and MinimumHealthyPercent 0 it stops the running game first, with SIGTERM and
         # without the pre-stop command (docs/aws-sources.md §16).
@@ -215,6 +217,11 @@ class Worlds:
                     "--restart-game")
             if running:
                 log(f"this deploy restarts the running game on {running[0]} (--restart-game)")
+        return world
+
+    def world_change(self, cs: dict, replace: bool, empty: bool) -> dict[str, str]:
+        """What the change set does to the stack's own file system: refused (Refused), gone ahead
+        with a new, empty world, or a world to move across ({"world_move": its file system})."""
         for change in cs.get("Changes", []):
             rc = change.get("ResourceChange", {})
             if rc.get("LogicalResourceId") != "DataFileSystem":

@@ -146,7 +146,7 @@ def test_a_change_that_would_replace_the_world_is_refused_before_anything_change
     asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
     (instance,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(
         AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]]
-    r = deploy(shim, path, package, "--replace-world", "--restart-game")
+    r = deploy(shim, path, package, "--replace-world")
     assert r.returncode == 2, r.stderr
     assert (f"this deploy replaces the world's file system {world} (--replace-world), and the world is moved to "
             f"the new one by maintenance boots, which run only while the server sleeps; it is up ({instance}, "

@@ -25,9 +25,16 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
   - CloudFormation `DescribeChangeSet`: moto lists a resource as modified only when its template
     text changed (not when a parameter it uses did), never says whether a change replaces it,
     and ignores Conditions. For the resource types in cfntemplate.CREATE_ONLY (the EFS file
-    systems) the change set says what CloudFormation would: Add, Remove, or Modify with
-    Replacement True when a create-only property resolves to another value
+    systems, mount targets and access points, the task definition) the change set says what
+    CloudFormation would: Add, Remove, or Modify with Replacement True when a create-only property
+    resolves to another value, and the resources that name a replaced one as Modify too
     (`change_sets_say_what_they_replace`);
+  - a stack update replaces what CloudFormation replaces: moto keeps a resource (and its id)
+    whatever changed; here a resource whose create-only property changes, or that names a
+    replaced one in a create-only property, is made anew, what names it elsewhere is updated to
+    the replacement, the old one is deleted unless UpdateReplacePolicy is Retain, a Condition that
+    turns creates or deletes, and a group follows its launch template's latest version
+    (`updates_replace_what_cloudformation_replaces`);
   - CloudFormation `ExecuteChangeSet` of an update: moto applies the resources but keeps the
     stack's old outputs and parsed template; here they become the new ones, as an
     UpdateStack does in moto and as CloudFormation does (`executed_change_sets_update_the_stack`);
