@@ -213,7 +213,8 @@ def test_a_file_system_type_change_with_replace_world_moves_the_world_byte_for_b
 
         refused = deploy_with(tw, tw.dir / "changed", FileSystemType="regional")
         assert refused.returncode == 2, refused.stderr[-3000:]
-        assert f"this deploy replaces the world's file system {old} (DataFileSystem, Modify, Replacement True)" in refused.stderr
+        assert (f"this deploy replaces the world's file system {old} (DataFileSystem, Modify, Replacement True)"
+                in refused.stderr)
         assert "Nothing was changed." in refused.stderr and "pass --replace-world" in refused.stderr
         assert tw.world_fs() == old
 
