@@ -3,7 +3,7 @@
 # credentials:
 #
 #   cloud/deploy.sh deploy  PARAMS.json [--region R] [--stack NAME] [--package FILE] [--kind rpm|bin]
-#                                       [--adopt-world] [--replace-world] [--restart-game]
+#                                       [--adopt-world] [--replace-world [--empty-world]] [--restart-game]
 #   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
 #
 # deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
@@ -23,7 +23,10 @@
 # destroy, recovery points in its retained vault). A new stack with such a world refuses, naming
 # it: --adopt-world plays it (ExistingFileSystemId), --replace-world starts an empty one beside
 # it. An update is reviewed as a change set first: one that would replace the world's file system
-# (FileSystemType, for one) refuses, unless --replace-world, which keeps the old one and names it.
+# (FileSystemType, for one) refuses, unless --replace-world, which moves the world across: while
+# the server sleeps, it exports the world (cloud/world.sh export, beside the parameter file), runs
+# the change, imports the archive into the new file system, and compares every file's sha256 on
+# both; the old file system is kept and named, never deleted. --empty-world starts the new one empty.
 # An update that changes the game's task definition while the server is up refuses too (ECS would
 # restart the game at once, without its pre-stop command), unless --restart-game.
 #
@@ -61,7 +64,7 @@ while (($#)); do
         --stack) stack=${2:?--stack needs a value}; shift 2 ;;
         --package) package=${2:?--package needs a value}; shift 2 ;;
         --kind) kind=${2:?--kind needs a value}; shift 2 ;;
-        --adopt-world | --replace-world | --restart-game) world_flags+=("$1"); shift ;;
+        --adopt-world | --replace-world | --empty-world | --restart-game) world_flags+=("$1"); shift ;;
         -h|--help) usage ;;
         *) log "unknown argument: $1"; usage ;;
     esac
@@ -389,17 +392,69 @@ out=$(aws cloudformation deploy --stack-name "$stack" --template-file "$TEMPLATE
     || { printf '%s\n' "$out" >&2; die "the deploy of $stack failed: CloudFormation did not take the change set"; }
 changeset=$(grep -o 'arn:[^ ]*:changeSet/[^ ]*' <<<"$out" | head -n 1 || true)
 if [[ -n $changeset ]]; then
-    python3 "$ROOT/cloud/worlds.py" changeset "$params" --region "$region" --stack "$stack" \
-        --change-set "$changeset" ${world_flags[@]+"${world_flags[@]}"} || {
-        rc=$?
-        aws cloudformation delete-change-set --change-set-name "$changeset" >/dev/null 2>&1 || true
-        exit $rc
-    }
+    drop_changeset() { aws cloudformation delete-change-set --change-set-name "$changeset" >/dev/null 2>&1 || true; }
+    review=$(python3 "$ROOT/cloud/worlds.py" changeset "$params" --region "$region" --stack "$stack" \
+        --change-set "$changeset" ${world_flags[@]+"${world_flags[@]}"}) || { rc=$?; drop_changeset; exit $rc; }
+    eval "$review"
+    # A world that moves across: exported now, from the file system the stack still mounts (after
+    # the change it has no mount target left), imported once the new one exists.
+    archive="" before_files=""
+    if [[ -n $world_move ]]; then
+        archive=$(cd "$(dirname "$params")" && pwd)/$server-world-$world_move-$(date -u +%Y%m%dT%H%M%SZ).tar.gz
+        before_files=${archive%.tar.gz}.files.json
+        log "exporting the world from $world_move to $archive (a maintenance boot; the server stays asleep)"
+        if ! out=$(bash "$ROOT/cloud/world.sh" export "$params" "$archive" --manifest "$before_files" \
+            --region "$region" --stack "$stack" 2>&1); then
+            if grep -q "there is no world yet" <<<"$out"; then
+                log "the game has never saved on $world_move: there is no world to move; the new file system starts empty"
+                world_move=""
+            else
+                printf '%s\n' "$out" >&2
+                drop_changeset
+                die "the world on $world_move could not be exported (above), so it was not moved; nothing was changed, and the server still plays $world_move"
+            fi
+        else
+            log "$(grep -m1 '^Exported' <<<"$out")"
+            if [[ $(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$before_files") == 0 ]]; then
+                log "the world on $world_move has no file: there is nothing to move; the new file system starts empty"
+                rm -f "$archive" "$before_files"
+                world_move=""
+            fi
+        fi
+    fi
     aws cloudformation execute-change-set --change-set-name "$changeset" \
         || die "cannot execute the change set $changeset"
     wait_stack UPDATE_COMPLETE
     world_after=$(stack_output DataFileSystemId)
-    if [[ -n $world_before && -n $world_after && $world_before != "$world_after" ]]; then
+    if [[ -n $world_move && $world_after == "$world_move" ]]; then
+        log "the stack still plays $world_move: nothing was replaced, nothing to move (the export is kept at $archive)"
+    elif [[ -n $world_move ]]; then
+        log "importing the world into the new file system $world_after (a maintenance boot)"
+        after_files=${archive%.tar.gz}.imported.json
+        keep="Both are kept: the old world on $world_move (unused: the stack no longer mounts it), and its export $archive; the server now plays $world_after."
+        if ! out=$(bash "$ROOT/cloud/world.sh" import "$params" "$archive" --manifest "$after_files" \
+            --region "$region" --stack "$stack" 2>&1); then
+            printf '%s\n' "$out" >&2
+            die "the world was not copied to $world_after (above). $keep To copy it: cloud/world.sh import $params $archive"
+        fi
+        python3 - "$before_files" "$after_files" "$world_move" "$world_after" <<'PY' || die "the copy on $world_after differs from the world on $world_move (above). $keep To copy it again: cloud/world.sh import $params $archive"
+import json, sys
+before, after = (json.load(open(p)) for p in sys.argv[1:3])
+old, new = sys.argv[3:5]
+differ = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+for p in differ[:10]:
+    print(f"deploy: error: {p}: {before.get(p, ['missing'])[0]} on {old}, {after.get(p, ['missing'])[0]} on {new}",
+          file=sys.stderr)
+if differ:
+    sys.exit(1)
+size = sum(b for _, b in before.values())
+print(f"The world moved to {new}: {len(before)} files, {size} bytes, every file's sha256 the same as on {old}.")
+PY
+        rm -f "$after_files"
+        echo "The previous file system $world_move is kept, unused, with the world as it was; so is its export $archive."
+        echo "  When you no longer want them: aws efs delete-file-system --region $region --file-system-id $world_move"
+    fi
+    if [[ -z $world_move && -n $world_before && -n $world_after && $world_before != "$world_after" ]]; then
         echo "The world: the server now plays $world_after. Its previous world $world_before is kept, unused:"
         echo "  deploy with ExistingFileSystemId=$world_before (and --replace-world) to play it again."
     fi

@@ -99,6 +99,24 @@ if [[ $mode == --work ]]; then
         previous=${prev#"$root"}
     }
     count() { find "$1" -type f | wc -l | tr -d ' '; }
+    # Every file of a world, as JSON: {"relative/path": ["sha256", bytes]}; the deploy command
+    # compares the one an export wrote with the one an import wrote (a world moved across).
+    manifest() {
+        python3 - "$1" <<'PY'
+import hashlib, json, os, sys
+top, out = sys.argv[1], {}
+for folder, _, names in os.walk(top):
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[os.path.relpath(path, top)] = [h.hexdigest(), os.path.getsize(path)]
+print(json.dumps(out, sort_keys=True))
+PY
+    }
     size() { du -sb "$1" | cut -f1; }
     previous=""
 
@@ -122,10 +140,12 @@ if [[ $mode == --work ]]; then
                 exit 0
             fi
             files=$(count "$new") bytes=$(size "$new")
+            step="listing the new world's files"
+            manifest "$new" | aws s3 cp --quiet - "$out/manifest.json"
             switch_in "$new"
             log "imported $files files ($bytes bytes); the world before is $previous"
             write_result ok=true "message=imported $files files ($bytes bytes)" "files=$files" "bytes=$bytes" \
-                "sha256=$got" "previous=$previous"
+                "sha256=$got" "previous=$previous" "manifest=transfer/out/$id/manifest.json"
             ;;
         export)
             step="packing the world"
@@ -134,6 +154,8 @@ if [[ $mode == --work ]]; then
                 exit 0
             fi
             files=$(count "$root/data") bytes=$(size "$root/data")
+            step="listing the world's files"
+            manifest "$root/data" | aws s3 cp --quiet - "$out/manifest.json"
             log "packing $files files ($bytes bytes) to $out/world.tar.gz"
             rm -f "$work/fifo" "$work/sha256"
             mkfifo "$work/fifo"
@@ -144,6 +166,7 @@ if [[ $mode == --work ]]; then
             wait "$summer"
             write_result ok=true "message=exported $files files ($bytes bytes)" "files=$files" "bytes=$bytes" \
                 "sha256=$(cat "$work/sha256")" "archive=transfer/out/$id/world.tar.gz" \
+                "manifest=transfer/out/$id/manifest.json" \
                 "archive_bytes=$(aws s3api head-object --bucket "$CM_BUCKET" --key "transfer/out/$id/world.tar.gz" --query ContentLength --output text)"
             ;;
         restore)

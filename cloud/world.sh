@@ -10,7 +10,9 @@
 #   cloud/world.sh shell   PARAMS.json [--minutes N]           a Session Manager shell on the instance
 #
 #   Options: --region R, --stack NAME (as for deploy.sh), --wait (while the server is up, wait
-#   until it sleeps instead of refusing), --timeout MINUTES (how long a job may run, default 60).
+#   until it sleeps instead of refusing), --timeout MINUTES (how long a job may run, default 60),
+#   --manifest FILE (import, export: the world's files as the instance found them, every file's
+#   sha256 and size, written to FILE as JSON; the deploy command compares two when it moves a world).
 #
 # import, export and restore work only while the server sleeps: the instance starts for the job
 # alone (a maintenance boot, with no game and no agent), does it, and goes back to zero. While
@@ -34,7 +36,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2; ex
 command=$1 params=$2
 shift 2
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-}}
-stack="" wait_sleep=false minutes=60 source="" dest="" date="" point="" hold=60
+stack="" wait_sleep=false minutes=60 source="" dest="" date="" point="" hold=60 manifest=""
 while (($#)); do
     case $1 in
         --region) region=${2:?--region needs a value}; shift 2 ;;
@@ -45,6 +47,7 @@ while (($#)); do
         --recovery-point) point=${2:?--recovery-point needs an ARN}; shift 2 ;;
         --latest) shift ;;
         --minutes) hold=${2:?--minutes needs a number}; shift 2 ;;
+        --manifest) manifest=${2:?--manifest needs a file}; shift 2 ;;
         -h|--help) usage ;;
         -*) log "unknown option: $1"; usage ;;
         *)
@@ -59,6 +62,8 @@ done
 case $command in import | export | backups | restore | shell) ;; *) log "unknown command: $command"; usage ;; esac
 [[ $minutes =~ ^[1-9][0-9]{0,3}$ ]] || die "--timeout: expected minutes from 1 to 9999, not '$minutes'" 2
 [[ $hold =~ ^[1-9][0-9]{0,3}$ ]] || die "--minutes: expected minutes from 1 to 9999, not '$hold'" 2
+[[ -z $manifest || $command == import || $command == export ]] || die "--manifest goes with import or export" 2
+[[ -z $manifest || -d $(dirname "$manifest") ]] || die "--manifest: $(dirname "$manifest"): no such folder" 2
 [[ -z $date || $date =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || die "--date: expected YYYY-MM-DD (a UTC day), not '$date'" 2
 for tool in aws python3 sha256sum; do
     command -v "$tool" >/dev/null || die "$tool is required"
@@ -259,12 +264,20 @@ write_job() { # id action key=value...: the job's JSON
 switch_job() { # id, what was done: runs a job that switches a new world in, and reports it
     local result prev rc
     result=$(run_job "$workdir/job.json" "$1") || { rc=$?; cleanup_job "$1"; exit $rc; }
+    [[ $(field "$result" ok) == true ]] || { cleanup_job "$1"; die "$command: $(field "$result" message)"; }
+    fetch_manifest "$result" || { rc=$?; cleanup_job "$1"; exit $rc; }
     cleanup_job "$1"
-    [[ $(field "$result" ok) == true ]] || die "$command: $(field "$result" message)"
     wait_asleep
     echo "$2: $(field "$result" message). The next wake plays it."
     prev=$(field "$result" previous)
     [[ -z $prev ]] || echo "The world it replaced is kept on the file system at $prev (the newest 3 are kept)."
+}
+fetch_manifest() { # result: with --manifest, the instance's list of the world's files, to that file
+    [[ -n $manifest ]] || return 0
+    local key
+    key=$(field "$1" manifest)
+    [[ -n $key ]] || { log "error: --manifest: the instance listed no files (its maintenance script is older than this command)"; return 1; }
+    aws s3 cp --only-show-errors "s3://$bucket/$key" "$manifest" || { log "error: cannot download s3://$bucket/$key"; return 1; }
 }
 new_id() { echo "$(date -u +%Y%m%dT%H%M%SZ)-$command-$RANDOM"; }
 
@@ -296,6 +309,7 @@ case $command in
         write_job "$id" export "minutes=$minutes"
         result=$(run_job "$workdir/job.json" "$id") || { rc=$?; cleanup_job "$id"; exit $rc; }
         if [[ $(field "$result" ok) != true ]]; then cleanup_job "$id"; die "export: $(field "$result" message)"; fi
+        fetch_manifest "$result" || { rc=$?; cleanup_job "$id"; exit $rc; }
         aws s3 cp --only-show-errors "s3://$bucket/$(field "$result" archive)" "$workdir/export.tar.gz" \
             || { cleanup_job "$id"; die "cannot download s3://$bucket/$(field "$result" archive)"; }
         cleanup_job "$id"

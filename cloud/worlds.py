@@ -8,9 +8,13 @@ deploy plays, checked before anything changes. With the AWS CLI, standard librar
       or a new one. Prints shell assignments for deploy.sh (world_override, world_before) or exits
       2 with the reason and the way on.
   python3 cloud/worlds.py changeset PARAMS.json --region R --stack S --change-set ARN [--replace-world]
-                                                                                   [--restart-game]
+                                                                   [--empty-world] [--restart-game]
       Exits 2 when the change set replaces or removes the stack's own file system (DataFileSystem),
       or changes the game's task definition while the server is up (ECS would restart the game).
+      With --replace-world, a replacement moves the world across (deploy.sh exports it before the
+      change and imports it after), which needs the server asleep; --empty-world starts the new
+      file system empty instead. Prints a shell assignment for deploy.sh: world_move (the file
+      system to move the world from, or nothing).
 
 Exit codes: 0 go on; 1 an AWS call failed; 2 refused (nothing was changed).
 """
@@ -189,8 +193,10 @@ class Worlds:
         latest = max(stats, key=lambda d: str(d.get("Timestamp")), default=None)
         return up[0]["InstanceId"], (int(latest["Maximum"]) if latest else None)
 
-    def changeset(self, arn: str, replace: bool, restart_game: bool = False) -> None:
+    def changeset(self, arn: str, replace: bool, restart_game: bool = False, empty: bool = False) -> dict[str, str]:
         cs = aws(self.region, "cloudformation", "describe-change-set", "--change-set-name", arn)
+        # The world first: a move needs the server asleep whatever else the change does.
+        world = self.world_change(cs, replace, empty)
         # A new task definition: the ECS service rolls it out at once, and with one task per
         # instance and MinimumHealthyPercent 0 it stops the running game first, with SIGTERM and
         # without the pre-stop command (docs/aws-sources.md §16).
@@ -211,6 +217,11 @@ class Worlds:
                     "--restart-game")
             if running:
                 log(f"this deploy restarts the running game on {running[0]} (--restart-game)")
+        return world
+
+    def world_change(self, cs: dict, replace: bool, empty: bool) -> dict[str, str]:
+        """What the change set does to the stack's own file system: refused (Refused), gone ahead
+        with a new, empty world, or a world to move across ({"world_move": its file system})."""
         for change in cs.get("Changes", []):
             rc = change.get("ResourceChange", {})
             if rc.get("LogicalResourceId") != "DataFileSystem":
@@ -227,17 +238,37 @@ class Worlds:
             changed = [f"{k} {self.stack_params.get(k, 'at its default')!r} -> {v!r}"
                        for k, v in sorted(self.params.items())
                        if self.stack_params.get(k) != v and not k.startswith("AgentPackage")]
-            if replace:
-                log(f"this deploy {what} the world's file system {self.current} (--replace-world): the server "
+            if replace and (empty or action == "Remove"):
+                log(f"this deploy {what} the world's file system {self.current} (--replace-world"
+                    + (", --empty-world" if empty and action != "Remove" else "") + "): the server "
                     f"starts on a new, empty world, and {self.current} is kept, unused")
-                return
+                return {"world_move": ""}
+            if replace:
+                # The copy runs in maintenance boots (cloud/world.sh), which work only while the
+                # server sleeps: checked here, before anything changes.
+                running = self.game_running()
+                if running:
+                    instance, players = running
+                    who = ("players unknown" if players is None else f"{players} player(s) online")
+                    raise Refused(
+                        f"this deploy {what} the world's file system {self.current} (--replace-world), and the "
+                        "world is moved to the new one by maintenance boots, which run only while the server "
+                        f"sleeps; it is up ({instance}, {who}). Nothing was changed. Run: cloud/cm sleep "
+                        f"{self.file} (it saves the world first), then this deploy again; or add --empty-world "
+                        f"to start the new file system empty, keeping {self.current} as it is")
+                log(f"this deploy {what} the world's file system {self.current} (--replace-world): the world is "
+                    "exported first, then imported into the new file system and checked file by file; "
+                    f"{self.current} is kept")
+                return {"world_move": self.current}
             raise Refused(
                 f"this deploy {what} the world's file system {self.current} (DataFileSystem, {action}"
                 + (f", Replacement {replacement}" if action == "Modify" else "") + "): the server would start on a "
                 f"new, empty world, and {self.current} would be kept, unused."
                 + (f" Changed: {'; '.join(changed)}." if changed else "")
-                + f" Nothing was changed. To keep the world, undo that change in {self.file}; to go ahead anyway, "
-                "pass --replace-world (docs/cloud.md, \"Keeping your world\")")
+                + f" Nothing was changed. To keep the world, undo that change in {self.file}; to go ahead and move "
+                "the world to the new file system (the old one is kept), pass --replace-world (docs/cloud.md, "
+                "\"Keeping your world\")")
+        return {"world_move": ""}
 
 
 def log(msg: str) -> None:
@@ -254,14 +285,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--adopt-world", action="store_true")
     ap.add_argument("--replace-world", action="store_true")
     ap.add_argument("--restart-game", action="store_true")
+    ap.add_argument("--empty-world", action="store_true")
     args = ap.parse_args(argv)
     try:
         w = Worlds(args.params, args.region, args.stack)
         if args.step == "before":
-            for k, v in w.before(args.adopt_world, args.replace_world).items():
-                print(f"{k}={shlex.quote(v)}")
+            out = w.before(args.adopt_world, args.replace_world)
         else:
-            w.changeset(args.change_set, args.replace_world, args.restart_game)
+            out = w.changeset(args.change_set, args.replace_world, args.restart_game, args.empty_world)
+        for k, v in out.items():
+            print(f"{k}={shlex.quote(v)}")
         return 0
     except Refused as e:
         log(f"error: {e}")

@@ -3,6 +3,8 @@ the test shim: a destroy then a deploy finds the retained world and adopts it, a
 replace the world's file system is refused before anything changes, and ExistingFileSystemId is
 checked. The shim reports what a change set replaces (moto does not: tests/shim/awsshim.py)."""
 
+import base64
+import json
 import re
 import time
 
@@ -42,6 +44,22 @@ def world_of(shim):
 def data_file_systems(shim):
     return sorted(f["FileSystemId"] for f in client(shim, "efs", REGION).describe_file_systems()["FileSystems"]
                   if f.get("Name") == "container-manager-valheim-data")
+
+
+def task_definition(shim):
+    cf = client(shim, "cloudformation", REGION)
+    arn = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+           for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}["TaskDefinition"]
+    return client(shim, "ecs", REGION).describe_task_definition(taskDefinition=arn)["taskDefinition"]
+
+
+def user_data(shim):
+    """The user-data of the launch template version the group launches."""
+    group = client(shim, "autoscaling", REGION).describe_auto_scaling_groups(
+        AutoScalingGroupNames=["container-manager-valheim"])["AutoScalingGroups"][0]["LaunchTemplate"]
+    (version,) = client(shim, "ec2", REGION).describe_launch_template_versions(
+        LaunchTemplateId=group["LaunchTemplateId"], Versions=[group["Version"]])["LaunchTemplateVersions"]
+    return base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
 
 
 def test_redeploy_after_destroy_names_the_retained_world_and_adopts_it(tmp_path, setup):
@@ -121,10 +139,52 @@ def test_a_change_that_would_replace_the_world_is_refused_before_anything_change
     waiting = [c for c in cf.list_change_sets(StackName="valheim")["Summaries"] if c["ExecutionStatus"] == "AVAILABLE"]
     assert waiting == [], "the reviewed change set is deleted, not left to execute"
 
+    # --replace-world moves the world across in maintenance boots, which need the server asleep:
+    # while it is up, refused before anything changes, with what to run.
+    group = "container-manager-valheim"
+    asg = client(shim, "autoscaling", REGION)
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    (instance,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["Instances"]]
     r = deploy(shim, path, package, "--replace-world")
+    assert r.returncode == 2, r.stderr
+    assert (f"this deploy replaces the world's file system {world} (--replace-world), and the world is moved to "
+            f"the new one by maintenance boots, which run only while the server sleeps; it is up ({instance}, "
+            f"players unknown). Nothing was changed. Run: cloud/cm sleep {path} (it saves the world first)") in r.stderr
+    assert stack_params(shim)["FileSystemType"] == "one-zone" and world_of(shim) == world
+    asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=0)
+
+    # --empty-world: the change goes through as CloudFormation makes it (docs/aws-sources.md §18).
+    efs = client(shim, "efs", REGION)
+    old_task = task_definition(shim)
+    r = deploy(shim, path, package, "--replace-world", "--empty-world")
     assert r.returncode == 0, r.stderr
-    assert f"this deploy replaces the world's file system {world} (--replace-world)" in r.stderr
+    assert f"this deploy replaces the world's file system {world} (--replace-world, --empty-world)" in r.stderr
     assert stack_params(shim)["FileSystemType"] == "regional"
+    new = world_of(shim)
+    assert new != world, "a create-only property changed: a new file system, with a new id"
+    assert data_file_systems(shim) == sorted([world, new]), "the old one is retained (UpdateReplacePolicy: Retain)"
+    assert f"Its previous world {world} is kept, unused" in r.stdout
+    (fs,) = efs.describe_file_systems(FileSystemId=new)["FileSystems"]
+    assert "AvailabilityZoneName" not in fs, "regional"
+    # The replacement's dependents: its own mount targets (one per zone) and access points; the
+    # old file system's are gone with the stack's references to it.
+    assert len(efs.describe_mount_targets(FileSystemId=new)["MountTargets"]) == 2
+    assert len(efs.describe_access_points(FileSystemId=new)["AccessPoints"]) == 2
+    assert efs.describe_mount_targets(FileSystemId=world)["MountTargets"] == []
+    assert efs.describe_access_points(FileSystemId=world)["AccessPoints"] == []
+    # Everything that named the world names the new one: the task definition (a new revision; moto
+    # keeps no volume's EFS configuration to read back), the instances' user-data (the group
+    # follows the launch template's new version), the roles' policies.
+    assert task_definition(shim)["taskDefinitionArn"] != old_task["taskDefinitionArn"]
+    assert new in user_data(shim) and world not in user_data(shim)
+    cf = client(shim, "cloudformation", REGION)
+    role = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}["InstanceRole"]
+    iam = client(shim, "iam", REGION)
+    policies = [json.dumps(iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"])
+                for n in iam.list_role_policies(RoleName=role)["PolicyNames"]]
+    assert any(f"file-system/{new}" in p for p in policies) and not any(f"file-system/{world}" in p for p in policies)
 
     # A change the world does not feel goes through without the flag.
     r = deploy(shim, write_params(tmp_path, {"HostedZoneId": zone, "FileSystemType": "regional", "IdleMinutes": "12"}),

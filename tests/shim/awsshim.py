@@ -25,12 +25,16 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
   - CloudFormation `DescribeChangeSet`: moto lists a resource as modified only when its template
     text changed (not when a parameter it uses did), never says whether a change replaces it,
     and ignores Conditions. For the resource types in cfntemplate.CREATE_ONLY (the EFS file
-    systems) the change set says what CloudFormation would: Add, Remove, or Modify with
-    Replacement True when a create-only property resolves to another value
+    systems, mount targets and access points, the task definition) the change set says what
+    CloudFormation would: Add, Remove, or Modify with Replacement True when a create-only property
+    resolves to another value, and the resources that name a replaced one as Modify too
     (`change_sets_say_what_they_replace`);
-  - a stack update whose parameter reaches a task definition only through Fn::Sub or a
-    condition: moto leaves the task definition (and the service) as they were; the shim updates
-    both, as CloudFormation's new revision and rollout (`task_definitions_follow_their_parameters`);
+  - a stack update replaces what CloudFormation replaces: moto keeps a resource (and its id)
+    whatever changed; here a resource whose create-only property changes, or that names a
+    replaced one in a create-only property, is made anew, what names it elsewhere is updated to
+    the replacement, the old one is deleted unless UpdateReplacePolicy is Retain, a Condition that
+    turns creates or deletes, and a group follows its launch template's latest version
+    (`updates_replace_what_cloudformation_replaces`);
   - CloudFormation `ExecuteChangeSet` of an update: moto applies the resources but keeps the
     stack's old outputs and parsed template; here they become the new ones, as an
     UpdateStack does in moto and as CloudFormation does (`executed_change_sets_update_the_stack`);
@@ -1048,6 +1052,103 @@ def executed_change_sets_update_the_stack() -> None:
     models.CloudFormationBackend.execute_change_set = execute  # type: ignore[method-assign]
 
 
+def updates_replace_what_cloudformation_replaces() -> None:
+    """A stack update (an executed change set, or UpdateStack) replaces what CloudFormation
+    replaces: moto updates a resource in place, or not at all, whatever changed, so a new
+    FileSystemType left the world's file system id as it was. Here each resource that
+    cfntemplate.resource_changes says is replaced (a create-only property changed, or it names a
+    replaced resource in one) is made anew from the new template, with a new physical id, before
+    anything that names it is updated; the resources that name a replaced one in other properties
+    (a launch template, a role, the service) are updated to name the replacement; then the old
+    resource is deleted, unless its UpdateReplacePolicy is Retain, which keeps it, out of the
+    stack. A resource whose Condition turns true is created, one whose Condition turns false is
+    deleted (unless its DeletionPolicy is Retain). And, as the group's launch template version is
+    `!GetAtt LaunchTemplate.LatestVersionNumber`, a group follows its updated launch template
+    (docs/aws-sources.md, section 18)."""
+    from moto.cloudformation import parsing
+    from moto.iam.models import iam_backends
+
+    original_update = parsing.ResourceMap.update
+    original_diff = parsing.ResourceMap.build_resource_diff
+
+    def build_resource_diff(self: Any, other_template: dict[str, Any],
+                            parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        diff = original_diff(self, other_template, parameters)
+        plan = getattr(self, "_shim_plan", None)
+        if plan is None:
+            return diff
+        ours = set(plan["create"]) | set(plan["remove"])
+        # Created anew (moto's Add phase creates each through the lazy map, so whatever a new
+        # resource names that is also new is created first).
+        diff["Add"] = [n for n in diff["Add"] if n not in ours] + [n for n in plan["create"] if n not in diff["Add"]]
+        diff["Modify"] = [n for n in diff["Modify"] if n not in ours] + [
+            n for n in plan["modify"] if n not in diff["Modify"]]
+        plan["modified"] = list(diff["Modify"])
+        return diff
+
+    def update(self: Any, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> None:
+        region = self._region_name  # noqa: SLF001
+        old_template = self._template  # noqa: SLF001
+        old = cfntemplate.Values(old_template, dict(self.input_parameters or {}), region)
+        new = cfntemplate.Values(template, dict(parameters or self.input_parameters or {}), region)
+        changes = cfntemplate.resource_changes(old, new)
+        replace = [c["LogicalResourceId"] for c in changes if c.get("Replacement") == "True"]
+        plan: dict[str, list[str]] = {
+            "create": replace + [c["LogicalResourceId"] for c in changes if c["Action"] == "Add"],
+            "remove": [c["LogicalResourceId"] for c in changes if c["Action"] == "Remove"],
+            "modify": [c["LogicalResourceId"] for c in changes
+                       if c["Action"] == "Modify" and c.get("Replacement") != "True"],
+            "modified": []}
+        parsed = self._parsed_resources  # noqa: SLF001
+        # Out of the map, so that the first lookup of each makes the replacement.
+        retired = {n: parsed.pop(n) for n in replace if n in parsed}
+        self._shim_plan = plan
+        try:
+            original_update(self, template, parameters)
+        finally:
+            del self._shim_plan
+        for name in plan["create"]:
+            if new.exists(name):
+                _ = self[name]
+        account = self._account_id  # noqa: SLF001
+        for name in plan["modified"]:
+            res = template["Resources"].get(name, {})
+            # moto's role update keeps the role's inline policies as they were.
+            if res.get("Type") == "AWS::IAM::Role" and name in parsed and new.exists(name):
+                role = parsed[name]
+                for policy in parsing.clean_json(res.get("Properties", {}).get("Policies", []), self):
+                    iam_backends[account]["aws"].put_role_policy(role.name, policy["PolicyName"],
+                                                                  json.dumps(policy["PolicyDocument"]))
+            if res.get("Type") == "AWS::EC2::LaunchTemplate":
+                follow_launch_template(template, parsed, name)
+        old_resources = old_template.get("Resources", {})
+        for name, resource in reversed(list(retired.items())):
+            if old_resources[name].get("UpdateReplacePolicy") != "Retain":
+                self._delete_resource(resource, old_resources[name])  # noqa: SLF001
+        for name in plan["remove"]:
+            resource = parsed.pop(name, None)
+            if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
+                self._delete_resource(resource, old_resources[name])  # noqa: SLF001
+
+    parsing.ResourceMap.update = update  # type: ignore[method-assign]
+    parsing.ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+
+
+def follow_launch_template(template: dict[str, Any], parsed: dict[str, Any], launch_template: str) -> None:
+    """The groups whose launch template version is `!GetAtt <launch_template>.LatestVersionNumber`
+    move to its latest version, as CloudFormation updates them (moto leaves them where they were)."""
+    lt = parsed.get(launch_template)
+    if lt is None:
+        return
+    latest = f'{{"Fn::GetAtt": ["{launch_template}", "LatestVersionNumber"]}}'
+    for name, res in template["Resources"].items():
+        group = parsed.get(name)
+        if res["Type"] != "AWS::AutoScaling::AutoScalingGroup" or group is None or latest not in json.dumps(res):
+            continue
+        if getattr(group, "ec2_launch_template", None) is lt:
+            group.launch_template_version = group.provided_launch_template_version = str(lt.latest_version_number)
+
+
 def keep_resources_moto_cannot_update() -> None:
     """A stack update in moto replaces each modified resource whose model has no update
     (AWS::Logs::LogGroup among them) with nothing, and the next Fn::GetAtt on it fails the
@@ -1105,64 +1206,6 @@ def keep_resources_moto_cannot_update() -> None:
     parsing.ResourceMap.load_parameters = load_parameters_as_text  # type: ignore[method-assign]
 
 
-def task_definitions_follow_their_parameters() -> None:
-    """moto updates a resource on a stack update only when its text changed or it has a `Ref` to
-    a changed parameter; a parameter read through Fn::Sub or a condition (the environment file's
-    key, EnvironmentFileKey) leaves the task definition as it was. CloudFormation resolves the
-    properties: a task definition whose resolved properties changed is a new revision, and the
-    service that names it rolls it out (docs/aws-sources.md §16). Here such a task definition is
-    updated too (moto registers a new revision), and so is each resource whose properties name it
-    (the service, which moto then points at the family's newest revision)."""
-    from moto.cloudformation import parsing
-
-    original = parsing.ResourceMap.build_resource_diff
-
-    def build_resource_diff(self: Any, other_template: dict[str, Any],
-                            parameters: dict[str, Any] | None = None) -> dict[str, Any]:
-        actions = original(self, other_template, parameters)
-        if not parameters or not self._template:  # noqa: SLF001 - a change set's review, or a create
-            return actions
-        region = self._region_name  # noqa: SLF001
-        try:
-            old = cfntemplate.Values(self._template, dict(self.input_parameters or {}), region)  # noqa: SLF001
-            new = cfntemplate.Values(other_template, dict(parameters), region)
-            changed = [c["LogicalResourceId"] for c in cfntemplate.resource_changes(old, new)
-                       if c["ResourceType"] == "AWS::ECS::TaskDefinition" and c["Action"] == "Modify"]
-        except (KeyError, ValueError, TypeError):
-            return actions  # a template the shim's resolver cannot read: moto's own diff stands
-        modify = actions["Modify"]
-        for name in changed:
-            if name not in modify:
-                modify.append(name)
-            for other, resource in other_template.get("Resources", {}).items():
-                text = json.dumps(resource.get("Properties", {}))
-                if other not in modify and other in self._resource_json_map and (  # noqa: SLF001
-                        f'{{"Ref": "{name}"}}' in text or f'"Fn::GetAtt": ["{name}"' in text):
-                    modify.append(other)
-        return actions
-
-    parsing.ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
-
-    # And moto's update of a task definition registers the template's PascalCase properties as
-    # they are (its create turns them into the API's camelCase first), so the new revision would
-    # lose them: they are turned the same way here.
-    from moto.ecs import models as ecs_models
-    from moto.core.utils import pascal_to_camelcase, remap_nested_keys
-
-    update = ecs_models.TaskDefinition.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-
-    def update_camel(cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
-                     account_id: str, region_name: str) -> Any:
-        props = dict(cloudformation_json["Properties"])
-        for key in ("ContainerDefinitions", "Volumes"):
-            if key in props:
-                props[key] = remap_nested_keys(props[key], pascal_to_camelcase)
-        return update(cls, original_resource, new_resource_name, {**cloudformation_json, "Properties": props},
-                      account_id, region_name)
-
-    ecs_models.TaskDefinition.update_from_cloudformation_json = classmethod(update_camel)  # type: ignore[method-assign,assignment]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--aws-port", type=int, default=0)
@@ -1176,7 +1219,7 @@ def main() -> None:
     from moto.server import ThreadedMotoServer
 
     keep_resources_moto_cannot_update()
-    task_definitions_follow_their_parameters()
+    updates_replace_what_cloudformation_replaces()
     change_sets_say_what_they_replace()
     executed_change_sets_update_the_stack()
     access_points_have_their_id()

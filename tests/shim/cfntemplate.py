@@ -64,9 +64,13 @@ def deployable(template: dict) -> str:
 
 
 # Properties whose change makes CloudFormation replace the resource ("Update requires:
-# Replacement"; createOnlyProperties in the resource's schema; docs/aws-sources.md, section 10).
+# Replacement"; createOnlyProperties in the resource's schema; docs/aws-sources.md, sections 10
+# and 17).
 CREATE_ONLY = {
     "AWS::EFS::FileSystem": ("AvailabilityZoneName", "Encrypted", "KmsKeyId", "PerformanceMode"),
+    # A mount target and an access point belong to one file system: a new file system means new ones.
+    "AWS::EFS::MountTarget": ("FileSystemId", "SubnetId", "IpAddress", "Ipv6Address", "IpAddressType"),
+    "AWS::EFS::AccessPoint": ("FileSystemId", "PosixUser", "RootDirectory", "ClientToken"),
     # Every property of a task definition: a change registers a new revision, which the service
     # then rolls out (replacing the running task).
     "AWS::ECS::TaskDefinition": ("ContainerDefinitions", "Volumes", "Family", "NetworkMode", "TaskRoleArn",
@@ -170,10 +174,52 @@ class Values:
         return {k: self(v)}
 
 
+def references(values: Values, value: Any) -> set[str]:
+    """The template's resources that `value` names (Ref, Fn::GetAtt, Fn::Sub), taking only the
+    branch of each Fn::If that the conditions choose."""
+    resources = values.template.get("Resources", {})
+    out: set[str] = set()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, list):
+            for x in v:
+                walk(x)
+            return
+        if not isinstance(v, dict):
+            return
+        if len(v) == 1:
+            (k, a), = v.items()
+            if k == "Ref":
+                out.update({a} & resources.keys())
+                return
+            if k == "Fn::GetAtt":
+                out.update({(a if isinstance(a, list) else str(a).split("."))[0]} & resources.keys())
+                return
+            if k == "Fn::If":
+                walk(a[1] if values.condition(a[0]) else a[2])
+                return
+            if k == "Fn::Sub":
+                text, names = (a, {}) if isinstance(a, str) else (a[0], a[1])
+                for m in re.finditer(r"\$\{([^!}][^}]*)\}", text):
+                    name = m.group(1).split(".")[0]
+                    if name in resources and name not in names:
+                        out.add(name)
+                walk(names)
+                return
+        for x in v.values():
+            walk(x)
+
+    walk(value)
+    return out
+
+
 def resource_changes(old: Values, new: Values) -> list[dict[str, str]]:
-    """What a change set from `old` (the stack's template and parameters) to `new` does to each
-    resource of a type in CREATE_ONLY: [{"Action": Add|Modify|Remove, "LogicalResourceId",
-    "ResourceType", "Replacement": True|False (Modify only)}]."""
+    """What a change set from `old` (the stack's template and parameters) to `new` does: for each
+    resource of a type in CREATE_ONLY, [{"Action": Add|Modify|Remove, "LogicalResourceId",
+    "ResourceType", "Replacement": True|False (Modify only)}]; then, as CloudFormation points the
+    resources that name a replaced one at its replacement, each of those too: replaced when the
+    property that names it is create-only (a mount target of a replaced file system), else
+    modified in place (a launch template's user-data, a role's policy)."""
     out = []
     names = list(old.template.get("Resources", {})) + [n for n in new.template.get("Resources", {})
                                                         if n not in old.template.get("Resources", {})]
@@ -193,4 +239,23 @@ def resource_changes(old: Values, new: Values) -> list[dict[str, str]]:
                 replace = any(a.get(p) != b.get(p) for p in CREATE_ONLY[kind])
                 out.append({"Action": "Modify", "LogicalResourceId": name, "ResourceType": kind,
                             "Replacement": "True" if replace else "False"})
+    by_name = {c["LogicalResourceId"]: c for c in out}
+    replaced = {n for n, c in by_name.items() if c.get("Replacement") == "True"}
+    grew = bool(replaced)
+    while grew:
+        grew = False
+        for name, res in new.template.get("Resources", {}).items():
+            if name in replaced or not (old.exists(name) and new.exists(name)):
+                continue
+            hit = {p for p, v in res.get("Properties", {}).items() if references(new, v) & replaced}
+            if not hit:
+                continue
+            change = by_name.setdefault(name, {"Action": "Modify", "LogicalResourceId": name,
+                                               "ResourceType": res["Type"], "Replacement": "False"})
+            if change not in out:
+                out.append(change)
+            if hit & set(CREATE_ONLY.get(res["Type"], ())):
+                change["Replacement"] = "True"
+                replaced.add(name)
+                grew = True
     return out

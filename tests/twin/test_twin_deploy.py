@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bake  # noqa: E402
 import stack  # noqa: E402
+from test_twin_world import tree  # noqa: E402
 from twin import AGENT, Twin, sh  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not AGENT.exists(), reason=f"build the agent first: {AGENT} is missing")
@@ -190,6 +192,53 @@ def test_a_file_system_type_change_is_refused_naming_the_world_and_the_next_wake
         assert stack_parameters(tw) == before
         # The next wake plays the world it had.
         a_wake_loads_the_save(tw, sessions=7)
+
+
+def test_a_file_system_type_change_with_replace_world_moves_the_world_byte_for_byte_and_a_wake_loads_it():
+    """Issue 42's story: deploy, a saved world, FileSystemType changed with the deploy command:
+    refused, naming the world; with --replace-world the stack gets a new file system (CloudFormation
+    replaces it), the world goes across through the export and import path, every file's sha256
+    the same on both, the old file system kept as it was; and a wake plays the save."""
+    with Twin() as tw:
+        old = tw.world_fs()
+        save = tw.save_file()
+        save.parent.mkdir(parents=True, exist_ok=True)
+        save.write_text(json.dumps({"sessions": 9, "saved_at": 1700000000.0, "players_seen": 2}))
+        (tw.data_dir() / "config").mkdir()
+        (tw.data_dir() / "config" / "server.cfg").write_text("motd=kept across file systems\n")
+        (tw.data_dir() / "mods").mkdir()
+        for i in range(3):
+            (tw.data_dir() / "mods" / f"mod-{i}.bin").write_bytes(os.urandom(96 * 1024))
+        world = tree(tw.data_dir())
+        size = sum(p.stat().st_size for p in tw.data_dir().rglob("*") if p.is_file())
+
+        refused = deploy_with(tw, tw.dir / "changed", FileSystemType="regional")
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert (f"this deploy replaces the world's file system {old} (DataFileSystem, Modify, Replacement True)"
+                in refused.stderr)
+        assert "Nothing was changed." in refused.stderr and "pass --replace-world" in refused.stderr
+        assert tw.world_fs() == old
+
+        before = set(tw.instances)
+        run = tw.redeploy(AGENT, "--replace-world", FileSystemType="regional")
+        print(f"deploy with --replace-world: {run.seconds:.1f} s (export boot, stack update, import boot)")
+        new = tw.world_fs()
+        assert new != old, "a new file system"
+        assert stack_parameters(tw)["FileSystemType"] == "regional"
+        assert (f"The world moved to {new}: {len(world)} files, {size} bytes, every file's sha256 the same as "
+                f"on {old}.") in run.stdout, run.stdout + run.stderr[-3000:]
+        assert f"The previous file system {old} is kept, unused, with the world as it was" in run.stdout
+        # Byte for byte on the new file system, and the old one as it was (never deleted by us).
+        assert tree(tw.efs / new / "data") == world
+        assert tree(tw.efs / old / "data") == world
+        assert old in [f["FileSystemId"] for f in tw.client("efs", direct=True).describe_file_systems()["FileSystems"]]
+        # Two maintenance boots, no game, and the server asleep after them.
+        booted = [i for iid, i in tw.instances.items() if iid not in before]
+        assert len(booted) == 2 and all(i.game_started == 0 for i in booted), [(i.iid, i.game_started) for i in booted]
+        assert tw.desired() == 0
+        # The next wake plays it, from the new file system.
+        a_wake_loads_the_save(tw, sessions=9)
+        assert tw.task["volumes"][0]["efs"]["FilesystemId"] == new
 
 
 def test_a_missing_secret_is_refused_before_any_stack_change():

@@ -714,18 +714,52 @@ class Twin:
 
     # --- the user's deploy command, again ---------------------------------------------------------
 
-    def redeploy(self, package: Path = AGENT, **overrides: str) -> stack.DeployRun:
-        """`make deploy` again with the same parameter file (plus `overrides`) and a package:
-        the stack is updated, a new package goes into the bucket, and the old one leaves it."""
+    def redeploy(self, package: Path = AGENT, *flags: str, **overrides: str) -> stack.DeployRun:
+        """`make deploy` again with the same parameter file (plus `overrides`, and the deploy
+        command's `flags`) and a package: the stack is updated, a new package goes into the
+        bucket, and the old one leaves it."""
         params = {**self.user_params(), **overrides}
         self.params.update(overrides)
-        run = stack.run_deploy(self.shim.aws, "deploy", params, self.deploy_dir, "--package", str(package))
+        run = stack.run_deploy(self.shim.aws, "deploy", params, self.deploy_dir, "--package", str(package), *flags)
         if run.returncode != 0:
             raise stack.StackError(f"cloud/deploy.sh exited {run.returncode}:\n{run.stderr[-3000:]}")
         self.params.update(stack.package_parameters(self.shim.moto, self.deployed.name))
         stack.put_hooks(self.shim.moto, self.deployed)  # moto's update drops them again
         stack.follow_launch_template(self.shim.moto, self.deployed)
+        self._follow_stack()
         return run
+
+    def _follow_stack(self) -> None:
+        """What a stack update changed that the twin's EFS and ECS read: the resources' ids and
+        the outputs (a replaced file system, its access points and the task definition have new
+        ones), a folder for every file system (an EFS exists from its creation on, empty), and
+        the access points as EFS has them."""
+        cf = self.client("cloudformation", direct=True)
+        name = self.deployed.name
+        self.deployed.physical.update({r["LogicalResourceId"]: r["PhysicalResourceId"]
+                                       for r in cf.list_stack_resources(StackName=name)["StackResourceSummaries"]})
+        resolve = stack.Resolver(self.deployed.template, self.params, self.deployed.physical, self.shim.moto, name)
+        for key, out in self.deployed.template.get("Outputs", {}).items():
+            if "Condition" in out and not resolve.condition(out["Condition"]):
+                continue
+            try:
+                self.deployed.outputs[key] = str(resolve(out["Value"]))
+            except (stack.StackError, KeyError):
+                pass  # as in stack.deploy: an output the twin cannot resolve, which no story reads
+        efs = self.client("efs", direct=True)
+        for fs in efs.describe_file_systems()["FileSystems"]:
+            (self.efs / fs["FileSystemId"]).mkdir(parents=True, exist_ok=True)
+        for logical, res in self.deployed.template["Resources"].items():
+            ap_id = self.deployed.physical.get(logical)
+            if res["Type"] != "AWS::EFS::AccessPoint" or ap_id is None or ap_id in self.deployed.access_points:
+                continue
+            (ap,) = efs.describe_access_points(AccessPointId=ap_id)["AccessPoints"]
+            user, creation = ap.get("PosixUser") or {}, ap["RootDirectory"]["CreationInfo"]
+            self.deployed.access_points[ap_id] = {
+                "logical": logical, "fs": ap["FileSystemId"], "path": ap["RootDirectory"]["Path"],
+                "uid": user.get("Uid"), "gid": user.get("Gid"),
+                "creation": {"uid": creation["OwnerUid"], "gid": creation["OwnerGid"], "perm": creation["Permissions"]}}
+        self.task = stack.task_definition(self.shim.moto, self.deployed)
 
     def redeploy_image(self, baked: Any) -> stack.DeployRun:
         """The stack on a baked image (bake.py): ImageId set to the recipe's SSM parameter."""
@@ -1006,8 +1040,10 @@ class Twin:
         (files / "ca-certificates.crt").write_bytes(self.ca_bundle)
         (files / "user-data").write_bytes(user_data)
         # The twin's EFS for amazon-efs-utils' stand-in (ami/mount.efs): the host folders, and
-        # the stack's access points.
+        # the stack's access points, as the stack has them now (an update in a deploy command
+        # that boots instances itself, --replace-world's, may have replaced them).
         self.efs.mkdir(parents=True, exist_ok=True)
+        self._follow_stack()
         (files / "efs.json").write_text(json.dumps({"root": "/cm-twin/efs", "access_points": self.deployed.access_points}))
         # The VPC's resolver answers the bucket's regional name, and its gateway endpoint carries
         # the request: here both lead to the twin's S3 front (s3gateway.py).
