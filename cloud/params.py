@@ -145,6 +145,23 @@ if "EnvironmentFile" in seen:
         sys.exit(2)
     seen["EnvironmentFile"] = env_file
 
+# The game's ports: each entry proto:port or proto:from-to, at most as many as the stack has
+# ingress rules for (GamePortNIngress); more would be watched by the agent and closed to players.
+MAX_PORTS = 8
+ports = [p.strip() for p in seen.get("GamePorts", "").split(",") if p.strip()]
+if "GamePorts" in seen and not ports:
+    bad("GamePorts: empty; expected one to eight entries such as udp:2456-2458,tcp:25565")
+if len(ports) > MAX_PORTS:
+    bad(f"GamePorts: {len(ports)} entries; the stack opens at most {MAX_PORTS} (a range such as udp:27015-27020 "
+        "is one entry)")
+for entry in ports:
+    m = re.fullmatch(r"(udp|tcp):([0-9]{1,5})(?:-([0-9]{1,5}))?", entry)
+    if not m:
+        bad(f"GamePorts: {entry!r} is not udp:N, tcp:N, udp:N-M or tcp:N-M")
+    low, high = int(m.group(2)), int(m.group(3) or m.group(2))
+    if not 1 <= low <= high <= 65535:
+        bad(f"GamePorts: {entry!r}: ports are 1 to 65535, the first of a range no higher than the last")
+
 # The pre-stop command: a JSON list of its arguments, written into the agent's TOML file as it is,
 # or the older comma-separated form.
 pre_stop = seen.get("PreStopCommand", "")

@@ -471,6 +471,17 @@ def test_an_environment_file_a_command_a_tenth_secret_and_a_pre_stop_list_reach_
     assert not c.get("environmentFiles") and not c.get("command") and not c.get("entryPoint"), c
 
 
+def test_eight_port_entries_each_with_its_protocol_are_all_opened(template, aws):
+    """GamePorts (issue 39): up to eight entries, each a port or a range with its protocol, each
+    its own ingress rule; the agent watches the same list."""
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    ports = "udp:8211,udp:27015,tcp:25575,tcp:7777,udp:7777,tcp:8080-8081,udp:9000-9010,tcp:27020"
+    physical, _ = create(aws, template, with_overrides(path, GamePorts=ports), "us-east-1")
+    assert ingress_rules(aws("ec2"), physical["InstanceSecurityGroup"]) == expected_ingress(ports)
+    _, script = user_data(aws("ec2"), physical["LaunchTemplate"])
+    assert agent_toml(script)["activity"]["ports"] == ports.split(",")
+
+
 def test_the_dashboard_is_a_choice_and_without_it_nothing_else_changes(template, aws):
     """CreateDashboard=false: no dashboard (past an account's three free ones each costs $3.00 a
     month) and no DashboardUrl; the alarms, metrics and everything else are the same."""

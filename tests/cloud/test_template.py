@@ -158,9 +158,7 @@ def test_only_the_data_file_system_is_backed_up(main_template):
 
 def test_security_group_opens_the_game_ports_only_and_no_ssh(main_template):
     ingress = resources(main_template, "AWS::EC2::SecurityGroupIngress")
-    assert set(ingress) == {"GamePort1Ingress", "GamePort2Ingress", "GamePort3Ingress", "GamePort4Ingress",
-                            "GamePort1IngressV6", "GamePort2IngressV6", "GamePort3IngressV6",
-                            "GamePort4IngressV6"}
+    assert set(ingress) == {f"GamePort{n}Ingress{v6}" for n in range(1, 9) for v6 in ("", "V6")}
     assert all(r["Properties"]["FromPort"] != 22 for r in ingress.values())
     # Session Manager is the one way in: no key pair, no SSH parameter (docs/cloud.md).
     assert "SshCidr" not in main_template["Parameters"] and "KeyName" not in json.dumps(main_template)
@@ -367,7 +365,7 @@ def test_example_fits_the_template(path, main_template):
         if spec["Type"] == "Number":
             assert spec.get("MinValue", -1e18) <= float(value) <= spec.get("MaxValue", 1e18), key
     if spec_ports := given["GamePorts"].split(","):
-        assert 1 <= len(spec_ports) <= 4
+        assert 1 <= len(spec_ports) <= 8
 
 
 @pytest.mark.parametrize("name,ports,probe", [
@@ -447,7 +445,7 @@ def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template)
     egress = r["InstanceEgressV6"]
     assert egress["Condition"] == "HasIPv6"
     assert egress["Properties"]["CidrIpv6"] == "::/0" and egress["Properties"]["IpProtocol"] == "-1"
-    for n in range(1, 5):
+    for n in range(1, 9):
         v4, v6 = r[f"GamePort{n}Ingress"], r[f"GamePort{n}IngressV6"]
         assert v6["Condition"] == ("HasIPv6" if n == 1 else f"HasIPv6Port{n}")
         assert v6["Properties"].pop("CidrIpv6") == "::/0"
@@ -455,7 +453,7 @@ def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template)
         assert v4_props.pop("CidrIp") == "0.0.0.0/0"
         assert v6["Properties"].pop("Description") == v4_props.pop("Description") + " (IPv6)"
         assert v6["Properties"] == v4_props  # the same protocol and ports
-    for n in range(2, 5):
+    for n in range(2, 9):
         assert main_template["Conditions"][f"HasIPv6Port{n}"] == {
             "Fn::And": [{"Condition": "HasIPv6"}, {"Condition": f"HasPort{n}"}]}
     (eni,) = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["NetworkInterfaces"]
