@@ -263,8 +263,23 @@ for key in Secret1 Secret2 Secret3 Secret4 Secret5 Secret6 Secret7 Secret8 Secre
         esac
     fi
 done
+# The private registry's login (RegistryCredentialsSecretArn): a Secrets Manager secret, in the
+# region its ARN names, that ECS reads before it pulls the image.
+if [[ -n ${p_RegistryCredentialsSecretArn:-} ]]; then
+    secret_region=$(cut -d: -f4 <<<"$p_RegistryCredentialsSecretArn")
+    if ! err=$(aws secretsmanager describe-secret --region "$secret_region" --secret-id "$p_RegistryCredentialsSecretArn" \
+            --query ARN --output text 2>&1 >/dev/null); then
+        case $err in
+            *ResourceNotFoundException*) missing+=("RegistryCredentialsSecretArn: no secret $p_RegistryCredentialsSecretArn in $secret_region; create it with: aws secretsmanager create-secret --region $secret_region --name <name> --secret-string '{\"username\": \"...\", \"password\": \"...\"}', and put the ARN it prints here") ;;
+            *) die "$params: RegistryCredentialsSecretArn: cannot read the secret $p_RegistryCredentialsSecretArn in $secret_region: ${err##*$'\n'}" ;;
+        esac
+    fi
+fi
 if ((${#missing[@]})); then
     for m in "${missing[@]}"; do log "error: $params: $m"; done
+    if [[ ${missing[*]} == *RegistryCredentialsSecretArn:* ]]; then
+        die "$params: ${#missing[@]} SSM parameter(s) or secret missing (each named above with its region): nothing was changed" 2
+    fi
     die "$params: ${#missing[@]} SSM parameter(s) missing in $region (the region this deploy goes to): nothing was changed" 2
 fi
 

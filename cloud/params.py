@@ -187,6 +187,7 @@ import shlex
 for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
             "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "WebhookKind",
             "WebhookUrlParameter", "WebhookEvents", "WarmPool", "EnvironmentFile", "EnvironmentFileKey",
+            "RegistryCredentialsSecretArn",
             *(f"Secret{i}" for i in range(1, 11))):
     print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
 print("overrides=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in seen.items()

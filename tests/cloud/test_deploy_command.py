@@ -174,6 +174,33 @@ def put_secret(shim, region, name="/container-manager/valheim/server-pass"):
     client(shim, "ssm", region).put_parameter(Name=name, Type="SecureString", Value="a password")
 
 
+def test_a_missing_registry_secret_is_named_with_its_region_and_nothing_is_created(tmp_path, shim):
+    """RegistryCredentialsSecretArn (issue 39): the private registry's login must exist in the
+    region its ARN names (the deploy's or another), or ECS could not pull the image; then the
+    stack's task definition names it."""
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    put_secret(shim, "us-east-1")
+    missing = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry-AbCdEf"
+    path = write_params(tmp_path, {"HostedZoneId": zone, "RegistryCredentialsSecretArn": missing})
+    package = agent_rpm(tmp_path)
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 2, r.stderr
+    assert (f"my-valheim.json: RegistryCredentialsSecretArn: no secret {missing} in eu-west-1; create it with: "
+            "aws secretsmanager create-secret --region eu-west-1") in r.stderr, r.stderr
+    assert "nothing was changed" in r.stderr and stacks(shim, "us-east-1") == []
+    arn = client(shim, "secretsmanager", "eu-west-1").create_secret(
+        Name="registry", SecretString=json.dumps({"username": "me", "password": "pw"}))["ARN"]
+    path = write_params(tmp_path, {"HostedZoneId": zone, "RegistryCredentialsSecretArn": arn})
+    r = run(["deploy", str(path), "--region", "us-east-1", "--package", str(package)], {"AWS_ENDPOINT_URL": shim.aws})
+    assert r.returncode == 0, r.stderr
+    cf, ecs = client(shim, "cloudformation", "us-east-1"), client(shim, "ecs", "us-east-1")
+    td = [r for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]
+          if r["LogicalResourceId"] == "TaskDefinition"][0]["PhysicalResourceId"]
+    (c,) = ecs.describe_task_definition(taskDefinition=td)["taskDefinition"]["containerDefinitions"]
+    assert c["repositoryCredentials"] == {"credentialsParameter": arn}
+
+
 def test_deploy_names_each_missing_secret_with_its_region_and_creates_nothing(tmp_path, shim):
     zone = client(shim, "route53", "us-east-1").create_hosted_zone(
         Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]

@@ -31,7 +31,9 @@ def resources(template, kind):
 
 
 def statements(role):
-    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    """A role's statements, a conditional one (Fn::If) as the statement it adds when true."""
+    out = [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    return [s["Fn::If"][1] if "Fn::If" in s else s for s in out]
 
 
 def as_list(value):
@@ -110,6 +112,23 @@ def test_the_environment_file_is_read_from_the_stacks_own_bucket_only(main_templ
     assert [(s["Action"], s["Resource"]) for s in s3] == [
         ("s3:GetObject", {"Fn::Sub": "${ArtifactBucket.Arn}/env/*"}),
         ("s3:GetBucketLocation", {"Fn::GetAtt": ["ArtifactBucket", "Arn"]})]
+
+
+def test_a_private_registrys_login_is_one_secret_the_execution_role_alone_reads(main_template):
+    spec = main_template["Parameters"]["RegistryCredentialsSecretArn"]
+    assert spec["Default"] == ""
+    assert re.fullmatch(spec["AllowedPattern"], "arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry-AbCdEf")
+    assert not re.fullmatch(spec["AllowedPattern"], "registry")
+    (c,) = main_template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert c["RepositoryCredentials"] == {"Fn::If": ["HasRegistryCredentials", {
+        "CredentialsParameter": {"Ref": "RegistryCredentialsSecretArn"}}, {"Ref": "AWS::NoValue"}]}
+    (read,) = [s for s in main_template["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"] if isinstance(s, dict) and "Fn::If" in s]
+    cond, statement, otherwise = read["Fn::If"]
+    assert (cond, otherwise) == ("HasRegistryCredentials", {"Ref": "AWS::NoValue"})
+    assert (statement["Action"], statement["Resource"]) == (
+        "secretsmanager:GetSecretValue", {"Ref": "RegistryCredentialsSecretArn"})
+    assert "secretsmanager" not in json.dumps(main_template["Resources"]["TaskRole"])
 
 
 @pytest.mark.parametrize("value, allowed", [

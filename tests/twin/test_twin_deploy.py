@@ -343,7 +343,8 @@ def test_the_memory_limit_and_cpu_units_reach_the_game_container():
 def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_written(tmp_path):
     """Issue 39: the game's settings in an environment file (EnvironmentFile), with values that
     the EnvN slots cannot hold ("=", spaces, quotes, "#", a CRLF line), an entry point and a
-    command, and the pre-stop command as a JSON list with an argument holding a comma and quotes.
+    command, a private registry's login, and the pre-stop command as a JSON list with an argument
+    holding a comma and quotes.
     The deploy command uploads the file, the twin's ECS agent reads it from S3 as ECS does, and
     each value is read back from the game's process byte for byte; the pre-stop command runs at
     the sleep with its arguments as written."""
@@ -367,7 +368,14 @@ def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_wri
         "ContainerCommand": "/usr/bin/python3,-u,/usr/local/bin/game.py",
         "PreStopCommand": json.dumps(pre_stop),
     }
-    with Twin(overrides=overrides) as tw:
+
+    def registry_login(tw: Twin, params: dict[str, str]) -> dict[str, str]:
+        """The private registry's login in Secrets Manager, as the user puts it there."""
+        arn = tw.client("secretsmanager", direct=True).create_secret(
+            Name="registry-login", SecretString=json.dumps({"username": "gamer", "password": "pw"}))["ARN"]
+        return {"RegistryCredentialsSecretArn": arn}
+
+    with Twin(overrides=overrides, before_deploy=registry_login) as tw:
         key = tw.params["EnvironmentFileKey"]
         assert key == f"env/{sha256(env)}/game.env", key
         assert key in bucket_keys(tw)
@@ -375,9 +383,12 @@ def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_wri
         assert c["environmentFiles"] == [{"type": "s3", "value": f"arn:aws:s3:::{tw.deployed.physical['ArtifactBucket']}/{key}"}], c
         assert c["entryPoint"] == ["/usr/bin/env", "CM_FROM_ENTRYPOINT=yes"]
         assert c["command"] == ["/usr/bin/python3", "-u", "/usr/local/bin/game.py"]
+        assert c["repositoryCredentials"] == {"credentialsParameter": tw.params["RegistryCredentialsSecretArn"]}
         tw.player("--play-seconds", "3", "--rate", "10")
         tw.wait_for("connected", BOOT, source="player")
         (inst,) = tw.active()
+        # The ECS agent read the registry's login before it started the game.
+        assert tw.named("registry_login", "ecs")[0]["username"] == "gamer"
         environ = inst.dockercmd("exec", inst.game, "cat", "/proc/1/environ").stdout
         got = dict(v.split("=", 1) for v in environ.split("\0") if v)
         for name, value in values.items():

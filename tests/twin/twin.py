@@ -1180,6 +1180,20 @@ class Twin:
                 inst.game_exited_at = time.time()
                 return
         env = {**files, **env}
+        # A private registry's login: the ECS agent reads the secret before it pulls the image
+        # (docs/aws-sources.md §19); the twin's images are on the instance already, so no pull follows.
+        creds = (c.get("repositoryCredentials") or {}).get("credentialsParameter")
+        if creds:
+            try:
+                login = json.loads(self.client("secretsmanager", direct=True).get_secret_value(SecretId=creds)["SecretString"])
+                if not (isinstance(login, dict) and login.get("username") and login.get("password")):
+                    raise ValueError("the secret holds no username and password")
+            except Exception as e:  # noqa: BLE001 - ECS fails the task the same way
+                self.record("task_failed", source="ecs", instance=inst.iid,
+                            error=f"ResourceInitializationError: unable to pull secrets or registry auth: {e}")
+                inst.game_exited_at = time.time()
+                return
+            self.record("registry_login", source="ecs", instance=inst.iid, username=login["username"])
         env.setdefault("DATA_DIR", c["mountPoints"][0]["containerPath"] if c.get("mountPoints") else "/data")
         volumes = {v["name"]: v for v in self.task["volumes"]}
         mounts = []
