@@ -162,6 +162,23 @@ for entry in ports:
     if not 1 <= low <= high <= 65535:
         bad(f"GamePorts: {entry!r}: ports are 1 to 65535, the first of a range no higher than the last")
 
+# The container's resource limits: name=soft:hard, at most three (the template's slots).
+ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
+           "rtprio", "rttime", "sigpending", "stack")
+limits = [u.strip() for u in seen.get("ContainerUlimits", "").split(",") if u.strip()]
+if len(limits) > 3:
+    bad(f"ContainerUlimits: {len(limits)} entries; the stack takes at most 3")
+named = set()
+for entry in limits:
+    m = re.fullmatch(r"([a-z]+)=([0-9]+):([0-9]+)", entry)
+    if not m or m.group(1) not in ULIMITS:
+        bad(f"ContainerUlimits: {entry!r} is not name=soft:hard with a name among {', '.join(ULIMITS)}")
+    if int(m.group(2)) > int(m.group(3)):
+        bad(f"ContainerUlimits: {entry!r}: the soft limit is above the hard one")
+    if m.group(1) in named:
+        bad(f"ContainerUlimits: {m.group(1)} is given twice")
+    named.add(m.group(1))
+
 # The pre-stop command: a JSON list of its arguments, written into the agent's TOML file as it is,
 # or the older comma-separated form.
 pre_stop = seen.get("PreStopCommand", "")

@@ -455,12 +455,15 @@ def test_an_environment_file_a_command_a_tenth_secret_and_a_pre_stop_list_reach_
     physical, _ = create(aws, template, with_overrides(
         path, EnvironmentFileKey=key, ContainerCommand="--port,2456,--name=My World",
         ContainerEntryPoint="/usr/bin/env,A=1", Secret10="RCON_PASSWORD=/container-manager/valheim/rcon",
+        ContainerUlimits="nofile=65536:65536,nproc=4096:8192",
         PreStopCommand=json.dumps(pre_stop)), "us-east-1")
     (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
         "containerDefinitions"]
     assert c["environmentFiles"] == [{"type": "s3", "value": f"arn:aws:s3:::{physical['ArtifactBucket']}/{key}"}]
     assert c["command"] == ["--port", "2456", "--name=My World"]
     assert c["entryPoint"] == ["/usr/bin/env", "A=1"]
+    assert [u for u in c["ulimits"] if u] == [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536},
+                                              {"name": "nproc", "softLimit": 4096, "hardLimit": 8192}], c["ulimits"]
     assert {"name": "RCON_PASSWORD", "valueFrom": "/container-manager/valheim/rcon"} in c["secrets"]
     _, script = user_data(aws("ec2"), physical["LaunchTemplate"])
     assert agent_toml(script)["container"]["pre_stop_command"] == pre_stop
@@ -469,6 +472,7 @@ def test_an_environment_file_a_command_a_tenth_secret_and_a_pre_stop_list_reach_
     (c,) = aws("ecs").describe_task_definition(taskDefinition=physical["TaskDefinition"])["taskDefinition"][
         "containerDefinitions"]
     assert not c.get("environmentFiles") and not c.get("command") and not c.get("entryPoint"), c
+    assert not [u for u in c.get("ulimits") or [] if u], c
 
 
 def test_eight_port_entries_each_with_its_protocol_are_all_opened(template, aws):

@@ -114,6 +114,16 @@ def test_the_environment_file_is_read_from_the_stacks_own_bucket_only(main_templ
         ("s3:GetBucketLocation", {"Fn::GetAtt": ["ArtifactBucket", "Arn"]})]
 
 
+@pytest.mark.parametrize("entry, allowed", [
+    ("", True), ("nofile=65536:65536", True), ("nproc=0:4096", True), ("files=1:2", False), ("nofile=1", False),
+    ("nofile=-1:2", False),
+])
+def test_ulimits_are_name_soft_hard_of_the_names_ecs_takes(main_template, entry, allowed):
+    spec = main_template["Parameters"]["ContainerUlimits"]
+    assert spec["Type"] == "CommaDelimitedList" and spec["Default"] == ""
+    assert bool(re.fullmatch(spec["AllowedPattern"], entry)) == allowed
+
+
 def test_a_private_registrys_login_is_one_secret_the_execution_role_alone_reads(main_template):
     spec = main_template["Parameters"]["RegistryCredentialsSecretArn"]
     assert spec["Default"] == ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -326,10 +327,12 @@ def test_destroy_then_deploy_again_offers_the_old_world_and_a_wake_after_adoptin
 
 
 def test_the_memory_limit_and_cpu_units_reach_the_game_container():
-    """ContainerMemoryLimitMiB and ContainerCpuUnits (issue 39): the task definition's memory and
-    cpu, which the ECS agent gives Docker as --memory and --cpu-shares, with the reservation as
-    --memory-reservation; checked on the running game container."""
-    with Twin(overrides={"ContainerMemoryMiB": "512", "ContainerMemoryLimitMiB": "1536", "ContainerCpuUnits": "512"}) as tw:
+    """ContainerMemoryLimitMiB, ContainerCpuUnits and ContainerUlimits (issue 39): the task
+    definition's memory, cpu and ulimits, which the ECS agent gives Docker as --memory,
+    --cpu-shares and --ulimit, with the reservation as --memory-reservation; checked on the
+    running game container."""
+    with Twin(overrides={"ContainerMemoryMiB": "512", "ContainerMemoryLimitMiB": "1536", "ContainerCpuUnits": "512",
+                         "ContainerUlimits": "nofile=65536:65536,nproc=4096:8192"}) as tw:
         (c,) = tw.task["containerDefinitions"]
         assert (c["memory"], c["cpu"], c["memoryReservation"]) == (1536, 512, 512), c
         tw.player("--play-seconds", "3", "--rate", "10")
@@ -338,6 +341,11 @@ def test_the_memory_limit_and_cpu_units_reach_the_game_container():
         host = json.loads(inst.dockercmd("inspect", "-f", "{{json .HostConfig}}", inst.game).stdout)
         mib = 1024 * 1024
         assert (host["Memory"], host["MemoryReservation"], host["CpuShares"]) == (1536 * mib, 512 * mib, 512), host
+        # ContainerUlimits, as ECS gives them to Docker, and as the game's process has them.
+        assert host["Ulimits"] == [{"Name": "nofile", "Soft": 65536, "Hard": 65536},
+                                   {"Name": "nproc", "Soft": 4096, "Hard": 8192}], host["Ulimits"]
+        limits = inst.dockercmd("exec", inst.game, "cat", "/proc/1/limits").stdout
+        assert re.search(r"Max open files\s+65536\s+65536", limits), limits
 
 
 def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_written(tmp_path):

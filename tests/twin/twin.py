@@ -1213,6 +1213,9 @@ class Twin:
         for key, flag in (("memoryReservation", "--memory-reservation"), ("memory", "--memory"), ("cpu", "--cpu-shares")):
             if c.get(key):
                 args += [flag, f"{c[key]}m" if key.startswith("memory") else str(c[key])]
+        for u in c.get("ulimits") or []:
+            if u:
+                args += ["--ulimit", f"{u['name']}={u['softLimit']}:{u['hardLimit']}"]
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         # ECS gives Docker the entry point and the command as lists; the CLI takes the entry point's
