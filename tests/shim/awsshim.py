@@ -1117,8 +1117,11 @@ def updates_replace_what_cloudformation_replaces() -> None:
             if res.get("Type") == "AWS::IAM::Role" and name in parsed and new.exists(name):
                 role = parsed[name]
                 for policy in parsing.clean_json(res.get("Properties", {}).get("Policies", []), self):
-                    iam_backends[account]["aws"].put_role_policy(role.name, policy["PolicyName"],
-                                                                  json.dumps(policy["PolicyDocument"]))
+                    # A statement under a false condition (!If [..., !Ref AWS::NoValue]) is no
+                    # statement, as CloudFormation drops it; moto's clean_json leaves a null.
+                    document = dict(policy["PolicyDocument"])
+                    document["Statement"] = [s for s in document.get("Statement", []) if s is not None]
+                    iam_backends[account]["aws"].put_role_policy(role.name, policy["PolicyName"], json.dumps(document))
             if res.get("Type") == "AWS::EC2::LaunchTemplate":
                 follow_launch_template(template, parsed, name)
         old_resources = old_template.get("Resources", {})

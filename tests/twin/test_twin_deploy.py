@@ -332,7 +332,9 @@ def test_the_memory_limit_and_cpu_units_reach_the_game_container():
     --cpu-shares and --ulimit, with the reservation as --memory-reservation; checked on the
     running game container."""
     with Twin(overrides={"ContainerMemoryMiB": "512", "ContainerMemoryLimitMiB": "1536", "ContainerCpuUnits": "512",
-                         "ContainerUlimits": "nofile=65536:65536,nproc=4096:8192"}) as tw:
+                         # Below the limits of this machine's Docker, which the twin's instances
+                         # inherit (a container may lower a limit, not raise it past its daemon's).
+                         "ContainerUlimits": "nofile=1024:2048,nproc=4096:8192"}) as tw:
         (c,) = tw.task["containerDefinitions"]
         assert (c["memory"], c["cpu"], c["memoryReservation"]) == (1536, 512, 512), c
         tw.player("--play-seconds", "3", "--rate", "10")
@@ -342,10 +344,10 @@ def test_the_memory_limit_and_cpu_units_reach_the_game_container():
         mib = 1024 * 1024
         assert (host["Memory"], host["MemoryReservation"], host["CpuShares"]) == (1536 * mib, 512 * mib, 512), host
         # ContainerUlimits, as ECS gives them to Docker, and as the game's process has them.
-        assert host["Ulimits"] == [{"Name": "nofile", "Soft": 65536, "Hard": 65536},
+        assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 2048},
                                    {"Name": "nproc", "Soft": 4096, "Hard": 8192}], host["Ulimits"]
         limits = inst.dockercmd("exec", inst.game, "cat", "/proc/1/limits").stdout
-        assert re.search(r"Max open files\s+65536\s+65536", limits), limits
+        assert re.search(r"Max open files\s+1024\s+2048", limits), limits
 
 
 def test_an_environment_file_a_command_and_a_pre_stop_list_reach_the_game_as_written(tmp_path):
