@@ -347,33 +347,24 @@ PY
     discord_params=("DiscordCodeSha256=$discord_sha")
 fi
 
+put_once() { # BUCKET KEY FILE WHAT: FILE into the bucket under KEY, unless it is there already (the key holds its sha256)
+    if aws s3api head-object --bucket "$1" --key "$2" >/dev/null 2>&1; then
+        log "the $4 is in place: s3://$1/$2"
+    else
+        log "uploading the $4 ($3) to s3://$1/$2"
+        aws s3 cp "$3" "s3://$1/$2" --only-show-errors || die "cannot upload to s3://$1/$2"
+    fi
+}
 upload() { # the package (the environment file, the Discord endpoint's code) into the bucket, unless they are there already
     if [[ -n $env_key ]]; then
-        if aws s3api head-object --bucket "$1" --key "$env_key" >/dev/null 2>&1; then
-            log "the environment file is in place: s3://$1/$env_key"
-        else
-            log "uploading the environment file $p_EnvironmentFile to s3://$1/$env_key"
-            aws s3 cp "$p_EnvironmentFile" "s3://$1/$env_key" --only-show-errors || die "cannot upload to s3://$1/$env_key"
-        fi
+        put_once "$1" "$env_key" "$p_EnvironmentFile" "environment file"
     elif [[ -n ${p_EnvironmentFileKey:-} ]]; then
         aws s3api head-object --bucket "$1" --key "$p_EnvironmentFileKey" >/dev/null 2>&1 \
             || die "$params: EnvironmentFileKey: no object s3://$1/$p_EnvironmentFileKey (the game could not start without it); upload it there, or set EnvironmentFile to a local file instead" 2
     fi
-    if [[ -n $discord_key ]]; then
-        if aws s3api head-object --bucket "$1" --key "$discord_key" >/dev/null 2>&1; then
-            log "the Discord endpoint's code is in place: s3://$1/$discord_key"
-        else
-            log "uploading the Discord endpoint's code to s3://$1/$discord_key"
-            aws s3 cp "$discord_zip" "s3://$1/$discord_key" --only-show-errors || die "cannot upload to s3://$1/$discord_key"
-        fi
-    fi
+    [[ -z $discord_key ]] || put_once "$1" "$discord_key" "$discord_zip" "Discord endpoint's code"
     [[ -n $key ]] || return 0
-    if aws s3api head-object --bucket "$1" --key "$key" >/dev/null 2>&1; then
-        log "the package is in place: s3://$1/$key"
-    else
-        log "uploading the package to s3://$1/$key"
-        aws s3 cp "$package" "s3://$1/$key" --only-show-errors || die "cannot upload to s3://$1/$key"
-    fi
+    put_once "$1" "$key" "$package" "package"
     # Beside it, the installer the AMI recipe runs (cloud/ami-recipe.yaml).
     aws s3 cp "$ROOT/packaging/install-agent.sh" "s3://$1/${key%/*}/install-agent.sh" --only-show-errors \
         || die "cannot upload to s3://$1/${key%/*}/install-agent.sh"

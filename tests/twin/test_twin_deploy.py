@@ -430,10 +430,7 @@ def test_a_settings_change_while_a_player_is_on_is_refused_and_reaches_the_next_
         resolved = tw.wait_for("resolved", BOOT, source="player")
         (inst,) = tw.active()
         tw.wait_for("connected", 30, source="player", after=resolved["t"])
-        end = time.time() + 90
-        while time.time() < end and not any(m["name"] == "PlayersOnline" and any((d["max"] or 0) >= 1 for d in m["datapoints"])
-                                            for m in tw.metrics()):
-            time.sleep(2)
+        assert tw.wait_for_players_counted(1), "the agent counts the player"
         game, revision = inst.game, tw.task["revision"]
 
         changed = tmp_path / "changed"

@@ -200,10 +200,7 @@ def test_an_import_while_a_player_is_on_is_refused_and_nothing_changes(tmp_path)
         (inst,) = tw.active()
         tw.wait_for("connected", 30, source="player", after=resolved["t"])
         # Once the agent has published a player count, the refusal names it.
-        end = time.time() + 90
-        while time.time() < end and not any(m["name"] == "PlayersOnline" and any((d["max"] or 0) >= 1 for d in m["datapoints"])
-                                            for m in tw.metrics()):
-            time.sleep(2)
+        assert tw.wait_for_players_counted(1), "the agent counts the player"
         before = tree(tw.data_dir())
         run = tw.world("import", str(source))
         assert run.returncode == 2, run

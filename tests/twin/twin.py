@@ -845,6 +845,17 @@ class Twin:
     def metrics(self) -> list[dict]:
         return self.shim.ctl("metrics", namespace=self.params.get("MetricsNamespace", "ContainerManager"))
 
+    def wait_for_players_counted(self, players: int = 1, timeout: float = 90) -> bool:
+        """Waits (bounded) until the agent has published a PlayersOnline of at least `players`
+        (once a minute), as the operator's commands read it; whether it did."""
+        end = time.time() + timeout
+        while time.time() < end:
+            if any(m["name"] == "PlayersOnline" and any((d["max"] or 0) >= players for d in m["datapoints"])
+                   for m in self.metrics()):
+                return True
+            time.sleep(2)
+        return False
+
     def function_log(self, logical_id: str) -> list[str]:
         """What a function printed, from its log group in the emulator."""
         group = stack.log_group_of(self.deployed.template, self.deployed.physical, logical_id)
