@@ -426,7 +426,7 @@ def test_a_settings_change_while_a_player_is_on_is_refused_and_reaches_the_next_
     with Twin(overrides={"EnvironmentFile": str(env),
                          "PreStopCommand": '["sh", "-c", "date +%s > /config/pre-stop-ran"]'}) as tw:
         first_key = tw.params["EnvironmentFileKey"]
-        tw.player("--play-seconds", "120", "--rate", "10")
+        player = tw.player("--play-seconds", "120", "--rate", "10")
         resolved = tw.wait_for("resolved", BOOT, source="player")
         (inst,) = tw.active()
         tw.wait_for("connected", 30, source="player", after=resolved["t"])
@@ -448,7 +448,9 @@ def test_a_settings_change_while_a_player_is_on_is_refused_and_reaches_the_next_
         assert not tw.named("task_replaced", "ecs") and not tw.named("left", "player")
         assert not (tw.data_dir() / "pre-stop-ran").exists()
 
-        # The player leaves; the server saves (the pre-stop command, then SIGTERM) and sleeps.
+        # The player leaves (now: the story needs no more of the 120 s); the server saves (the
+        # pre-stop command, then SIGTERM) and sleeps.
+        player.terminate()
         tw.wait_for("instance_terminated", 400, source="asg")
         assert (tw.data_dir() / "pre-stop-ran").exists(), "the sleep ran the pre-stop command"
         saved = json.loads(tw.save_file().read_text())
