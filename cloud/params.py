@@ -7,7 +7,7 @@ Prints shell assignments (p_<Key>=... for the few values the scripts need, and a
 array of Key=Value for `aws cloudformation deploy`), or exits 2 with an error that names the file
 and the key. Standard library only: the scripts run where the AWS CLI runs, macOS included.
 """
-import json, re, sys
+import json, os, re, sys
 
 # Parameters that older versions of the template had, and why they went.
 REMOVED = {
@@ -124,7 +124,6 @@ def env_file_problems(env_path, slots, notes=None):
 
 
 if "EnvironmentFile" in seen:
-    import os
     if seen.get("EnvironmentFileKey"):
         bad("EnvironmentFileKey: set by the deploy command from EnvironmentFile; give one of the two, not both")
     env_file = seen["EnvironmentFile"]
@@ -165,9 +164,10 @@ for entry in ports:
 # The container's resource limits: name=soft:hard, at most three (the template's slots).
 ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc", "rss",
            "rtprio", "rttime", "sigpending", "stack")
+MAX_ULIMITS = 3
 limits = [u.strip() for u in seen.get("ContainerUlimits", "").split(",") if u.strip()]
-if len(limits) > 3:
-    bad(f"ContainerUlimits: {len(limits)} entries; the stack takes at most 3")
+if len(limits) > MAX_ULIMITS:
+    bad(f"ContainerUlimits: {len(limits)} entries; the stack takes at most {MAX_ULIMITS}")
 named = set()
 for entry in limits:
     m = re.fullmatch(r"([a-z]+)=([0-9]+):([0-9]+)", entry)

@@ -759,7 +759,8 @@ class Twin:
                 "logical": logical, "fs": ap["FileSystemId"], "path": ap["RootDirectory"]["Path"],
                 "uid": user.get("Uid"), "gid": user.get("Gid"),
                 "creation": {"uid": creation["OwnerUid"], "gid": creation["OwnerGid"], "perm": creation["Permissions"]}}
-        self.task = stack.task_definition(self.shim.moto, self.deployed)
+        # The task definition the game runs is the service's, which the ECS part follows
+        # (_follow_service).
 
     def redeploy_image(self, baked: Any) -> stack.DeployRun:
         """The stack on a baked image (bake.py): ImageId set to the recipe's SSM parameter."""
@@ -1114,11 +1115,11 @@ class Twin:
         while sh("umount", str(path), check=False).returncode == 0:
             pass
 
-    def _follow_service(self) -> None:
-        """ECS's part after a deploy (at most every 3 s): the service's task definition as it is
-        now. A new revision is what the next task starts from, and a running task of an older one
-        is replaced at once (docs/aws-sources.md §16)."""
-        if time.time() - self.service_checked < 3:
+    def _follow_service(self, now: bool = False) -> None:
+        """ECS's part after a deploy (at most every 3 s, or `now`, before a task starts): the
+        service's task definition as it is now. A new revision is what the next task starts from,
+        and a running task of an older one is replaced at once (docs/aws-sources.md §16)."""
+        if not now and time.time() - self.service_checked < 3:
             return
         self.service_checked = time.time()
         try:
@@ -1167,6 +1168,7 @@ class Twin:
             self.record("task_stopped", source="ecs", instance=inst.iid, container=inst.game, exit_code=int(state[1]))
 
     def _run_task(self, inst: Instance) -> None:
+        self._follow_service(now=True)
         (c,) = self.task["containerDefinitions"]
         env = {e["name"]: e["value"] for e in c.get("environment", []) if e}
         ssm = self.client("ssm", direct=True)
