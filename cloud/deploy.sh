@@ -6,6 +6,13 @@
 #                                       [--adopt-world] [--replace-world [--empty-world]] [--restart-game]
 #   cloud/deploy.sh destroy PARAMS.json [--region R] [--stack NAME]
 #
+# PARAMS.json is a server's parameter file (cloud/examples/*.json), or a base's: BaseName and
+# HostedZoneId (and IPv6), for many servers under one domain (docs/many-servers.md). deploy of a
+# base makes its network (cloud/base.yaml, stack container-manager-base-<BaseName>) and its one
+# wake path in us-east-1; destroy of a base refuses while it has games. A server's file with
+# BaseName is a game of that base: its stack uses the base's network and wake path, and makes
+# neither.
+#
 # deploy builds the agent's package (an .rpm for the ECS-optimized Amazon Linux 2023 AMI, or with
 # --kind bin the bare binary; --package FILE takes one that is already built, a release asset for
 # one), creates the stack with its private artifact bucket first when it does not exist, puts the
@@ -80,9 +87,16 @@ command -v python3 >/dev/null \
 parsed=$(python3 "$ROOT/cloud/params.py" "$params") || exit 2
 # Plain variables and an indexed array: macOS's bash 3.2 has no associative arrays.
 eval "$parsed"
-server=$p_ServerName
-stack=${stack:-$server}
-wake_stack=container-manager-$server-wake
+if [[ $p_layout == base ]]; then
+    # A base (docs/many-servers.md): its network in the region, its wake path in us-east-1.
+    p_AgentPackageUrl="" server=""
+    stack=${stack:-container-manager-base-$p_BaseName}
+    wake_stack=$stack-wake
+else
+    server=$p_ServerName
+    stack=${stack:-$server}
+    wake_stack=container-manager-$server-wake
+fi
 
 # The tools this deploy needs, all named at once with the line that installs each (README,
 # "Prerequisites"). Building the agent needs the Rust toolchain; checking it needs objdump.
@@ -97,9 +111,9 @@ install_line() {
     esac
 }
 building=false
-[[ $command == deploy && -z $package && -z $p_AgentPackageUrl ]] && building=true
+[[ $command == deploy && $p_layout == game && -z $package && -z $p_AgentPackageUrl ]] && building=true
 tools=(aws sha256sum od)
-if [[ $command == destroy ]]; then
+if [[ $command == destroy || $p_layout == base ]]; then
     :
 elif $building; then
     tools+=(make cargo objdump)
@@ -165,7 +179,7 @@ check_rpm() { # FILE: its architecture, from its name and, with the rpm tool, it
     ((rc == 0)) || die "$1: the agent inside it: ${out#*error: "$inside"/usr/bin/container-manager-agent }" "$rc"
     log "checked the agent inside $1: ${out##*: Linux x86_64, }"
 }
-if [[ $command == deploy && -n $package && -z $p_AgentPackageUrl ]]; then
+if [[ $command == deploy && $p_layout == game && -n $package && -z $p_AgentPackageUrl ]]; then
     [[ -f $package ]] || die "--package: $package is not a file" 2
     if [[ $package == *.rpm ]]; then check_rpm "$package"; else check_binary "$package"; fi
 elif $building; then
@@ -210,6 +224,50 @@ wait_stack() {
     die "stack $stack: still $status after 60 minutes"
 }
 
+# --- a base ---------------------------------------------------------------------------------
+base_path=container-manager-base-$p_BaseName
+base_games() { # the groups in this region that the base's wake path wakes
+    aws autoscaling describe-auto-scaling-groups --output text \
+        --filters "Name=tag:container-manager:wake-path,Values=$base_path" \
+        --query 'AutoScalingGroups[].AutoScalingGroupName' 2>/dev/null | tr '\t' ' ' | sed 's/^None$//'
+}
+if [[ $p_layout == base && $command == destroy ]]; then
+    [[ $(stack_status "$region" "$stack") != NONE || $(stack_status us-east-1 "$wake_stack") != NONE ]] \
+        || die "no base $p_BaseName in $region: nothing to destroy" 2
+    games=$(base_games)
+    [[ -z $games ]] || die "the base $p_BaseName still has games: $games. Destroy each first (cloud/deploy.sh destroy GAME.json); their worlds are kept" 2
+    if [[ $(stack_status us-east-1 "$wake_stack") != NONE ]]; then
+        log "deleting the base's wake path $wake_stack in us-east-1"
+        aws cloudformation delete-stack --region us-east-1 --stack-name "$wake_stack"
+        aws cloudformation wait stack-delete-complete --region us-east-1 --stack-name "$wake_stack"
+    fi
+    if [[ $(stack_status "$region" "$stack") != NONE ]]; then
+        log "deleting the base's network $stack"
+        aws cloudformation delete-stack --stack-name "$stack"
+        wait_stack DELETE_COMPLETE
+    fi
+    echo "Deleted the base $p_BaseName in $region (its network and its wake path in us-east-1)."
+    exit 0
+fi
+if [[ $p_layout == base ]]; then
+    aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
+        || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
+    log "deploying cloud/base.yaml as $stack in $region (the games' network)"
+    aws cloudformation deploy --stack-name "$stack" --template-file "$ROOT/cloud/base.yaml" --no-fail-on-empty-changeset \
+        --parameter-overrides "BaseName=$p_BaseName" "IPv6=${p_IPv6:-false}" >&2 || die "the deploy of $stack failed"
+    # One query logging configuration and one wake function for the zone, whichever region the
+    # games are in; AAAA lookups reach it too, and each game's tags say whether they wake it.
+    log "deploying the wake path $wake_stack in us-east-1 (Route53 query logs exist only there)"
+    aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
+        --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides "ServerName=base-$p_BaseName" \
+        Games=many "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId" IPv6=true >&2 \
+        || die "the deploy of $wake_stack in us-east-1 failed"
+    games=$(base_games)
+    echo "Deployed the base $p_BaseName in $region: games: ${games:-none yet}."
+    echo "Add a game: put \"BaseName\": \"$p_BaseName\" into its parameter file (its RecordName in the zone $p_HostedZoneId), then cloud/deploy.sh deploy GAME.json"
+    exit 0
+fi
+
 if [[ $command == destroy ]]; then
     status=$(stack_status "$region" "$stack")
     [[ $status != NONE ]] || die "no stack $stack in $region: nothing to destroy" 2
@@ -239,6 +297,35 @@ fi
 # --- deploy ---------------------------------------------------------------------------------
 aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
     || die "$params: HostedZoneId: no hosted zone $p_HostedZoneId in this account (create one with 'aws route53 create-hosted-zone', or put the id of yours)" 2
+
+# A game in a base: the base's network (its outputs) and its wake path, checked first.
+if [[ -n $p_BaseName ]]; then
+    base_stack=container-manager-base-$p_BaseName
+    [[ $(stack_status "$region" "$base_stack") == *_COMPLETE && $(stack_status "$region" "$base_stack") != DELETE_COMPLETE ]] \
+        || die "$params: BaseName: no base $p_BaseName in $region; deploy it first: cloud/deploy.sh deploy BASE.json (with BaseName $p_BaseName and your HostedZoneId)" 2
+    base_output() {
+        aws cloudformation describe-stacks --stack-name "$base_stack" --output text \
+            --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue"
+    }
+    base_zone=$(aws cloudformation describe-stacks --region us-east-1 --stack-name "$base_stack-wake" --output text \
+        --query "Stacks[0].Parameters[?ParameterKey=='HostedZoneId'].ParameterValue" 2>/dev/null) \
+        || die "$params: BaseName: the base $p_BaseName has no wake path in us-east-1 ($base_stack-wake); deploy the base again: cloud/deploy.sh deploy BASE.json" 2
+    [[ $base_zone == "$p_HostedZoneId" ]] \
+        || die "$params: HostedZoneId: $p_HostedZoneId, but the base $p_BaseName wakes the names of the zone $base_zone: a game of this base is named in that zone" 2
+    if [[ ${p_IPv6:-false} == true && $(base_output IPv6) != true ]]; then
+        die "$params: IPv6: true, but the base $p_BaseName has no IPv6 network; deploy the base with IPv6 true first" 2
+    fi
+    # One game per name: the wake function wakes neither of two groups that claim one.
+    claimed=$(aws autoscaling describe-auto-scaling-groups --output text \
+        --filters "Name=tag:container-manager:wake-path,Values=container-manager-base-$p_BaseName" \
+        "Name=tag:container-manager:record,Values=$p_RecordName" --query 'AutoScalingGroups[].AutoScalingGroupName')
+    for group in $claimed; do
+        [[ $group == None || $group == "container-manager-$server" ]] \
+            || die "$params: RecordName: $p_RecordName is already the name of $group in the base $p_BaseName; give this game another name" 2
+    done
+    overrides+=("BaseVpcId=$(base_output VpcId)" "BaseSubnetA=$(base_output SubnetA)"
+        "BaseSubnetB=$(base_output SubnetB)" "BaseS3EndpointId=$(base_output S3EndpointId)")
+fi
 
 # The SSM parameters the game and the agent read at run time (the container's secrets, the
 # webhook's URL) must exist in this region now: a missing one would pass the deploy and fail only
@@ -468,13 +555,13 @@ else
     log "no change to the stack $stack"
 fi
 
-if [[ $region != us-east-1 ]]; then
+if [[ $region != us-east-1 && -z $p_BaseName ]]; then
     log "deploying the wake-up chain $wake_stack in us-east-1 (Route53 query logs exist only there)"
     # The players' webhook (its parameter's name, in $region) hears "waking" from the function.
+    # The game's own wake settings are tags on its group (docs/many-servers.md); this stack needs
+    # only what its filter and its role name.
     wake_params=("ServerName=$server" "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId"
-        "RecordName=$p_RecordName" "IPv6=${p_IPv6:-false}" "UnusedWakesPerDay=${p_UnusedWakesPerDay:-3}"
-        "WarmPool=${p_WarmPool:-none}" "WebhookKind=${p_WebhookKind:-none}" "WebhookUrlParameter=$p_WebhookUrlParameter")
-    [[ -n $p_WebhookEvents ]] && wake_params+=("WebhookEvents=$p_WebhookEvents")
+        "IPv6=${p_IPv6:-false}" "WebhookKind=${p_WebhookKind:-none}" "WebhookUrlParameter=$p_WebhookUrlParameter")
     aws cloudformation deploy --region us-east-1 --stack-name "$wake_stack" --template-file "$WAKE_TEMPLATE" \
         --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset \
         --parameter-overrides "${wake_params[@]}" >&2 \
@@ -498,7 +585,9 @@ for old in $(aws s3api list-objects-v2 --bucket "$bucket" --prefix env/ --query 
 done
 aws s3 rm "s3://$bucket/templates" --recursive --only-show-errors || true
 
-echo "Deployed $stack in $region: $p_RecordName sleeps until somebody looks it up."
+in_base=""
+[[ -z $p_BaseName ]] || in_base=" (the wake path of the base $p_BaseName wakes it)"
+echo "Deployed $stack in $region: $p_RecordName sleeps until somebody looks it up$in_base."
 if [[ -n $key ]]; then
     echo "Agent package: s3://$bucket/$key (sha256 $sha)"
 else

@@ -37,6 +37,36 @@ for i, item in enumerate(items):
 for key, why in REMOVED.items():
     if key in seen:
         bad(f"{key}: this parameter was removed: {why}; delete it from the file")
+import shlex
+# A base's file (docs/many-servers.md): BaseName and HostedZoneId, IPv6 optionally, nothing else.
+BASE_KEYS = {"BaseName", "HostedZoneId", "IPv6"}
+NAME_RE = r"[a-z][a-z0-9-]{0,23}"
+if "BaseName" in seen and "ServerName" not in seen:
+    if not re.fullmatch(NAME_RE, seen["BaseName"]):
+        bad(f"BaseName: {seen['BaseName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+    if not seen.get("HostedZoneId"):
+        bad("HostedZoneId: missing (expected the id of the hosted zone every game of this base is named in, Z...)")
+    if seen.get("IPv6", "false") not in ("true", "false"):
+        bad(f"IPv6: {seen['IPv6']!r}; expected true or false")
+    for key in seen:
+        if key not in BASE_KEYS:
+            bad(f"{key}: not a base's parameter (a base takes {', '.join(sorted(BASE_KEYS))}); a game's settings go "
+                "in the game's own file, with BaseName, and ServerName for the game")
+    print("p_layout=base")
+    for key in sorted(BASE_KEYS):
+        print(f"p_{key}={shlex.quote(seen.get(key, ''))}")
+    sys.exit(0)
+# A game in a base: the deploy command fills in the base's network from the base's outputs.
+for key in ("BaseVpcId", "BaseSubnetA", "BaseSubnetB", "BaseS3EndpointId"):
+    if key in seen:
+        bad(f"{key}: the deploy command sets it from the base's outputs; delete it from the file and keep BaseName")
+if seen.get("BaseName"):
+    if not re.fullmatch(NAME_RE, seen["BaseName"]):
+        bad(f"BaseName: {seen['BaseName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+    hook = seen.get("WebhookUrlParameter", "")
+    if seen.get("WebhookKind", "none") != "none" and not hook.startswith("/container-manager/"):
+        bad(f"WebhookUrlParameter: {hook!r}; a game in a base keeps its webhook's URL under /container-manager/ "
+            "(the base's wake function may read only there), for example /container-manager/<ServerName>/discord")
 for key in ("ServerName", "HostedZoneId", "RecordName"):
     if not seen.get(key):
         bad(f"{key}: missing (expected, for example, "
@@ -200,8 +230,8 @@ elif pre_stop:
     if re.search(r"\s,|,\s", pre_stop):
         bad(f"PreStopCommand: {pre_stop!r} has a space next to a comma, which would become part of an "
             "argument; write it as a JSON list, e.g. [\"rcon-cli\", \"save-all\"]")
-import shlex
-for key in ("ServerName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
+print("p_layout=game")
+for key in ("ServerName", "BaseName", "HostedZoneId", "RecordName", "IPv6", "AgentPackageUrl", "AgentPackageSha256",
             "MetricsNamespace", "IdleMinutes", "UnusedWakesPerDay", "DiscordPublicKey", "WebhookKind",
             "WebhookUrlParameter", "WebhookEvents", "WarmPool", "EnvironmentFile", "EnvironmentFileKey",
             "RegistryCredentialsSecretArn",

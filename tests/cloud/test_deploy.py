@@ -223,14 +223,15 @@ def test_example_deploys_in_us_east_1(path, template, aws):
     groups = {g["logGroupName"] for g in aws("logs").describe_log_groups()["logGroups"]}
     assert {f"/container-manager/{name}/game", f"/aws/route53/container-manager-{name}"} <= groups
     wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
-    # Lambda's variables are strings; moto keeps a Ref'd Number as a number.
-    assert {k: str(v) for k, v in wake["Environment"]["Variables"].items()} == {
-        "RECORD_NAME": values["RecordName"], "AUTO_SCALING_GROUP": f"container-manager-{name}",
-        "RECORD_TYPES": "A", "SERVER_REGION": "us-east-1", "WAKE_BUDGET": "3",
-        # The players hear "waking" from the function when the stack has a webhook.
-        "WEBHOOK_PARAMETER": values.get("WebhookUrlParameter", "") if values.get("WebhookKind", "none") != "none" else "",
-        "WEBHOOK_KIND": values.get("WebhookKind", "none"), "READY_IN": "4 minutes",
-        "WEBHOOK_EVENTS": values.get("WebhookEvents", main_default("WebhookEvents"))}
+    assert wake["Environment"]["Variables"] == {"WAKE_PATH": f"container-manager-{name}", "SERVER_REGION": "us-east-1"}
+    # The game's wake settings are its group's tags. The players hear "waking" from the function
+    # when the stack has a webhook and its events list waking.
+    tells = values.get("WebhookKind", "none") != "none" and "waking" in values.get(
+        "WebhookEvents", main_default("WebhookEvents")).split(",")
+    assert {t["Key"]: t["Value"] for t in group["Tags"] if t["Key"].startswith("container-manager:")} == {
+        "container-manager:wake-path": f"container-manager-{name}", "container-manager:record": values["RecordName"],
+        "container-manager:wake-types": "A", "container-manager:wake-budget": values.get("UnusedWakesPerDay", "3"),
+        "container-manager:wake-notice": f"{values['WebhookKind']} 4 {values['WebhookUrlParameter']}" if tells else "none"}
     assert aws("cloudwatch").list_dashboards()["DashboardEntries"][0]["DashboardName"] == f"container-manager-{name}"
     assert outputs["WakeStackCommand"].startswith("none")
 
@@ -262,24 +263,30 @@ def test_outside_us_east_1_the_main_stack_has_no_wake_chain(template, aws):
     assert command.startswith("aws cloudformation deploy --region us-east-1 ")
     assert "--template-file cloud/wake-us-east-1.yaml" in command
     assert "ServerRegion=eu-north-1" in command
-    assert " UnusedWakesPerDay=3 WarmPool=none WebhookKind=none WebhookUrlParameter= WebhookEvents=waking,online," in command
+    assert " WebhookKind=none WebhookUrlParameter= IPv6=false" in command
+    assert "RecordName" not in command  # the game's own settings are tags on its group
     assert command.endswith(" IPv6=false")
     assert aws("lambda", "eu-north-1").list_functions()["Functions"][0]["FunctionName"] == physical["HelperFunction"]
 
 
 def test_wake_stack_deploys_in_us_east_1_for_another_region(aws):
     params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
-        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
-        "RecordName": "valheim.example.com"}.items()]
+        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ"}.items()]
     physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
     wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
-    assert wake["Environment"]["Variables"]["SERVER_REGION"] == "eu-north-1"
+    assert wake["Environment"]["Variables"] == {"SERVER_REGION": "eu-north-1", "WAKE_PATH": "container-manager-valheim"}
     role = policy_document(aws("iam").get_role_policy(RoleName=physical["WakeRole"], PolicyName="wake"))
     group = "arn:aws:autoscaling:eu-north-1:123456789012:autoScalingGroup:*:autoScalingGroupName/container-manager-valheim"
     # Its job and nothing more: its log, wake its own group (and mark the wake), read groups.
     # moto keeps an AWS::NoValue list element as null; CloudFormation drops it.
     allowed = {s["Sid"]: (s["Action"], s["Resource"]) for s in role["Statement"] if s is not None}
-    assert allowed.pop("WakeOwnGroupOnly") == (["autoscaling:SetDesiredCapacity", "autoscaling:CreateOrUpdateTags"], group)
+    assert allowed.pop("WakeOwnGroupOnly") == ("autoscaling:SetDesiredCapacity", group)
+    assert allowed.pop("MarkTheWakeOnly") == ("autoscaling:CreateOrUpdateTags", group)
+    conditions = {s["Sid"]: s.get("Condition") for s in role["Statement"] if s is not None}
+    on_path = {"autoscaling:ResourceTag/container-manager:wake-path": "container-manager-valheim"}
+    assert conditions["WakeOwnGroupOnly"] == {"StringEquals": on_path}
+    assert conditions["MarkTheWakeOnly"] == {"StringEquals": on_path,
+                                             "ForAllValues:StringEquals": {"aws:TagKeys": ["container-manager:waking"]}}
     assert allowed.pop("ReadGroups") == ("autoscaling:DescribeAutoScalingGroups", "*")
     assert allowed.pop("Logs")[0] == ["logs:CreateLogStream", "logs:PutLogEvents"]
     assert allowed == {}, "no webhook, no SSM read"
@@ -290,13 +297,8 @@ def test_wake_stack_deploys_in_us_east_1_for_another_region(aws):
 def test_with_a_webhook_the_wake_stack_reads_that_one_parameter_in_the_servers_region(aws):
     params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
         "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
-        "RecordName": "valheim.example.com", "WarmPool": "stopped", "WebhookKind": "slack",
-        "WebhookUrlParameter": "/container-manager/valheim/slack"}.items()]
+        "WebhookKind": "slack", "WebhookUrlParameter": "/container-manager/valheim/slack"}.items()]
     physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
-    env = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]["Environment"]["Variables"]
-    assert (env["WEBHOOK_PARAMETER"], env["WEBHOOK_KIND"], env["READY_IN"]) == (
-        "/container-manager/valheim/slack", "slack", "1 minute")
-    assert env["WEBHOOK_EVENTS"].split(",")[0] == "waking"
     role = policy_document(aws("iam").get_role_policy(RoleName=physical["WakeRole"], PolicyName="wake"))
     (read,) = [s for s in role["Statement"] if s is not None and s["Sid"] == "ReadOwnWebhookUrlOnly"]
     assert (read["Action"], read["Resource"]) == (
@@ -372,8 +374,7 @@ def test_ipv6_opens_the_game_ports_gives_an_address_and_wakes_on_aaaa(template, 
     v6_ingress = {k for k in physical if re.fullmatch(r"GamePort\dIngressV6", k)}
     data, script = user_data(ec2, physical["LaunchTemplate"])
     (eni,) = data["NetworkInterfaces"]
-    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
-    types = wake["Environment"]["Variables"]["RECORD_TYPES"]
+    types = tags_of(aws("autoscaling"), f"container-manager-{values['ServerName']}")["container-manager:wake-types"]
     if ipv6 == "true":
         # One rule per game port. moto drops a SecurityGroupIngress's CidrIpv6 (it keeps the rule
         # without a range): test_template.py checks that each opens ::/0.
@@ -394,13 +395,42 @@ def test_ipv6_opens_the_game_ports_gives_an_address_and_wakes_on_aaaa(template, 
     assert not {"VpcIpv6Block", "PublicSubnetAIpv6Block", "InstanceEgressV6"} & set(physical)
 
 
-def test_wake_stack_with_ipv6_wakes_on_aaaa_too(aws):
-    params = [{"ParameterKey": k, "ParameterValue": v} for k, v in {
-        "ServerName": "valheim", "ServerRegion": "eu-north-1", "HostedZoneId": "Z0123456789ABCDEFGHIJ",
-        "RecordName": "valheim.example.com", "IPv6": "true"}.items()]
-    physical, _ = create(aws, load_template(WAKE_TEMPLATE), params, "us-east-1", name="valheim-wake")
-    wake = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
-    assert wake["Environment"]["Variables"]["RECORD_TYPES"] == "A AAAA"
+def tags_of(autoscaling, group):
+    (found,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    return {t["Key"]: t["Value"] for t in found["Tags"]}
+
+
+@pytest.mark.parametrize("webhook, events, pool, notice", [
+    ("none", "waking,online", "none", "none"),
+    ("discord", "waking,online", "none", "discord 4 /container-manager/valheim/discord"),
+    ("slack", "online,crash", "none", "none"),  # no waking in the events: nobody is told
+    ("json", "crash,waking", "stopped", "json 1 /container-manager/valheim/discord"),
+])
+def test_the_deployed_function_finds_the_deployed_game_by_its_tags_and_wakes_it(template, aws, webhook, events,
+                                                                                  pool, notice):
+    """The stack as CloudFormation (moto) resolves it: the group's tags, and the deployed
+    function's own code and environment, woken by a lookup in random letter case."""
+    from conftest import load_function
+    from test_wake import query_line, subscription_event
+
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
+    overrides = {"WebhookKind": webhook, "WebhookEvents": events, "WarmPool": pool, "UnusedWakesPerDay": "5"}
+    if webhook != "none":
+        overrides["WebhookUrlParameter"] = "/container-manager/valheim/discord"
+    physical, _ = create(aws, template, with_overrides(path, **overrides), "us-east-1")
+    autoscaling = aws("autoscaling")
+    tags = tags_of(autoscaling, "container-manager-valheim")
+    assert {k: v for k, v in tags.items() if k.startswith("container-manager:")} == {
+        "container-manager:wake-path": "container-manager-valheim", "container-manager:record": "valheim.example.com",
+        "container-manager:wake-types": "A", "container-manager:wake-budget": "5", "container-manager:wake-notice": notice}
+    function = aws("lambda").get_function(FunctionName=physical["WakeFunction"])["Configuration"]
+    code = template["Resources"]["WakeFunction"]["Properties"]["Code"]["ZipFile"]
+    wake = load_function(code, "deployed_wake", function["Environment"]["Variables"])
+    assert wake.handler(subscription_event(query_line("VALheim.example.COM"), query_line("other.example.com")),
+                        None).split() == ["ignored", "woken"]
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=["container-manager-valheim"])[
+        "AutoScalingGroups"]
+    assert group["DesiredCapacity"] == 1
 
 
 @pytest.mark.parametrize("capacity", ["on-demand", "spot"])

@@ -4,7 +4,6 @@ what it refuses before any AWS call, and the two-region deploy and destroy. The 
 instance is in tests/twin/test_twin_deploy.py."""
 
 import json
-import re
 import os
 import shutil
 import subprocess
@@ -258,11 +257,15 @@ def test_deploy_outside_us_east_1_makes_both_stacks_and_destroy_removes_both_kee
     wake = client(shim, "cloudformation", "us-east-1").describe_stacks(StackName="container-manager-valheim-wake")["Stacks"][0]
     wake_params = {p["ParameterKey"]: p["ParameterValue"] for p in wake["Parameters"]}
     assert (wake_params["ServerRegion"], wake_params["HostedZoneId"]) == ("eu-west-1", zone)
-    # The wake function in us-east-1 tells the players' webhook, whose URL stays in the server's region.
-    # moto shows a CommaDelimitedList's value as Python's repr of the list.
-    events = re.sub(r"[\[\]' ]", "", wake_params["WebhookEvents"])
-    assert (wake_params["WebhookKind"], wake_params["WebhookUrlParameter"], events,
-            wake_params["WarmPool"]) == ("discord", "/container-manager/valheim/discord", "waking,online", "none")
+    # The wake function in us-east-1 may read the players' webhook, whose URL stays in the server's
+    # region; how and when to tell them is the game's group's tag, in the server's region.
+    assert (wake_params["WebhookKind"], wake_params["WebhookUrlParameter"]) == (
+        "discord", "/container-manager/valheim/discord")
+    (group,) = client(shim, "autoscaling", "eu-west-1").describe_auto_scaling_groups(
+        AutoScalingGroupNames=["container-manager-valheim"])["AutoScalingGroups"]
+    tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+    assert (tags["container-manager:wake-path"], tags["container-manager:wake-notice"]) == (
+        "container-manager-valheim", "discord 4 /container-manager/valheim/discord")
 
     r = run(["destroy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": shim.aws})
     assert r.returncode == 0, r.stderr
@@ -499,3 +502,102 @@ def test_the_readmes_full_example_is_the_minecraft_example_and_its_checks_pass()
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert f"p_EnvironmentFile={ROOT / 'cloud/examples/minecraft.env'}" in r.stdout
+
+
+def write_base(tmp_path, zone, **extra):
+    out = tmp_path / "base.json"
+    out.write_text(json.dumps([{"ParameterKey": k, "ParameterValue": v}
+                               for k, v in {"BaseName": "community", "HostedZoneId": zone, **extra}.items()]))
+    return out
+
+
+def test_a_base_then_two_games_in_it_then_destroy_in_order(tmp_path, shim):
+    """Many servers (docs/many-servers.md): the deploy command makes a base (its network, and its
+    one wake path in us-east-1), then games with BaseName in it, which make neither; a second
+    game may not take the first one's name; the base is not destroyed while it has games."""
+    zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.com", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    env = {"AWS_ENDPOINT_URL": shim.aws}
+    package = str(agent_rpm(tmp_path))
+    # A game before its base: refused, naming the base's deploy.
+    game = write_params(tmp_path, {"HostedZoneId": zone, "BaseName": "community"})
+    r = run(["deploy", str(game), "--region", "eu-west-1", "--package", package], env)
+    assert r.returncode == 2 and "BaseName: no base community in eu-west-1; deploy it first" in r.stderr, r.stderr
+
+    base = write_base(tmp_path, zone)
+    r = run(["deploy", str(base), "--region", "eu-west-1"], env)
+    assert r.returncode == 0, r.stderr
+    assert "Deployed the base community in eu-west-1: games: none yet." in r.stdout
+    assert stacks(shim, "eu-west-1") == ["container-manager-base-community"]
+    assert stacks(shim, "us-east-1") == ["container-manager-base-community-wake"]
+    wake = client(shim, "cloudformation", "us-east-1").describe_stacks(
+        StackName="container-manager-base-community-wake")["Stacks"][0]
+    wake_params = {p["ParameterKey"]: p["ParameterValue"] for p in wake["Parameters"]}
+    assert {k: wake_params[k] for k in ("ServerName", "Games", "ServerRegion", "HostedZoneId", "IPv6")} == {
+        "ServerName": "base-community", "Games": "many", "ServerRegion": "eu-west-1", "HostedZoneId": zone,
+        "IPv6": "true"}
+
+    put_secret(shim, "eu-west-1")
+    r = run(["deploy", str(game), "--region", "eu-west-1", "--package", package], env)
+    assert r.returncode == 0, r.stderr
+    assert "(the wake path of the base community wakes it)" in r.stdout
+    # No wake stack of its own, and the base's network, filled in from the base's outputs.
+    assert stacks(shim, "us-east-1") == ["container-manager-base-community-wake"]
+    cf = client(shim, "cloudformation", "eu-west-1")
+    outputs = {o["OutputKey"]: o["OutputValue"]
+               for o in cf.describe_stacks(StackName="container-manager-base-community")["Stacks"][0]["Outputs"]}
+    given = {p["ParameterKey"]: p["ParameterValue"] for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}
+    assert (given["BaseName"], given["BaseVpcId"], given["BaseSubnetA"], given["BaseS3EndpointId"]) == (
+        "community", outputs["VpcId"], outputs["SubnetA"], outputs["S3EndpointId"])
+    resources = {r["LogicalResourceId"] for r in cf.list_stack_resources(StackName="valheim")["StackResourceSummaries"]}
+    assert "Vpc" not in resources and "AutoScalingGroup" in resources
+
+    # A second game that takes the first one's name: refused before anything changes.
+    second = tmp_path / "second"
+    second.mkdir()
+    other = write_params(second, {"HostedZoneId": zone, "BaseName": "community", "ServerName": "other"})
+    r = run(["deploy", str(other), "--region", "eu-west-1", "--package", package], env)
+    assert r.returncode == 2, r.stderr
+    assert "RecordName: valheim.example.com is already the name of container-manager-valheim in the base community" \
+        in r.stderr
+    # A game named in another zone than its base's: refused.
+    other_zone = client(shim, "route53", "us-east-1").create_hosted_zone(
+        Name="example.org", CallerReference=str(time.time()))["HostedZone"]["Id"].split("/")[-1]
+    elsewhere = write_params(second, {"HostedZoneId": other_zone, "BaseName": "community",
+                                      "ServerName": "other", "RecordName": "other.example.org"})
+    r = run(["deploy", str(elsewhere), "--region", "eu-west-1", "--package", package], env)
+    assert r.returncode == 2 and f"the base community wakes the names of the zone {zone}" in r.stderr, r.stderr
+
+    # The base is not destroyed while it has a game; the game first, then the base.
+    r = run(["destroy", str(base), "--region", "eu-west-1"], env)
+    assert r.returncode == 2 and "the base community still has games: container-manager-valheim" in r.stderr, r.stderr
+    assert stacks(shim, "eu-west-1") == ["container-manager-base-community", "valheim"]
+    r = run(["destroy", str(game), "--region", "eu-west-1"], env)
+    assert r.returncode == 0, r.stderr
+    r = run(["destroy", str(base), "--region", "eu-west-1"], env)
+    assert r.returncode == 0, r.stderr
+    assert stacks(shim, "eu-west-1") == [] and stacks(shim, "us-east-1") == []
+
+
+@pytest.mark.parametrize("items, expected", [
+    ({"BaseName": "Community", "HostedZoneId": "Z1"}, "BaseName: 'Community' is not 1 to 24 lower-case"),
+    ({"BaseName": "community"}, "HostedZoneId: missing"),
+    ({"BaseName": "community", "HostedZoneId": "Z1", "GamePorts": "udp:2456"}, "GamePorts: not a base's parameter"),
+    ({"BaseName": "community", "HostedZoneId": "Z1", "IPv6": "yes"}, "IPv6: 'yes'; expected true or false"),
+])
+def test_a_bad_base_file_is_refused_naming_the_key(tmp_path, items, expected):
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps([{"ParameterKey": k, "ParameterValue": v} for k, v in items.items()]))
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and f"base.json: {expected}" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"BaseName": "community", "BaseVpcId": "vpc-12345678"}, "BaseVpcId: the deploy command sets it"),
+    ({"BaseName": "community", "WebhookKind": "discord", "WebhookUrlParameter": "/hooks/discord"},
+     "WebhookUrlParameter: '/hooks/discord'; a game in a base keeps its webhook's URL under /container-manager/"),
+])
+def test_a_game_file_for_a_base_is_refused_naming_the_key(tmp_path, overrides, expected):
+    path = write_params(tmp_path, overrides)
+    r = run(["deploy", str(path), "--region", "eu-west-1"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert r.returncode == 2 and expected in r.stderr, r.stderr

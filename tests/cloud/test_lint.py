@@ -10,7 +10,7 @@ import pytest
 
 from conftest import MAIN_TEMPLATE, ROOT, VENV_BIN, WAKE_TEMPLATE, load_template
 
-TEMPLATES = [MAIN_TEMPLATE, WAKE_TEMPLATE, MAIN_TEMPLATE.parent / "artifact-bucket.yaml"]
+TEMPLATES = [MAIN_TEMPLATE, WAKE_TEMPLATE, MAIN_TEMPLATE.parent / "artifact-bucket.yaml", MAIN_TEMPLATE.parent / "base.yaml"]
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
@@ -31,13 +31,18 @@ def test_checkov_fails_nothing(template, tmp_path):
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "BC_SKIP_MAPPING": "TRUE"})
     report = json.loads(run.stdout)
+    assert run.returncode == 0
+    if template.name == "base.yaml":
+        # checkov 3.2 has no CloudFormation check for a VPC, its subnets, routes or gateway
+        # endpoint, so it reports a bare summary; the same resources pass in the main template.
+        assert (report["failed"], report["parsing_errors"]) == (0, 0), report
+        return
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == []
     assert report["summary"]["passed"] > 0
-    assert run.returncode == 0
 
 
-@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+@pytest.mark.parametrize("template", TEMPLATES[:3], ids=lambda p: p.name)  # the base needs no skip
 def test_every_checkov_skip_gives_a_reason(template):
     skips = [
         (logical_id, skip)

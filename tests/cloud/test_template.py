@@ -348,9 +348,46 @@ def test_subscription_filter_selects_a_queries_whatever_the_letter_case(main_tem
     for template in (main_template, wake_template):
         (flt,) = resources(template, "AWS::Logs::SubscriptionFilter").values()
         assert flt["Properties"]["FilterPattern"] == {"Fn::If": ["HasIPv6", '?" A " ?" AAAA "', '" A "']}
-        variables = template["Resources"]["WakeFunction"]["Properties"]["Environment"]["Variables"]
-        assert variables["RECORD_TYPES"] == {"Fn::If": ["HasIPv6", "A AAAA", "A"]}
         assert template["Conditions"]["HasIPv6"] == {"Fn::Equals": [{"Ref": "IPv6"}, "true"]}
+    # Which of those wake the game is the game's own tag.
+    assert group_tags(main_template)["container-manager:wake-types"] == {"Fn::If": ["HasIPv6", "A AAAA", "A"]}
+
+
+def own_or_base(base_output, own):
+    """A game in a base takes the base's output (its Base* parameter); one server its own resource."""
+    return {"Fn::If": ["InBase", {"Ref": f"Base{base_output}"}, {"Ref": own}]}
+
+
+def group_tags(template):
+    return {t["Key"]: t["Value"] for t in template["Resources"]["AutoScalingGroup"]["Properties"]["Tags"]}
+
+
+def test_the_group_carries_the_tags_the_wake_function_finds_it_and_its_settings_by(main_template, wake_template):
+    # tests/cloud/test_wake.py's game_tags() is the other side; test_deploy.py checks the values.
+    tags = group_tags(main_template)
+    path = {"Fn::Sub": "container-manager-${ServerName}"}
+    assert tags == {
+        "Name": path,
+        "container-manager:wake-path": {"Fn::If": ["InBase", {"Fn::Sub": "container-manager-base-${BaseName}"}, path]}, "container-manager:record": {"Ref": "RecordName"},
+        "container-manager:wake-types": {"Fn::If": ["HasIPv6", "A AAAA", "A"]},
+        "container-manager:wake-budget": {"Ref": "UnusedWakesPerDay"},
+        "container-manager:wake-notice": {"Fn::If": ["TellsWaking", {"Fn::Sub": [
+            "${WebhookKind} ${Minutes} ${WebhookUrlParameter}", {"Minutes": {"Fn::If": ["HasWarmPool", 1, 4]}}]},
+            "none"]}}
+    assert all(t["PropagateAtLaunch"] is False for t in main_template["Resources"]["AutoScalingGroup"]["Properties"][
+        "Tags"] if t["Key"] != "Name")
+    # The function's environment names only the wake path and the region: no game, no list.
+    for template, region in ((main_template, {"Ref": "AWS::Region"}), (wake_template, {"Ref": "ServerRegion"})):
+        env = template["Resources"]["WakeFunction"]["Properties"]["Environment"]["Variables"]
+        assert env == {"WAKE_PATH": path, "SERVER_REGION": region}
+        statements = {s["Sid"]: s for s in template["Resources"]["WakeRole"]["Properties"]["Policies"][0][
+            "PolicyDocument"]["Statement"] if isinstance(s, dict) and "Sid" in s}
+        on_path = {"autoscaling:ResourceTag/container-manager:wake-path": path}
+        assert statements["WakeOwnGroupOnly"]["Action"] == "autoscaling:SetDesiredCapacity"
+        assert statements["WakeOwnGroupOnly"]["Condition"] == {"StringEquals": on_path}
+        assert statements["MarkTheWakeOnly"]["Action"] == "autoscaling:CreateOrUpdateTags"
+        assert statements["MarkTheWakeOnly"]["Condition"] == {
+            "StringEquals": on_path, "ForAllValues:StringEquals": {"aws:TagKeys": ["container-manager:waking"]}}
 
 
 def test_both_templates_carry_the_same_wake_chain(main_template, wake_template):
@@ -361,7 +398,7 @@ def test_both_templates_carry_the_same_wake_chain(main_template, wake_template):
     for logical_id in ("QueryLogGroup", "QueryLogResourcePolicy", "QueryLogging", "WakeInvokePermission",
                        "WakeSubscriptionFilter", "WakeLogGroup"):
         main = dict(main_template["Resources"][logical_id])
-        assert main.pop("Condition") == "IsUsEast1"
+        assert main.pop("Condition") == "CarriesWakeChain"
         assert main == wake_template["Resources"][logical_id], logical_id
     wake_env = wake_template["Resources"]["WakeFunction"]["Properties"]["Environment"]["Variables"]
     assert wake_env["SERVER_REGION"] == {"Ref": "ServerRegion"}
@@ -446,10 +483,11 @@ def test_file_systems_are_one_zone_by_default_with_ia_lifecycle_and_bursting(mai
         "DataMountTargetA": None, "DataMountTargetB": "IsRegional",
         "ServerFilesMountTargetA": "HasServerFiles", "ServerFilesMountTargetB": "HasRegionalServerFiles"}
     for k, v in targets.items():
-        assert v["Properties"]["SubnetId"] == {"Ref": "PublicSubnetA" if k.endswith("A") else "PublicSubnetB"}
+        assert v["Properties"]["SubnetId"] == own_or_base(f"Subnet{k[-1]}", f"PublicSubnet{k[-1]}")
     group = resources_["AutoScalingGroup"]
     assert group["Properties"]["VPCZoneIdentifier"] == {"Fn::If": [
-        "IsOneZone", [{"Ref": "PublicSubnetA"}], [{"Ref": "PublicSubnetA"}, {"Ref": "PublicSubnetB"}]]}
+        "IsOneZone", [own_or_base("SubnetA", "PublicSubnetA")],
+        [own_or_base("SubnetA", "PublicSubnetA"), own_or_base("SubnetB", "PublicSubnetB")]]}
     assert "DataMountTargetB" not in group["DependsOn"]  # it may not exist
     # AWS Backup still backs up the data file system (and keeps its copies apart from the zone).
     (selection,) = resources(main_template, "AWS::Backup::BackupSelection").values()
@@ -459,16 +497,16 @@ def test_file_systems_are_one_zone_by_default_with_ia_lifecycle_and_bursting(mai
 def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template):
     r = main_template["Resources"]
     assert main_template["Parameters"]["IPv6"]["Default"] == "false"
-    assert r["VpcIpv6Block"]["Condition"] == "HasIPv6"
+    assert r["VpcIpv6Block"]["Condition"] == "OwnNetworkIPv6"  # a base's game: the base's blocks
     assert r["VpcIpv6Block"]["Properties"] == {"VpcId": {"Ref": "Vpc"}, "AmazonProvidedIpv6CidrBlock": True}
     for n, subnet in enumerate(("PublicSubnetA", "PublicSubnetB")):
         block = r[f"{subnet}Ipv6Block"]
-        assert (block["Condition"], block["DependsOn"]) == ("HasIPv6", "VpcIpv6Block")
+        assert (block["Condition"], block["DependsOn"]) == ("OwnNetworkIPv6", "VpcIpv6Block")
         assert block["Properties"]["SubnetId"] == {"Ref": subnet}
         assert block["Properties"]["Ipv6CidrBlock"] == {"Fn::Select": [n, {"Fn::Cidr": [
             {"Fn::Select": [0, {"Fn::GetAtt": ["Vpc", "Ipv6CidrBlocks"]}]}, 2, 64]}]}
     route = r["DefaultIpv6Route"]
-    assert route["Condition"] == "HasIPv6"
+    assert route["Condition"] == "OwnNetworkIPv6"
     assert route["Properties"]["DestinationIpv6CidrBlock"] == "::/0"
     assert route["Properties"]["GatewayId"] == {"Ref": "InternetGateway"}
     egress = r["InstanceEgressV6"]
@@ -489,7 +527,7 @@ def test_ipv6_is_dual_stack_and_opens_each_game_port_to_the_world(main_template)
     assert eni["Ipv6AddressCount"] == {"Fn::If": ["HasIPv6", 1, {"Ref": "AWS::NoValue"}]}
     variables = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][1]
     assert variables["Ipv6"] == {"Fn::If": ["HasIPv6", "true", "false"]}
-    assert "IPv6=${IPv6}" in main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][2]["Fn::Sub"][0]
+    assert "IPv6=${IPv6}" in main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][2]["Fn::If"][2]["Fn::Sub"]
 
 
 def test_spot_is_a_mixed_instances_policy_of_spot_only(main_template):
@@ -613,7 +651,6 @@ def test_the_webhook_parameter_is_a_name_never_a_url(main_template, wake_templat
         assert not pattern.fullmatch(bad), bad
     events = main_template["Parameters"]["WebhookEvents"]["Default"].split(",")
     assert events == ["waking", "online", "idle_stop", "crash", "max_uptime", "needs_operator", "never_started"]
-    assert main_template["Parameters"]["WebhookEvents"]["Default"] == wake_template["Parameters"]["WebhookEvents"]["Default"]
     # moto's CloudFormation applies the policy resource; the template names exactly one parameter.
     policy = main_template["Resources"]["WebhookUrlPolicy"]
     assert policy["Condition"] == "HasWebhook"
@@ -646,7 +683,7 @@ def test_the_artifact_bucket_is_private_encrypted_and_read_only_through_the_vpc_
     # The only grant: GetObject on agent/*, only through this stack's endpoint.
     assert (allow["Effect"], allow["Principal"], allow["Action"]) == ("Allow", "*", "s3:GetObject")
     assert allow["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/agent/*"}
-    assert allow["Condition"] == {"StringEquals": {"aws:SourceVpce": {"Ref": "S3Endpoint"}}}
+    assert allow["Condition"] == {"StringEquals": {"aws:SourceVpce": own_or_base("S3EndpointId", "S3Endpoint")}}
     assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "s3:*", {"Bool": {"aws:SecureTransport": False}})
     # No secret in the outputs: the bucket's name only.
     outputs = main_template["Outputs"]
@@ -817,3 +854,76 @@ def test_a_hard_memory_limit_and_cpu_units_are_choices_and_off_by_default(main_t
     assert c["MemoryReservation"] == {"Ref": "ContainerMemoryMiB"}
     assert c["Memory"] == {"Fn::If": ["HasMemoryLimit", {"Ref": "ContainerMemoryLimitMiB"}, {"Ref": "AWS::NoValue"}]}
     assert c["Cpu"] == {"Fn::If": ["HasCpuUnits", {"Ref": "ContainerCpuUnits"}, {"Ref": "AWS::NoValue"}]}
+
+
+# Many servers in one account and domain (docs/many-servers.md): a base (cloud/base.yaml, with
+# its wake path from cloud/wake-us-east-1.yaml) and a game stack per server, which is the main
+# template with BaseName.
+
+NETWORK = ["Vpc", "VpcIpv6Block", "InternetGateway", "GatewayAttachment", "PublicSubnetA", "PublicSubnetB",
+           "PublicSubnetAIpv6Block", "PublicSubnetBIpv6Block", "PublicRouteTable", "DefaultRoute", "DefaultIpv6Route",
+           "PublicSubnetARoutes", "PublicSubnetBRoutes", "S3Endpoint"]
+WAKE_CHAIN = ["QueryLogGroup", "QueryLogResourcePolicy", "QueryLogging", "WakeLogGroup", "WakeRole", "WakeFunction",
+              "WakeInvokePermission", "WakeSubscriptionFilter"]
+
+
+def without_names(value):
+    """A resource with its Name tags and its condition left out (they name the stack)."""
+    value = json.loads(json.dumps(value))
+    value.pop("Condition", None)
+    value.get("Properties", {}).pop("Tags", None)
+    return value
+
+
+def test_the_base_has_the_same_network_as_one_servers_stack_and_nothing_else(main_template):
+    base = load_template(CLOUD_DIR / "base.yaml")
+    assert list(base["Resources"]) == NETWORK
+    for logical_id in NETWORK:
+        assert without_names(base["Resources"][logical_id]) == without_names(main_template["Resources"][logical_id]), \
+            logical_id
+        ipv6 = logical_id in ("VpcIpv6Block", "PublicSubnetAIpv6Block", "PublicSubnetBIpv6Block", "DefaultIpv6Route")
+        assert base["Resources"][logical_id].get("Condition") == ("HasIPv6" if ipv6 else None)
+        assert main_template["Resources"][logical_id]["Condition"] == ("OwnNetworkIPv6" if ipv6 else "OwnNetwork")
+    assert {k: v["Value"] for k, v in base["Outputs"].items()} == {
+        "VpcId": {"Ref": "Vpc"}, "SubnetA": {"Ref": "PublicSubnetA"}, "SubnetB": {"Ref": "PublicSubnetB"},
+        "S3EndpointId": {"Ref": "S3Endpoint"}, "IPv6": {"Ref": "IPv6"},
+        "WakePath": {"Fn::Sub": "container-manager-base-${BaseName}"}}
+
+
+def test_a_game_in_a_base_makes_no_network_and_no_wake_chain_of_its_own(main_template):
+    conditions = main_template["Conditions"]
+    assert conditions["InBase"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BaseName"}, ""]}]}
+    assert conditions["CarriesWakeChain"] == {"Fn::And": [{"Condition": "IsUsEast1"}, {"Condition": "OwnNetwork"}]}
+    for logical_id in WAKE_CHAIN:
+        assert main_template["Resources"][logical_id]["Condition"] == "CarriesWakeChain", logical_id
+    # Every use of the network goes through InBase: nothing else names the stack's own network.
+    text = json.dumps({k: v for k, v in main_template["Resources"].items() if k not in NETWORK})
+    for own, base in (("Vpc", "VpcId"), ("PublicSubnetA", "SubnetA"), ("PublicSubnetB", "SubnetB"),
+                      ("S3Endpoint", "S3EndpointId")):
+        uses = text.count(json.dumps({"Ref": own}))
+        assert uses > 0 and uses == text.count(json.dumps(own_or_base(base, own))), own
+    # The four ids come with BaseName, and only with it.
+    rules = main_template["Rules"]
+    assert rules["BaseGivesItsNetwork"]["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "BaseName"}, ""]}]}
+    assert rules["OwnNetworkTakesNoBaseIds"]["RuleCondition"] == {"Fn::Equals": [{"Ref": "BaseName"}, ""]}
+    for key in ("BaseName", "BaseVpcId", "BaseSubnetA", "BaseSubnetB", "BaseS3EndpointId"):
+        assert main_template["Parameters"][key]["Default"] == ""
+    assert main_template["Outputs"]["WakeStackCommand"]["Value"]["Fn::If"][:2] == [
+        "InBase", {"Fn::Sub": "none (the wake path of the base ${BaseName} wakes this game)"}]
+
+
+def test_a_bases_wake_path_may_wake_any_of_its_games_and_read_their_webhooks(wake_template):
+    role = wake_template["Resources"]["WakeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in role if isinstance(s, dict) and "Sid" in s}
+    any_game = "arn:${AWS::Partition}:autoscaling:${ServerRegion}:${AWS::AccountId}:autoScalingGroup:*:autoScalingGroupName/container-manager-*"
+    for sid in ("WakeOwnGroupOnly", "MarkTheWakeOnly"):
+        resource = by_sid[sid]["Resource"]["Fn::If"]
+        assert resource[:2] == ["ManyGames", {"Fn::Sub": any_game}]
+        # Still only a group with this wake path's tag.
+        assert "autoscaling:ResourceTag/container-manager:wake-path" in by_sid[sid]["Condition"]["StringEquals"]
+    (webhooks,) = [s for s in role if isinstance(s, dict) and "Fn::If" in s]
+    assert webhooks["Fn::If"][0] == "ReadsWebhooks"
+    assert webhooks["Fn::If"][1]["Resource"]["Fn::If"][1] == {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${ServerRegion}:${AWS::AccountId}:parameter/container-manager/*"}
+    assert wake_template["Conditions"]["ReadsWebhooks"] == {"Fn::Or": [{"Condition": "HasWebhook"},
+                                                                       {"Condition": "ManyGames"}]}

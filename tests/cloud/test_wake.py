@@ -36,6 +36,32 @@ def subscription_event(*messages, message_type="DATA_MESSAGE"):
     return {"awslogs": {"data": data}}
 
 
+WAKE_PATH = "container-manager-valheim"
+
+
+def game_tags(group, record=NAME, path=WAKE_PATH, types="A", budget=0, notice="none"):
+    """The tags cloud/container-manager.yaml puts on a game's group (test_template.py and
+    test_deploy.py check the template's side), which the wake function finds it by and reads."""
+    return [{"ResourceId": group, "ResourceType": "auto-scaling-group", "PropagateAtLaunch": False,
+             "Key": f"container-manager:{k}", "Value": str(v)}
+            for k, v in {"wake-path": path, "record": record, "wake-types": types, "wake-budget": budget,
+                         "wake-notice": notice}.items()]
+
+
+def add_game(aws, region, group, **tags):
+    """A 0..1 group of the game's shape, tagged as a game of a wake path."""
+    ec2, autoscaling = aws("ec2", region), aws("autoscaling", region)
+    try:
+        ec2.create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
+    except ec2.exceptions.ClientError:
+        pass  # the second game of a test
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=group, MinSize=0, MaxSize=1, DesiredCapacity=0,
+        LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=ec2.describe_subnets()["Subnets"][0]["SubnetId"],
+        Tags=game_tags(group, **tags))
+
+
 @pytest.fixture(params=["main", "wake"])
 def wake(request, aws, main_template, wake_template):
     return _wake(request, aws, main_template, wake_template)
@@ -43,7 +69,7 @@ def wake(request, aws, main_template, wake_template):
 
 @pytest.fixture(params=["main", "wake"])
 def wake_ipv6(request, aws, main_template, wake_template):
-    """The same function in a stack with IPv6 (RECORD_TYPES "A AAAA")."""
+    """The same function, for a game with IPv6 (its wake-types tag "A AAAA")."""
     request.ipv6 = True
     return _wake(request, aws, main_template, wake_template)
 
@@ -53,25 +79,32 @@ def _wake(request, aws, main_template, wake_template):
     from conftest import load_function
 
     region = "us-east-1" if request.param == "main" else "eu-north-1"
-    ec2, autoscaling = aws("ec2", region), aws("autoscaling", region)
-    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
-    ec2.create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
-        "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=GROUP, MinSize=0, MaxSize=1, DesiredCapacity=0,
-        LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=subnet)
+    autoscaling = aws("autoscaling", region)
+    add_game(aws, region, GROUP, types="A AAAA" if getattr(request, "ipv6", False) else "A",
+             **getattr(request, "game", {}))
     template = main_template if request.param == "main" else wake_template
-    types = "A AAAA" if getattr(request, "ipv6", False) else "A"
     module = load_function(function_code(template, "WakeFunction"), "wake", {
-        "RECORD_NAME": NAME, "AUTO_SCALING_GROUP": GROUP, "RECORD_TYPES": types, "SERVER_REGION": region,
-        **getattr(request, "webhook_env", {"WEBHOOK_PARAMETER": ""})})
+        "WAKE_PATH": WAKE_PATH, "SERVER_REGION": region})
 
-    def desired():
+    def desired(group=GROUP):
         return autoscaling.describe_auto_scaling_groups(
-            AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]["DesiredCapacity"]
+            AutoScalingGroupNames=[group])["AutoScalingGroups"][0]["DesiredCapacity"]
 
     module.desired = desired
+    module.region = region
+    module.aws = aws
     return module
+
+
+def wake_aws(module):
+    return module.aws
+
+
+def wakes_on(message, types=("A",)):
+    """What the function acts on: a lookup of the game's name, in any letter case, of a type its
+    group's wake-types tag lists."""
+    fields = message.split()
+    return fields[3].lower().rstrip(".") == NAME and fields[4] in types
 
 
 def test_an_a_query_for_the_name_wakes_the_server(wake):
@@ -101,7 +134,8 @@ def test_other_queries_leave_the_capacity_alone(wake, message):
 
 def test_a_batch_wakes_when_any_line_asks_for_the_name(wake):
     event = subscription_event(query_line("other.example.com"), query_line(NAME, "AAAA"), query_line(NAME))
-    assert wake.handler(event, None) == "woken"
+    # One result per name asked, in name order: other.example.com is no game.
+    assert wake.handler(event, None) == "ignored woken"
     assert wake.desired() == 1
 
 
@@ -110,6 +144,63 @@ def test_control_messages_are_ignored(wake):
                                message_type="CONTROL_MESSAGE")
     assert wake.handler(event, None) == "ignored"
     assert wake.desired() == 0
+
+
+# Many games in one zone (docs/many-servers.md): each lookup finds its game by the tags on its
+# group, with one call whatever the number of games, and wakes only that game.
+
+def calls_made(module):
+    """The AWS operations the function's Auto Scaling client makes, in order."""
+    made = []
+    module.autoscaling.meta.events.register("before-call.*.*", lambda model, **kw: made.append(model.name))
+    return made
+
+
+def test_each_name_wakes_only_its_game_with_one_call_among_many_games(wake):
+    for i in range(30):
+        add_game(wake_aws(wake), wake.region, f"container-manager-game{i}", record=f"game{i}.example.com")
+    made = calls_made(wake)
+    assert wake.handler(subscription_event(query_line("GaMe7.example.com")), None) == "woken"
+    assert made == ["DescribeAutoScalingGroups", "SetDesiredCapacity"]
+    assert [i for i in range(30) if wake.desired(f"container-manager-game{i}")] == [7]
+    assert wake.desired() == 0
+
+
+def test_a_batch_with_two_games_names_wakes_both(wake):
+    add_game(wake_aws(wake), wake.region, "container-manager-minecraft", record="mc.example.com")
+    event = subscription_event(query_line("mc.example.com"), query_line("other.example.com"), query_line(NAME))
+    assert wake.handler(event, None) == "woken ignored woken"
+    assert wake.desired() == 1 and wake.desired("container-manager-minecraft") == 1
+
+
+def test_a_game_of_another_wake_path_is_not_woken(wake):
+    # Another stack's game with the same name (another zone's wake path): not this function's.
+    add_game(wake_aws(wake), wake.region, "container-manager-elsewhere", record="mc.example.com",
+             path="container-manager-base-elsewhere")
+    assert wake.handler(subscription_event(query_line("mc.example.com")), None) == "ignored"
+    assert wake.desired("container-manager-elsewhere") == 0
+
+
+def test_two_games_claiming_one_name_wake_neither_and_say_so(wake, capsys):
+    add_game(wake_aws(wake), wake.region, "container-manager-twin", record=NAME)
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "ignored"
+    assert wake.desired() == 0 and wake.desired("container-manager-twin") == 0
+    assert f"Not waking {NAME}: 2 games claim it." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("which", ["main", "wake"])
+def test_the_budget_on_the_games_tag_stops_a_wake_once_spent(request, aws, main_template, wake_template, which,
+                                                             capsys):
+    request.param = which
+    request.game = {"budget": 2}
+    wake = _wake(request, aws, main_template, wake_template)
+    now = int(time.time())
+    aws("autoscaling", wake.region).create_or_update_tags(Tags=[{
+        "ResourceId": GROUP, "ResourceType": "auto-scaling-group", "PropagateAtLaunch": False,
+        "Key": "container-manager:unused-wakes", "Value": f"{now - 90000} {now - 3600} {now - 60}"}])
+    assert wake.handler(subscription_event(query_line(NAME)), None) == "budget spent"
+    assert wake.desired() == 0
+    assert f"Not waking {GROUP}: nobody joined 2 wakes in a day (budget 2)" in capsys.readouterr().out
 
 
 def test_does_not_wake_while_the_last_instance_is_still_saving(main_template, monkeypatch):
@@ -121,16 +212,18 @@ def test_does_not_wake_while_the_last_instance_is_still_saving(main_template, mo
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     wake = load_function(function_code(main_template, "WakeFunction"), "wake_stub", {
-        "RECORD_NAME": NAME, "AUTO_SCALING_GROUP": GROUP, "RECORD_TYPES": "A", "SERVER_REGION": "eu-north-1"})
+        "WAKE_PATH": WAKE_PATH, "SERVER_REGION": "eu-north-1"})
     wake.autoscaling = boto3.client("autoscaling", region_name="eu-north-1", endpoint_url="http://127.0.0.1:9")
     with Stubber(wake.autoscaling) as stub:
         stub.add_response("describe_auto_scaling_groups", {"AutoScalingGroups": [{
             "AutoScalingGroupName": GROUP, "MinSize": 0, "MaxSize": 1, "DesiredCapacity": 0,
             "DefaultCooldown": 300, "AvailabilityZones": ["eu-north-1a"], "HealthCheckType": "EC2",
-            "CreatedTime": "2026-11-22T10:00:00Z",
+            "CreatedTime": "2026-11-22T10:00:00Z", "Tags": game_tags(GROUP),
             "Instances": [{"InstanceId": "i-0123456789abcdef0", "AvailabilityZone": "eu-north-1a",
                            "LifecycleState": "Terminating:Wait", "HealthStatus": "Healthy",
-                           "ProtectedFromScaleIn": False}]}]}, {"AutoScalingGroupNames": [GROUP]})
+                           "ProtectedFromScaleIn": False}]}]}, {"Filters": [
+            {"Name": "tag:container-manager:record", "Values": [NAME]},
+            {"Name": "tag:container-manager:wake-path", "Values": [WAKE_PATH]}]})
         assert wake.handler(subscription_event(query_line(NAME)), None) == "stopping"
         stub.assert_no_pending_responses()  # and no SetDesiredCapacity call was made
 
@@ -148,7 +241,7 @@ def test_the_subscription_filter_passes_every_line_the_function_wakes_on(aws, ma
     logs.put_log_events(logGroupName="q", logStreamName="s",
                         logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(lines)])
     matched = [e["message"] for e in logs.filter_log_events(logGroupName="q", filterPattern=pattern)["events"]]
-    wanted = [m for m in lines if wake.asks_for_server(m)]
+    wanted = [m for m in lines if wakes_on(m)]
     assert wanted == lines[:3]
     assert set(wanted) <= set(matched)
     assert query_line(NAME, "TXT") not in matched and query_line(NAME, "AAAA") not in matched
@@ -181,7 +274,7 @@ def test_with_ipv6_the_filter_passes_a_and_aaaa_lines(main_template, wake_ipv6):
     lines = [query_line(NAME), query_line("VaLhEiM.eXaMpLe.CoM", "AAAA"), query_line(NAME.upper(), "AAAA"),
              query_line("other.example.com"), query_line(NAME, "TXT"), query_line(NAME, "MX")]
     matched = [m for m in lines if logfilter.matches(pattern, m)]
-    wanted = [m for m in lines if wake_ipv6.asks_for_server(m)]
+    wanted = [m for m in lines if wakes_on(m, ("A", "AAAA"))]
     assert wanted == lines[:3]
     assert set(wanted) <= set(matched)
     assert query_line(NAME, "TXT") not in matched and query_line(NAME, "MX") not in matched
@@ -225,15 +318,13 @@ class Receiver:
         self.server.server_close()
 
 
-def _telling(request, aws, main_template, wake_template, kind="discord", events="waking,online", status=204,
-             warm=False):
+def _telling(request, aws, main_template, wake_template, kind="discord", status=204, warm=False):
     receiver = Receiver(status)
     request.addfinalizer(receiver.close)
-    request.webhook_env = {"WEBHOOK_PARAMETER": HOOK_PARAMETER, "WEBHOOK_KIND": kind, "WEBHOOK_EVENTS": events,
-                           "READY_IN": "1 minute" if warm else "4 minutes"}
+    # The tag the template writes when WebhookEvents lists waking (test_deploy.py checks it).
+    request.game = {"notice": f"{kind} {1 if warm else 4} {HOOK_PARAMETER}"}
     wake = _wake(request, aws, main_template, wake_template)
-    region = "us-east-1" if request.param == "main" else "eu-north-1"
-    aws("ssm", region).put_parameter(Name=HOOK_PARAMETER, Type="SecureString", Value=receiver.url)
+    aws("ssm", wake.region).put_parameter(Name=HOOK_PARAMETER, Type="SecureString", Value=receiver.url)
     wake.receiver = receiver
     return wake
 
@@ -298,11 +389,16 @@ def test_the_notice_is_written_as_the_webhooks_kind_wants(request, aws, main_tem
 
 
 @pytest.mark.parametrize("which", ["main", "wake"])
-def test_without_waking_in_the_events_the_players_hear_nothing(request, aws, main_template, wake_template, which):
+def test_a_game_whose_notice_is_none_wakes_and_its_players_hear_nothing(request, aws, main_template, wake_template,
+                                                                        which):
+    # "none" is the template's tag without a webhook, or without waking in WebhookEvents.
     request.param = which
-    wake = _telling(request, aws, main_template, wake_template, events="online,crash")
+    receiver = Receiver()
+    request.addfinalizer(receiver.close)
+    wake = _wake(request, aws, main_template, wake_template)
+    aws("ssm", wake.region).put_parameter(Name=HOOK_PARAMETER, Type="SecureString", Value=receiver.url)
     assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"
-    assert wake.desired() == 1 and wake.receiver.posts == []
+    assert wake.desired() == 1 and receiver.posts == []
 
 
 @pytest.mark.parametrize("which", ["main", "wake"])
@@ -315,7 +411,7 @@ def test_a_webhook_that_fails_leaves_the_wake_standing_and_the_url_out_of_the_lo
     out = capsys.readouterr().out
     assert "Could not tell the players: HTTPError" in out and "sEcReT" not in out and "127.0.0.1" not in out
     # A parameter that does not exist: the same.
-    region = "us-east-1" if which == "main" else "eu-north-1"
+    region = wake.region
     aws("ssm", region).delete_parameter(Name=HOOK_PARAMETER)
     aws("autoscaling", region).set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=0)
     assert wake.handler(subscription_event(query_line(NAME)), None) == "woken"

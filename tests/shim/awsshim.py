@@ -35,8 +35,8 @@ One process: moto (ThreadedMotoServer) plus three small HTTP servers, all on 127
     the replacement, the old one is deleted unless UpdateReplacePolicy is Retain, a Condition that
     turns creates or deletes, and a group follows its launch template's latest version
     (`updates_replace_what_cloudformation_replaces`);
-  - CloudFormation `ExecuteChangeSet` of an update: moto applies the resources but keeps the
-    stack's old outputs and parsed template; here they become the new ones, as an
+  - CloudFormation `ExecuteChangeSet` of a create or an update: moto applies the resources but
+    keeps the stack's old outputs (none, for a create) and parsed template; here they become the new ones, as an
     UpdateStack does in moto and as CloudFormation does (`executed_change_sets_update_the_stack`);
   - CloudFormation `Ref` of an EFS access point, which moto resolves to its Python object's repr
     (`access_points_have_their_id`);
@@ -1033,8 +1033,9 @@ def change_sets_say_what_they_replace() -> None:
 
 
 def executed_change_sets_update_the_stack() -> None:
-    """After an update's change set runs, the stack's outputs and parsed template are the change
-    set's (moto's Stack.update does this; its execute_change_set does not)."""
+    """After a change set runs, creating the stack or updating it, the stack's outputs and parsed
+    template are the change set's (moto's Stack.update does this; its execute_change_set does not,
+    so a stack made by `aws cloudformation deploy` had no outputs)."""
     from moto.cloudformation import models
 
     original = models.CloudFormationBackend.execute_change_set
@@ -1043,7 +1044,7 @@ def executed_change_sets_update_the_stack() -> None:
         result = original(self, change_set_name, stack_name)
         change_set = next((c for arn, c in self.change_sets.items()
                            if change_set_name in (arn, c.change_set_name)), None)
-        if change_set is not None and change_set.change_set_type == "UPDATE":
+        if change_set is not None and change_set.change_set_type in ("CREATE", "UPDATE"):
             stack = self.stacks[change_set.stack_id]
             stack._parse_template()  # noqa: SLF001
             stack.output_map = stack._create_output_map()  # noqa: SLF001
