@@ -24,7 +24,7 @@ PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
 # side on STORY_WORKERS pytest-xdist workers (tests/harness/stories.sh; each twin has a slot of
 # its own), the slowest files first so that the last one to start is short. 3 workers on 2 cores:
 # the stories mostly wait on their timers (figures in tests/twin/README.md).
-STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py never_started.py wakes.py operator.py) tests/e2e \
+STORY_FILES := $(addprefix tests/twin/test_twin_,world.py stories.py deploy.py never_started.py wakes.py operator.py many.py) tests/e2e \
 	$(addprefix tests/twin/test_twin_,warm_pool.py discord.py dead_agent.py isolation.py smoke.py)
 export STORY_WORKERS ?= 3
 

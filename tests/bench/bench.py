@@ -332,7 +332,8 @@ def monthly_cost(params: dict[str, str], price_h: float | None = None) -> dict[s
         "root": r["root_gb"] * GP3_GB_MONTH * root_hours / HOURS_MONTH,
         "efs": WORLD_GB * EFS_GB_MONTH[(kind, "standard")] + COLD_GB * EFS_GB_MONTH[(kind, cold_class)],
         "backup": BACKUP_GB * BACKUP_GB_MONTH if r["backed_up"] else 0.0,
-        "zone": ZONE_MONTH,
+        # A game in a base shares the base's zone (many_servers_rows adds it once).
+        "zone": 0.0 if params.get("BaseName") else ZONE_MONTH,
         "alarms": r["alarm_metrics"] * ALARM_METRIC_MONTH,
         "metrics": METRICS * METRIC_MONTH * running / HOURS_MONTH,
     }
@@ -402,7 +403,36 @@ def cost_section() -> list[str]:
         spot = total(monthly_cost({**base, "InstanceType": itype, "CapacityType": "spot", "StopTimeoutSeconds": "100",
                                    "SpotInstanceTypes": itype}))
         rows.append(f"| {itype} | {price:.4f} | {od:.2f} | {spot:.2f} | < 120.00 a year |")
-    return rows + [""] + usage_rows(d, stack_resources(base)) + [""] + bot_rows()
+    return rows + [""] + usage_rows(d, stack_resources(base)) + [""] + bot_rows() + [""] + many_servers_rows(base)
+
+
+SERVER_COUNTS = (1, 3, 10)
+PER_SERVER_TARGET = 2.00      # issue 38: from the second server on, the defaults, per server
+
+
+def many_servers_rows(base: dict[str, str]) -> list[str]:
+    """Many servers under one domain (issue 38, docs/many-servers.md): a stack of its own per
+    server (each then needs a zone of its own: one query logging configuration per zone), against
+    one base and a game stack per server, read from the template with BaseName set."""
+    alone = total(monthly_cost(base))
+    game = monthly_cost({**base, "BaseName": "community"})
+    each = total(game)
+    verdict = "meets it" if each <= PER_SERVER_TARGET else f"misses it by ${each - PER_SERVER_TARGET:.2f}"
+    rows = [
+        "Many servers under one domain (the defaults, t3a.medium, the workload above for each server). A stack per",
+        "server needs a hosted zone per server; a base (cloud/base.yaml: network, one wake path) shares one zone, and",
+        "its network, query logging and wake function cost nothing at rest. Formula: a stack each = n x the defaults;",
+        "a base = the zone + n x (the defaults without the zone), each game's own part read from the template with BaseName.",
+        "",
+        "| servers | a stack each, $/month | per server | a base and n game stacks, $/month | per server |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for n in SERVER_COUNTS:
+        own, shared = n * alone, ZONE_MONTH + n * each
+        rows.append(f"| {n} | {own:.2f} | {own / n:.2f} | {shared:.2f} | **{shared / n:.2f}** |")
+    rows += ["", f"Each server from the second on adds ${each:.2f} a month in a base (target ${PER_SERVER_TARGET:.2f}: "
+                 f"{verdict}), against ${alone:.2f} as a stack of its own."]
+    return rows
 
 
 SAVE_MIN = 0.5                # the save and the termination after a scale-in
@@ -556,10 +586,101 @@ def bot_rows() -> list[str]:
     ]
 
 
+
+LOOKUP_GAMES = (1, 10, 100)
+LOOKUP_RUNS = 7
+
+
+def lookup_section() -> list[str]:
+    """The wake function's own time for one lookup among 1, 10 and 100 games in one wake path
+    (issue 38): its inline code from the template, against moto in server mode on 127.0.0.1, the
+    groups tagged as the template tags them. Two cases per lookup: a name no game has (one
+    DescribeAutoScalingGroups call) and a sleeping game's name (that call, then SetDesiredCapacity;
+    the game is put back to 0 between runs). moto answers in-process, so this is the function's and
+    the filter's cost, not AWS's latency."""
+    import base64
+    import contextlib
+    import gzip
+    import io
+    import json
+    import socket
+    import types
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    sys.path.insert(0, str(ROOT / "tests" / "twin"))
+    import stack
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": url,
+           "AWS_DEFAULT_REGION": "us-east-1", "WAKE_PATH": "container-manager-base-bench", "SERVER_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    rows = ["| games in the wake path | a name of no game (1 call) | a sleeping game's name (2 calls) |",
+            "| --- | --- | --- |"]
+    try:
+        code = stack.load_template(stack.TEMPLATE)["Resources"]["WakeFunction"]["Properties"]["Code"]["ZipFile"]
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1")
+        autoscaling = boto3.client("autoscaling", endpoint_url=url, region_name="us-east-1")
+        ec2.create_launch_template(LaunchTemplateName="game", LaunchTemplateData={
+            "ImageId": "ami-12c6146b", "InstanceType": "t3a.medium"})
+        subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+        made = 0
+
+        def event(name: str) -> dict:
+            line = f"1.0 2026-12-07T10:00:00.000Z Z1 {name} A NOERROR UDP FRA56-C1 198.51.100.7 -"
+            batch = {"messageType": "DATA_MESSAGE", "logEvents": [{"id": "1", "timestamp": 0, "message": line}]}
+            return {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(batch).encode())).decode()}}
+
+        for n in LOOKUP_GAMES:
+            while made < n:
+                name = f"container-manager-game{made}"
+                autoscaling.create_auto_scaling_group(
+                    AutoScalingGroupName=name, MinSize=0, MaxSize=1, DesiredCapacity=0,
+                    LaunchTemplate={"LaunchTemplateName": "game"}, VPCZoneIdentifier=subnet,
+                    Tags=[{"ResourceId": name, "ResourceType": "auto-scaling-group", "PropagateAtLaunch": False,
+                           "Key": f"container-manager:{k}", "Value": v}
+                          for k, v in {"wake-path": "container-manager-base-bench", "record": f"game{made}.example.com",
+                                       "wake-types": "A", "wake-budget": "0", "wake-notice": "none"}.items()])
+                made += 1
+            module = types.ModuleType("wake_bench")
+            exec(compile(code, "<wake>", "exec"), module.__dict__)
+            target = f"game{n - 1}.example.com"
+            unknown, woken = [], []
+            for _ in range(LOOKUP_RUNS):
+                with contextlib.redirect_stdout(io.StringIO()):  # its "Woke ..." lines, Lambda's log
+                    t = time.perf_counter()
+                    assert module.handler(event("nobody.example.com"), None) == "ignored"
+                    unknown.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    assert module.handler(event(target), None) == "woken"
+                    woken.append(time.perf_counter() - t)
+                autoscaling.set_desired_capacity(AutoScalingGroupName=f"container-manager-game{n - 1}", DesiredCapacity=0)
+            rows.append(f"| {n} | {statistics.median(unknown) * 1000:.1f} ms | {statistics.median(woken) * 1000:.1f} ms |")
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return rows + ["", f"Medians of {LOOKUP_RUNS} lookups each; `bench.py lookup` reruns this table alone."]
+
+
 def main() -> int:
     if sys.argv[1:] == ["cost"]:
         # The cost model alone: no build, no measurement (it reads only the template).
         print("\n".join(cost_section()))
+        return 0
+    if sys.argv[1:] == ["lookup"]:
+        # The wake function's lookup among many games, alone (moto only).
+        print("\n".join(lookup_section()))
         return 0
     if sys.argv[1:] == ["twin"]:
         # The twin's wake breakdown alone, with the debug agent `make build` makes (the full
@@ -578,6 +699,7 @@ def main() -> int:
         "Reaction times (medians; timings: sample_interval 1 s, idle_after 6 s)": ["| measure | median | target |", "| --- | --- | --- |", *reaction_section()],
         f"Wake to playable in the cloud twin, cold and from a warm pool ({WAKES} wakes each; SampleIntervalSeconds 1)": twin_section(),
         "Cost model: 20 hours of play a month": cost_section(),
+        "The wake function's lookup among many games (issue 38; moto on 127.0.0.1)": lookup_section(),
     }
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     out = [f"Measured by `make bench` on {stamp} ({os.cpu_count()} cores), in {time.time() - started:.0f} s.", ""]

@@ -39,7 +39,10 @@ def test_bad_input_gets_one_line_and_exit_2(tmp_path, params):
     broken.write_text("{not json")
     nameless = tmp_path / "nameless.json"
     nameless.write_text('[{"ParameterKey": "RecordName", "ParameterValue": "x.example.com"}]')
+    base = tmp_path / "base.json"
+    base.write_text('[{"ParameterKey": "BaseName", "ParameterValue": "community"}]')
     cases = [
+        (["status", str(base)], "base.json: a base's parameter file (BaseName community); give a game's file"),
         (["bogus", str(params)], "invalid choice: 'bogus'"),
         (["status", str(tmp_path / "missing.json")], "missing.json: no such parameter file"),
         (["status", str(broken)], "broken.json: not a parameter file like cloud/examples/*.json"),

@@ -272,10 +272,11 @@ def run_world(aws_url: str, params_file: Path, *args: str, env: dict[str, str] |
 
 def package_parameters(moto_url: str, stack: str) -> dict[str, str]:
     """What the deploy command set on the stack: the package's key (or URL) and sha256, the
-    Discord endpoint's code's sha256 and the environment file's key."""
+    Discord endpoint's code's sha256, the environment file's key, and a game's base's network
+    (BaseVpcId, BaseSubnetA, BaseSubnetB, BaseS3EndpointId)."""
     desc = _client(moto_url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
     return {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])
-            if p["ParameterKey"].startswith("AgentPackage")
+            if p["ParameterKey"].startswith(("AgentPackage", "BaseVpc", "BaseSubnet", "BaseS3"))
             or p["ParameterKey"] in ("DiscordCodeSha256", "EnvironmentFileKey")}
 
 
@@ -317,35 +318,7 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
 
     # The custom resources, in template order (ServerRecord, then QueryLogging), each run with
     # the HelperFunction's own code, as Lambda would with the Create event CloudFormation sends.
-    custom: dict[str, dict[str, Any]] = {}
-    catcher = _ResponseCatcher()
-    try:
-        for logical, res in resources.items():
-            if not res["Type"].startswith("Custom::"):
-                continue
-            if "Condition" in res and not resolve.condition(res["Condition"]):
-                continue
-            token = res["Properties"]["ServiceToken"]
-            function = token["Fn::GetAtt"][0]
-            props = {k: resolve(v) for k, v in res["Properties"].items() if k != "ServiceToken"}
-            props["ServiceToken"] = resolve(token)
-            module = _load_function(template["Resources"][function]["Properties"]["Code"]["ZipFile"],
-                                    f"{function}_{logical}", aws_url, _function_env(moto_url, physical[function]))
-            request_id = str(uuid.uuid4())
-            event = {
-                "RequestType": "Create", "ServiceToken": props["ServiceToken"],
-                "ResponseURL": f"{catcher.url}/{request_id}", "StackId": f"arn:aws:cloudformation:{REGION}:123456789012:stack/{stack}/{uuid.uuid4()}",
-                "RequestId": request_id, "LogicalResourceId": logical, "ResourceType": res["Type"],
-                "ResourceProperties": props,
-            }
-            invoke(module, event, moto_url, log_group_of(template, physical, function))
-            answer = catcher.bodies.get(request_id)
-            if answer is None or answer.get("Status") != "SUCCESS":
-                raise StackError(f"custom resource {logical} ({res['Type']}) failed: {answer}")
-            physical[logical] = answer["PhysicalResourceId"]
-            custom[logical] = {"event": event, "answer": answer}
-    finally:
-        catcher.close()
+    custom = run_custom_resources(template, resolve, physical, stack, moto_url, aws_url)
 
     # The group's lifecycle hooks, which moto drops.
     asg_logical = next(k for k, v in resources.items() if v["Type"] == "AWS::AutoScaling::AutoScalingGroup")
@@ -364,18 +337,7 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
             p = res["Properties"]
             bucket_policies[resolve(p["Bucket"])] = resolve(p["PolicyDocument"])
 
-    # The subscription filters (moto's CloudFormation skips them, and moto's Logs would hand
-    # every event to Lambda in Docker whatever the pattern): the twin delivers them itself.
-    subscriptions = []
-    for logical, res in resources.items():
-        if res["Type"] != "AWS::Logs::SubscriptionFilter":
-            continue
-        if "Condition" in res and not resolve.condition(res["Condition"]):
-            continue
-        p = res["Properties"]
-        subscriptions.append(Subscription(
-            log_group=resolve(p["LogGroupName"]), pattern=resolve(p["FilterPattern"]),
-            function_logical_id=p["DestinationArn"]["Fn::GetAtt"][0]))
+    subscriptions = subscriptions_of(template, resolve)
 
     warm_pool = None
     for logical, res in resources.items():
@@ -406,6 +368,130 @@ def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, p
                     group=group, cluster=physical[cluster_logical], hooks=hooks, subscriptions=subscriptions,
                     custom_resources=custom, warm_pool=warm_pool, deploy_run=run,
                     bucket_policies=bucket_policies, access_points=access_points)
+
+
+
+def run_custom_resources(template: dict, resolve: "Resolver", physical: dict[str, str], stack: str, moto_url: str,
+                         aws_url: str) -> dict[str, dict[str, Any]]:
+    """Each custom resource whose condition holds, in template order, run with its function's own
+    code as Lambda would with the Create event CloudFormation sends; its physical id goes into
+    `physical`. Raises StackError unless each answers SUCCESS."""
+    custom: dict[str, dict[str, Any]] = {}
+    catcher = _ResponseCatcher()
+    try:
+        for logical, res in template["Resources"].items():
+            if not res["Type"].startswith("Custom::"):
+                continue
+            if "Condition" in res and not resolve.condition(res["Condition"]):
+                continue
+            token = res["Properties"]["ServiceToken"]
+            function = token["Fn::GetAtt"][0]
+            props = {k: resolve(v) for k, v in res["Properties"].items() if k != "ServiceToken"}
+            props["ServiceToken"] = resolve(token)
+            env = _function_env(moto_url, physical[function])
+            code = template["Resources"][function]["Properties"]["Code"]["ZipFile"]
+            module = _load_function(code, f"{function}_{logical}", aws_url, env)
+            request_id = str(uuid.uuid4())
+            event = {
+                "RequestType": "Create", "ServiceToken": props["ServiceToken"],
+                "ResponseURL": f"{catcher.url}/{request_id}", "StackId": f"arn:aws:cloudformation:{REGION}:123456789012:stack/{stack}/{uuid.uuid4()}",
+                "RequestId": request_id, "LogicalResourceId": logical, "ResourceType": res["Type"],
+                "ResourceProperties": props,
+            }
+            invoke(module, event, moto_url, log_group_of(template, physical, function))
+            answer = catcher.bodies.get(request_id)
+            if answer is None or answer.get("Status") != "SUCCESS":
+                raise StackError(f"custom resource {logical} ({res['Type']}) failed: {answer}")
+            physical[logical] = answer["PhysicalResourceId"]
+            # What its Delete needs once the stack (and the function in the emulator) is gone.
+            custom[logical] = {"event": event, "answer": answer, "code": code, "env": env,
+                               "log_group": log_group_of(template, physical, function)}
+    finally:
+        catcher.close()
+    return custom
+
+
+def delete_custom_resources(custom: dict[str, dict[str, Any]], moto_url: str, aws_url: str) -> list[str]:
+    """CloudFormation's Delete event to each custom resource of a deleted stack, the last made
+    first, run with the function's code and environment as they were (moto's CloudFormation skips
+    custom resources, and by now the function is gone with the stack). Returns what each answered."""
+    answers = []
+    catcher = _ResponseCatcher()
+    try:
+        for logical, made in reversed(list(custom.items())):
+            request_id = str(uuid.uuid4())
+            event = {**made["event"], "RequestType": "Delete", "RequestId": request_id,
+                     "ResponseURL": f"{catcher.url}/{request_id}",
+                     "PhysicalResourceId": made["answer"]["PhysicalResourceId"]}
+            module = _load_function(made["code"], f"delete_{logical}", aws_url, made["env"])
+            invoke(module, event, moto_url, None)
+            answer = catcher.bodies.get(request_id) or {}
+            answers.append(f"Delete {logical}: {answer.get('Status')}")
+            if answer.get("Status") != "SUCCESS":
+                raise StackError(f"custom resource {logical}: Delete failed: {answer}")
+    finally:
+        catcher.close()
+    return answers
+
+
+def subscriptions_of(template: dict, resolve: "Resolver") -> list[Subscription]:
+    """The subscription filters (moto's CloudFormation skips them, and moto's Logs would hand
+    every event to Lambda in Docker whatever the pattern): the twin delivers them itself."""
+    subscriptions = []
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::Logs::SubscriptionFilter":
+            continue
+        if "Condition" in res and not resolve.condition(res["Condition"]):
+            continue
+        p = res["Properties"]
+        subscriptions.append(Subscription(
+            log_group=resolve(p["LogGroupName"]), pattern=resolve(p["FilterPattern"]),
+            function_logical_id=p["DestinationArn"]["Fn::GetAtt"][0]))
+    return subscriptions
+
+
+@dataclass
+class Base:
+    """A deployed base (docs/many-servers.md): its network stack's outputs and physical ids, and
+    its wake path in us-east-1 (the twin's one region), with that stack's template."""
+
+    name: str
+    outputs: dict[str, str]
+    network: dict[str, str]
+    wake_stack: str
+    template: dict
+    physical: dict[str, str]
+    subscriptions: list[Subscription]
+    deploy_run: "DeployRun"
+
+    def function_code(self, logical_id: str) -> str:
+        return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
+
+
+def deploy_base(moto_url: str, aws_url: str, name: str, zone_id: str, workdir: Path, ipv6: bool = False) -> Base:
+    """The user's deploy command with a base's parameter file, then what moto's CloudFormation
+    leaves out of the base's wake path: its query logging (a custom resource) and its filter."""
+    params = {"BaseName": name, "HostedZoneId": zone_id, "IPv6": "true" if ipv6 else "false"}
+    run = run_deploy(aws_url, "deploy", params, workdir)
+    if run.returncode != 0:
+        raise StackError(f"cloud/deploy.sh (base) exited {run.returncode}:\n{run.stderr[-3000:]}")
+    cf = _client(moto_url, "cloudformation")
+
+    def stack_facts(stack: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
+        return ({p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])},
+                {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                 for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]},
+                {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])})
+
+    _, network, outputs = stack_facts(f"container-manager-base-{name}")
+    wake_stack = f"container-manager-base-{name}-wake"
+    wake_params, physical, _ = stack_facts(wake_stack)
+    template = load_template(ROOT / "cloud" / "wake-us-east-1.yaml")
+    resolve = Resolver(template, wake_params, physical, moto_url, wake_stack)
+    run_custom_resources(template, resolve, physical, wake_stack, moto_url, aws_url)
+    return Base(name=name, outputs=outputs, network=network, wake_stack=wake_stack, template=template,
+                physical=physical, subscriptions=subscriptions_of(template, resolve), deploy_run=run)
 
 
 def _put_hooks(autoscaling: Any, group: str, hooks: list[dict[str, Any]]) -> None:

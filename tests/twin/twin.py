@@ -599,9 +599,17 @@ class Twin:
                  on_event: Callable[[dict], None] | None = None,
                  package_path: str | None = None, package_sha256: str | None = None,
                  package: Path | None = None, hook_timeout: float | None = None,
-                 before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None) -> None:
+                 before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None,
+                 base: str | None = None, site: "Twin | None" = None) -> None:
         """`before_deploy(twin, params)` runs in the emulator before the deploy command, and
-        returns parameters to add (a world left by an earlier stack, for one)."""
+        returns parameters to add (a world left by an earlier stack, for one).
+
+        Many servers (docs/many-servers.md): `base` deploys a base of that name first (its network,
+        and its wake path, whose filter the twin delivers to the base's one wake function), and this
+        game into it. `site` is a twin already up (the first game of a base): this one is another
+        game, deployed with the deploy command into the same emulator, zone, base and "internet",
+        with its own group, instances and game; it closes only what is its own, so close it
+        before the site."""
         if not AGENT.exists():
             raise RuntimeError(f"build the agent first: {AGENT} is missing")
         self.on_event = on_event
@@ -618,35 +626,46 @@ class Twin:
         self.players: list[subprocess.Popen] = []
         self.instance_image, self.game_image = images()
         self.amis: dict[str, str] = {}  # baked AMI id -> its docker image (bake.py)
-        self.slot = Slot()
-        self.names = self.slot.names
+        self.site = site
+        self.slot = Slot() if site is None else None
+        self.names = site.names if site is not None else self.slot.names
         self.dir = Path(tempfile.mkdtemp(prefix=f"cm-twin-{self.names.slot}-", dir="/var/tmp"))
         try:
-            self._setup(overrides, example, package_path, package_sha256, package, before_deploy)
+            self._setup(overrides, example, package_path, package_sha256, package, before_deploy, base)
         except BaseException:
             self.close()
             raise
 
     def _setup(self, overrides: dict[str, str] | None, example: str, package_path: str | None,
                package_sha256: str | None, package: Path | None,
-               before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None) -> None:
+               before_deploy: Callable[["Twin", dict[str, str]], dict[str, str]] | None = None,
+               base: str | None = None) -> None:
         """Deploys as a user does, with cloud/deploy.sh: by default the agent goes into the
         stack's artifact bucket (`package`, or the built binary; the twin's "AMI" is Debian, so
         the bare binary rather than the .rpm). With `package_path` or `package_sha256` the
         parameters name AgentPackageUrl on the twin's release page instead, as for a user who
         hosts the package."""
         self.efs = self.dir / "efs"
-        self._cleanup_containers()
-        kill_leftover_daemons(self.names)
-        self.net = Network(self.names)
-        self.shim = Shim(self.names)
-        self.package = PackageServer(self.dir, AGENT, self.names.twin_ip)
-        self.delivery = nameserver.LogDelivery(self.shim.moto, self.record)
-
-        # What a user has before deploying: a hosted zone, and the container's secret in SSM.
-        r53 = self.client("route53", direct=True)
-        zone = r53.create_hosted_zone(Name=ZONE, CallerReference=str(time.time()))["HostedZone"]
-        self.zone_id = zone["Id"].split("/")[-1]
+        site = self.site
+        if site is None:
+            self._cleanup_containers()
+            kill_leftover_daemons(self.names)
+            self.net = Network(self.names)
+            self.shim = Shim(self.names)
+            self.package = PackageServer(self.dir, AGENT, self.names.twin_ip)
+            self.delivery = nameserver.LogDelivery(self.shim.moto, self.record)
+            # What a user has before deploying: a hosted zone, and the container's secret in SSM.
+            r53 = self.client("route53", direct=True)
+            zone = r53.create_hosted_zone(Name=ZONE, CallerReference=str(time.time()))["HostedZone"]
+            self.zone_id = zone["Id"].split("/")[-1]
+        else:
+            # Another game of the site's base: the same emulator, zone, "internet" and release page.
+            self.net, self.shim, self.package, self.delivery = site.net, site.shim, site.package, site.delivery
+            self.zone_id = site.zone_id
+        self.base: stack.Base | None = site.base if site is not None else None
+        if base is not None:
+            (self.dir / "base").mkdir()
+            self.base = stack.deploy_base(self.shim.moto, self.shim.aws, base, self.zone_id, self.dir / "base")
         params = stack.example(example)
         params.update({
             "HostedZoneId": self.zone_id, "RecordName": RECORD, "ContainerImage": self.game_image,
@@ -660,8 +679,8 @@ class Twin:
                 "AgentPackageUrl": self.package.url if package_path is None else f"https://{self.names.twin_ip}:{PACKAGE_PORT}{package_path}",
                 "AgentPackageSha256": package_sha256 or self.package.sha256})
         params.update(overrides or {})
-        self.client("ssm", direct=True).put_parameter(
-            Name=WEBHOOK_PARAMETER, Value=self.package.hook_url, Type="SecureString")
+        self.client("ssm", direct=True).put_parameter(  # the second game of a site: the same one
+            Name=WEBHOOK_PARAMETER, Value=self.package.hook_url, Type="SecureString", Overwrite=True)
         for k in [k for k in params if k.startswith("Secret")]:
             if "=" in params[k]:
                 self.client("ssm", direct=True).put_parameter(
@@ -670,34 +689,48 @@ class Twin:
             params.update(before_deploy(self, dict(params)))
         self.deploy_dir = self.dir / "deploy"
         self.deploy_dir.mkdir()
+        if self.base is not None:
+            params["BaseName"] = self.base.name
         self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params, self.deploy_dir,
-                                     package=None if hosted else (package or AGENT))
+                                     package=None if hosted else (package or AGENT),
+                                     **({"stack": params["ServerName"]} if self.base is not None else {}))
         self.params = self.deployed.params
-        self.package.s3 = s3gateway.Gateway(self.shim.moto, self.deployed.physical["Vpc"],
-                                            self.deployed.physical["PublicRouteTable"], self.deployed.bucket_policies)
+        network = self.base.network if self.base is not None else self.deployed.physical
+        if site is None:
+            self.package.s3 = s3gateway.Gateway(self.shim.moto, network["Vpc"], network["PublicRouteTable"],
+                                                dict(self.deployed.bucket_policies))
+        else:
+            self.package.s3.policies.update(self.deployed.bucket_policies)
         # The file systems exist from the deploy on, as EFS's do (empty until a client writes).
         for logical, res in self.deployed.template["Resources"].items():
             if res["Type"] == "AWS::EFS::FileSystem" and logical in self.deployed.physical:
                 (self.efs / self.deployed.physical[logical]).mkdir(parents=True, exist_ok=True)
         self.ipv6 = params.get("IPv6") == "true"
-        if self.ipv6:
+        if self.ipv6 and site is None:
             self.net.enable_ipv6()
         self.task = stack.task_definition(self.shim.moto, self.deployed)
         if self.task["networkMode"] != "host":
             raise RuntimeError(f"the twin runs host-networked tasks only, not {self.task['networkMode']!r}")
-        for sub in self.deployed.subscriptions:
-            fn_name = self.deployed.physical[sub.function_logical_id]
-            module = stack.load_function(self.deployed.function_code(sub.function_logical_id), sub.function_logical_id,
+        # The wake path's filters: this stack's own (one server in us-east-1), or the base's (once,
+        # by the twin that deployed the base).
+        owned: list[Any] = [(self.deployed, sub) for sub in self.deployed.subscriptions]
+        if base is not None and self.base is not None:
+            owned += [(self.base, sub) for sub in self.base.subscriptions]
+        for owner, sub in owned:
+            fn_name = owner.physical[sub.function_logical_id]
+            module = stack.load_function(owner.function_code(sub.function_logical_id), sub.function_logical_id,
                                          self.shim.aws, self.shim.moto, fn_name)
-            fn_logs = stack.log_group_of(self.deployed.template, self.deployed.physical, sub.function_logical_id)
+            fn_logs = stack.log_group_of(owner.template, owner.physical, sub.function_logical_id)
             self.delivery.subscribe(nameserver.Subscriber(
-                log_group=sub.log_group, filter_name=f"{self.deployed.name}-{sub.function_logical_id}",
+                log_group=sub.log_group, filter_name=f"{owner.name}-{sub.function_logical_id}",
                 pattern=sub.pattern,
                 deliver=lambda payload, m=module, g=fn_logs, f=sub.function_logical_id: stack.invoke(
                     m, payload, self.shim.moto, g,
                     on_line=lambda t, line: self.record("function_printed", source="wake", t=t, function=f,
                                                         line=line))))
-        self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, self.names.twin_ip, self.delivery, self.record)
+        if site is None:
+            self.dns = nameserver.NameServer(self.shim.moto, self.zone_id, ZONE, self.names.twin_ip, self.delivery,
+                                             self.record)
         # The stack's function URLs (the Discord endpoint's, with DiscordPublicKey): logical id -> URL.
         self.urls = functionurl.start(self.deployed, self.shim.moto, self.shim.aws, self.dir / "functions", self.record)
         self.function_urls = {logical: u.url for logical, u in self.urls.items()}
@@ -708,7 +741,8 @@ class Twin:
         # The wake function runs in this process and posts "waking" to the players' webhook, the
         # receiver above: this process trusts the twin's CA, as Lambda's runtime trusts public ones.
         trust_in_this_process(self.package.ca_pem)
-        self.next_index = itertools.count(10)
+        # The instances' addresses come from one counter per "internet".
+        self.next_index = site.next_index if site is not None else itertools.count(10)
         self._start(self._watch_group, "launcher")
         self._start(self._watch_journals, "journals")
 
@@ -767,8 +801,14 @@ class Twin:
         return self.redeploy(ImageId=baked.parameter)
 
     def destroy(self) -> stack.DeployRun:
-        """`make destroy` with the same parameter file."""
-        return stack.run_deploy(self.shim.aws, "destroy", self.user_params(), self.deploy_dir)
+        """`make destroy` with the same parameter file; once the stack is gone, its custom
+        resources get the Delete CloudFormation sends them (the record, and in a single server's
+        stack in us-east-1 the zone's query logging), which moto's CloudFormation skips."""
+        run = stack.run_deploy(self.shim.aws, "destroy", self.user_params(), self.deploy_dir)
+        if run.returncode == 0:
+            answers = stack.delete_custom_resources(self.deployed.custom_resources, self.shim.moto, self.shim.aws)
+            self.record("custom_resources_deleted", source="cfn", answers=answers)
+        return run
 
     def world(self, *args: str, env: dict[str, str] | None = None, timeout: float = 900) -> stack.DeployRun:
         """The operator's world command (cloud/world.sh import|export|backups|restore|shell), with
@@ -782,7 +822,9 @@ class Twin:
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
         return {k: v for k, v in self.params.items()
-                if not k.startswith("AgentPackage") and k not in ("DiscordCodeSha256", "EnvironmentFileKey")}
+                if not k.startswith("AgentPackage")
+                and k not in ("DiscordCodeSha256", "EnvironmentFileKey", "BaseVpcId", "BaseSubnetA", "BaseSubnetB",
+                              "BaseS3EndpointId")}
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -826,7 +868,7 @@ class Twin:
         return g["DesiredCapacity"]
 
     def record_values(self, rtype: str = "A") -> list[str] | None:
-        r = self.shim.ctl("record", zone_id=self.zone_id, name=RECORD, rtype=rtype)
+        r = self.shim.ctl("record", zone_id=self.zone_id, name=self.params["RecordName"], rtype=rtype)
         return None if r is None else r["values"]
 
     def alerts(self) -> list[dict]:
@@ -868,8 +910,10 @@ class Twin:
 
     # --- players --------------------------------------------------------------------------------
 
-    def player(self, *args: str, name: str = RECORD) -> subprocess.Popen:
-        """Starts a player in the player netns; its JSON lines become events (source player)."""
+    def player(self, *args: str, name: str | None = None) -> subprocess.Popen:
+        """Starts a player in the player netns; its JSON lines become events (source player). It
+        looks up `name`, by default this twin's game's."""
+        name = name or self.params["RecordName"]
         proc = subprocess.Popen(
             ["ip", "netns", "exec", self.names.player_ns, str(VENV_PY), str(HERE / "player.py"), "--dns", self.names.twin_ip,
              "--name", name, *args],
@@ -1504,10 +1548,19 @@ class Twin:
                     inst.docker.remove()
                 except Exception:  # noqa: BLE001 - cleanup goes on
                     pass
-        self._cleanup_containers()
-        kill_leftover_daemons(self.names)
         for u in getattr(self, "urls", {}).values():
             u.close()
+        if getattr(self, "site", None) is not None:
+            # Another game of a site: its own instances only; the site closes what they share.
+            own = [self.names.instance_container(iid) for iid in self.instances]
+            if own:
+                sh("docker", "rm", "-f", *own, check=False)
+            for inst in self.instances.values():
+                self._drop_clock(inst)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return
+        self._cleanup_containers()
+        kill_leftover_daemons(self.names)
         for part in ("dns", "delivery", "package", "shim", "net"):
             obj = getattr(self, part, None)
             if obj is not None:
