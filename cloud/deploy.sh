@@ -226,15 +226,18 @@ wait_stack() {
 
 # --- a base ---------------------------------------------------------------------------------
 base_path=container-manager-base-$p_BaseName
-base_games() { # the groups in this region that the base's wake path wakes
-    aws autoscaling describe-auto-scaling-groups --output text \
+base_games() { # the groups in this region that the base's wake path wakes; a failed call is no answer
+    local out
+    out=$(aws autoscaling describe-auto-scaling-groups --output text \
         --filters "Name=tag:container-manager:wake-path,Values=$base_path" \
-        --query 'AutoScalingGroups[].AutoScalingGroupName' 2>/dev/null | tr '\t' ' ' | sed 's/^None$//'
+        --query 'AutoScalingGroups[].AutoScalingGroupName') \
+        || die "cannot list the games of the base $p_BaseName in $region (aws autoscaling describe-auto-scaling-groups failed, above): nothing was changed"
+    [[ $out == None ]] || tr '\t' ' ' <<<"$out"
 }
 if [[ $p_layout == base && $command == destroy ]]; then
     [[ $(stack_status "$region" "$stack") != NONE || $(stack_status us-east-1 "$wake_stack") != NONE ]] \
         || die "no base $p_BaseName in $region: nothing to destroy" 2
-    games=$(base_games)
+    games=$(base_games) || exit 1
     [[ -z $games ]] || die "the base $p_BaseName still has games: $games. Destroy each first (cloud/deploy.sh destroy GAME.json); their worlds are kept" 2
     if [[ $(stack_status us-east-1 "$wake_stack") != NONE ]]; then
         log "deleting the base's wake path $wake_stack in us-east-1"
@@ -262,7 +265,7 @@ if [[ $p_layout == base ]]; then
         --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides "ServerName=base-$p_BaseName" \
         Games=many "ServerRegion=$region" "HostedZoneId=$p_HostedZoneId" IPv6=true >&2 \
         || die "the deploy of $wake_stack in us-east-1 failed"
-    games=$(base_games)
+    games=$(base_games) || exit 1
     echo "Deployed the base $p_BaseName in $region: games: ${games:-none yet}."
     echo "Add a game: put \"BaseName\": \"$p_BaseName\" into its parameter file (its RecordName in the zone $p_HostedZoneId), then cloud/deploy.sh deploy GAME.json"
     exit 0
@@ -323,8 +326,30 @@ if [[ -n $p_BaseName ]]; then
         [[ $group == None || $group == "container-manager-$server" ]] \
             || die "$params: RecordName: $p_RecordName is already the name of $group in the base $p_BaseName; give this game another name" 2
     done
-    overrides+=("BaseVpcId=$(base_output VpcId)" "BaseSubnetA=$(base_output SubnetA)"
-        "BaseSubnetB=$(base_output SubnetB)" "BaseS3EndpointId=$(base_output S3EndpointId)")
+    for key in VpcId:vpc SubnetA:subnet SubnetB:subnet S3EndpointId:vpce; do
+        value=$(base_output "${key%%:*}") || die "cannot read the outputs of the base's stack $base_stack (above)"
+        [[ $value == "${key##*:}"-* ]] \
+            || die "the base's stack $base_stack has no output ${key%%:*} (got '$value'): deploy the base again (cloud/deploy.sh deploy BASE.json)"
+        overrides+=("Base${key%%:*}=$value")
+    done
+fi
+# Into a base, or out of one, is not an update: EFS keeps a file system's mount targets in one
+# VPC at a time (docs/aws-sources.md §21), and CloudFormation makes the new ones before it
+# deletes the old. The world is kept by a destroy and adopted by the next deploy.
+# (A stack with only its artifact bucket, the first step of a deploy, has no layout yet.)
+if [[ $(stack_status "$region" "$stack") != NONE ]]; then
+    given=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+        --query "Stacks[0].Parameters[?ParameterKey=='BaseName' || ParameterKey=='HostedZoneId'].ParameterKey") \
+        || die "cannot read the stack $stack"
+    was=""
+    [[ $given != *BaseName* ]] || was=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
+        --query "Stacks[0].Parameters[?ParameterKey=='BaseName'].ParameterValue") || die "cannot read the stack $stack"
+    if [[ $given == *HostedZoneId* && $was != "${p_BaseName:-}" ]]; then
+        now="a server of its own" wanted="a server of its own"
+        [[ -z $was ]] || now="in the base $was"
+        [[ -z ${p_BaseName:-} ]] || wanted="the base $p_BaseName"
+        die "$params: BaseName: the stack $stack is $now, and the file says $wanted: a server moves between layouts by a destroy (which keeps its world) and a deploy that adopts it: cloud/deploy.sh destroy $params, then cloud/deploy.sh deploy $params --adopt-world" 2
+    fi
 fi
 
 # The SSM parameters the game and the agent read at run time (the container's secrets, the

@@ -568,6 +568,18 @@ def test_a_base_then_two_games_in_it_then_destroy_in_order(tmp_path, shim):
     r = run(["deploy", str(elsewhere), "--region", "eu-west-1", "--package", package], env)
     assert r.returncode == 2 and f"the base community wakes the names of the zone {zone}" in r.stderr, r.stderr
 
+    # A server does not move out of its base (or into one) by an update: EFS keeps mount targets
+    # in one VPC at a time; the refusal names the destroy and the adopting deploy.
+    third = tmp_path / "third"
+    third.mkdir()
+    alone = write_params(third, {"HostedZoneId": zone})
+    r = run(["deploy", str(alone), "--region", "eu-west-1", "--package", package], env)
+    assert r.returncode == 2, r.stderr
+    assert ("BaseName: the stack valheim is in the base community, and the file says a server of its own: a server "
+            "moves between layouts by a destroy") in r.stderr and "--adopt-world" in r.stderr
+    assert given == {p["ParameterKey"]: p["ParameterValue"]
+                     for p in cf.describe_stacks(StackName="valheim")["Stacks"][0]["Parameters"]}, "nothing changed"
+
     # The base is not destroyed while it has a game; the game first, then the base.
     r = run(["destroy", str(base), "--region", "eu-west-1"], env)
     assert r.returncode == 2 and "the base community still has games: container-manager-valheim" in r.stderr, r.stderr
