@@ -20,6 +20,9 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider
 PHASES := tests/harness/phases.sh
 # The Python checks of the template, the deploy and world commands and the shim (no twin boot).
 PYTHON_TESTS := tests/cloud tests/shim tests/twin/test_twin_parts.py
+# On 2 pytest-xdist workers: each has its own moto, and each deploy-command test its own shim;
+# most of the time is the deploy command's subprocesses waiting on them.
+export PYTHON_WORKERS ?= 2
 # The end-to-end stories: the agent-level ones (tests/e2e) and the cloud twin's. They run side by
 # side on STORY_WORKERS pytest-xdist workers (tests/harness/stories.sh; each twin has a slot of
 # its own), the slowest files first so that the last one to start is short. 3 workers on 2 cores:
@@ -47,7 +50,7 @@ lint:
 	python3 tools/structure.py
 
 test-python: setup
-	$(PYTEST) $(PYTHON_TESTS) -q
+	$(PYTEST) $(PYTHON_TESTS) -q -n $(PYTHON_WORKERS)
 
 # The end-to-end stories run the real binary, so it is built first: the agent-level stories
 # (tests/e2e), then the whole loop from the real stack in the cloud twin (tests/twin).
@@ -67,7 +70,7 @@ check:
 	  build 'cargo test -p container-manager-agent --lib --test cli --no-run' \
 	  lint '$(MAKE) --no-print-directory lint' \
 	  rust-unit 'cargo test -p container-manager-agent --lib --test cli -- --test-threads=2' \
-	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
+	  python '$(PYTEST) $(PYTHON_TESTS) -q -n $(PYTHON_WORKERS)' \
 	  twin-smoke '$(PYTEST) tests/twin/test_twin_smoke.py -v'
 
 # Everything, one phase after another, with a table of their wall times at the end. One debug
@@ -80,7 +83,7 @@ test:
 	  setup '$(MAKE) --no-print-directory setup' \
 	  build 'cargo test --workspace --lib --tests --no-run' \
 	  lint '$(MAKE) --no-print-directory lint' \
-	  python '$(PYTEST) $(PYTHON_TESTS) -q' \
+	  python '$(PYTEST) $(PYTHON_TESTS) -q -n $(PYTHON_WORKERS)' \
 	  stories '$(PHASES) --background release "nice -n 19 cargo build --release -p container-manager-agent" && tests/harness/stories.sh $(STORY_FILES)' \
 	  packaging '$(PHASES) --wait release; packaging/check.sh' \
 	  rust '$(MAKE) --no-print-directory test-rust'
