@@ -896,6 +896,10 @@ def test_a_game_in_a_base_makes_no_network_and_no_wake_chain_of_its_own(main_tem
     assert conditions["CarriesWakeChain"] == {"Fn::And": [{"Condition": "IsUsEast1"}, {"Condition": "OwnNetwork"}]}
     for logical_id in WAKE_CHAIN:
         assert main_template["Resources"][logical_id]["Condition"] == "CarriesWakeChain", logical_id
+    # Nor may its helper make the zone's query logging (the base's wake path has it).
+    helper = main_template["Resources"]["HelperRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (logging,) = [s["Fn::If"] for s in helper if "Fn::If" in s and s["Fn::If"][1]["Sid"] == "QueryLoggingOfOwnZone"]
+    assert logging[0] == "CarriesWakeChain"
     # Every use of the network goes through InBase: nothing else names the stack's own network.
     text = json.dumps({k: v for k, v in main_template["Resources"].items() if k not in NETWORK})
     for own, base in (("Vpc", "VpcId"), ("PublicSubnetA", "SubnetA"), ("PublicSubnetB", "SubnetB"),
