@@ -303,7 +303,7 @@ aws route53 get-hosted-zone --id "$p_HostedZoneId" >/dev/null 2>&1 \
 
 # A game in a base: the base's network (its outputs) and its wake path, checked first.
 if [[ -n $p_BaseName ]]; then
-    base_stack=container-manager-base-$p_BaseName
+    base_stack=$base_path # the base's network stack is named as its wake path
     [[ $(stack_status "$region" "$base_stack") == *_COMPLETE && $(stack_status "$region" "$base_stack") != DELETE_COMPLETE ]] \
         || die "$params: BaseName: no base $p_BaseName in $region; deploy it first: cloud/deploy.sh deploy BASE.json (with BaseName $p_BaseName and your HostedZoneId)" 2
     base_output() {
@@ -320,7 +320,7 @@ if [[ -n $p_BaseName ]]; then
     fi
     # One game per name: the wake function wakes neither of two groups that claim one.
     claimed=$(aws autoscaling describe-auto-scaling-groups --output text \
-        --filters "Name=tag:container-manager:wake-path,Values=container-manager-base-$p_BaseName" \
+        --filters "Name=tag:container-manager:wake-path,Values=$base_path" \
         "Name=tag:container-manager:record,Values=$p_RecordName" --query 'AutoScalingGroups[].AutoScalingGroupName')
     for group in $claimed; do
         [[ $group == None || $group == "container-manager-$server" ]] \
@@ -339,11 +339,9 @@ fi
 # (A stack with only its artifact bucket, the first step of a deploy, has no layout yet.)
 if [[ $(stack_status "$region" "$stack") != NONE ]]; then
     given=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
-        --query "Stacks[0].Parameters[?ParameterKey=='BaseName' || ParameterKey=='HostedZoneId'].ParameterKey") \
+        --query "Stacks[0].Parameters[?ParameterKey=='BaseName' || ParameterKey=='HostedZoneId'].[ParameterKey,ParameterValue]") \
         || die "cannot read the stack $stack"
-    was=""
-    [[ $given != *BaseName* ]] || was=$(aws cloudformation describe-stacks --stack-name "$stack" --output text \
-        --query "Stacks[0].Parameters[?ParameterKey=='BaseName'].ParameterValue") || die "cannot read the stack $stack"
+    was=$(awk '$1 == "BaseName" { print $2 }' <<<"$given")
     if [[ $given == *HostedZoneId* && $was != "${p_BaseName:-}" ]]; then
         now="a server of its own" wanted="a server of its own"
         [[ -z $was ]] || now="in the base $was"

@@ -40,10 +40,12 @@ for key, why in REMOVED.items():
 import shlex
 # A base's file (docs/many-servers.md): BaseName and HostedZoneId, IPv6 optionally, nothing else.
 BASE_KEYS = {"BaseName", "HostedZoneId", "IPv6"}
-NAME_RE = r"[a-z][a-z0-9-]{0,23}"
+def short_name(key):
+    """ServerName and BaseName: they name resources and SSM paths."""
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen[key]):
+        bad(f"{key}: {seen[key]!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
 if "BaseName" in seen and "ServerName" not in seen:
-    if not re.fullmatch(NAME_RE, seen["BaseName"]):
-        bad(f"BaseName: {seen['BaseName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+    short_name("BaseName")
     if not seen.get("HostedZoneId"):
         bad("HostedZoneId: missing (expected the id of the hosted zone every game of this base is named in, Z...)")
     if seen.get("IPv6", "false") not in ("true", "false"):
@@ -61,8 +63,7 @@ for key in ("BaseVpcId", "BaseSubnetA", "BaseSubnetB", "BaseS3EndpointId"):
     if key in seen:
         bad(f"{key}: the deploy command sets it from the base's outputs; delete it from the file and keep BaseName")
 if seen.get("BaseName"):
-    if not re.fullmatch(NAME_RE, seen["BaseName"]):
-        bad(f"BaseName: {seen['BaseName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+    short_name("BaseName")
     hook = seen.get("WebhookUrlParameter", "")
     if seen.get("WebhookKind", "none") != "none" and not hook.startswith("/container-manager/"):
         bad(f"WebhookUrlParameter: {hook!r}; a game in a base keeps its webhook's URL under /container-manager/ "
@@ -72,8 +73,7 @@ for key in ("ServerName", "HostedZoneId", "RecordName"):
         bad(f"{key}: missing (expected, for example, "
             + {"ServerName": "valheim", "HostedZoneId": "the id of your hosted zone, Z...",
                "RecordName": "valheim.example.com"}[key] + ")")
-if not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", seen["ServerName"]):
-    bad(f"ServerName: {seen['ServerName']!r} is not 1 to 24 lower-case letters, digits or hyphens starting with a letter")
+short_name("ServerName")
 if seen.get("AgentPackageUrl") and not re.fullmatch(r"[0-9a-f]{64}", seen.get("AgentPackageSha256", "")):
     bad("AgentPackageSha256: expected the 64 hex digits of the file at AgentPackageUrl")
 if bool(seen.get("DiscordApplicationId")) != bool(seen.get("DiscordPublicKey")):

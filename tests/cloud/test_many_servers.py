@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import EXAMPLES, WAKE_TEMPLATE, example_parameters, load_template
+from conftest import EXAMPLES, MAIN_TEMPLATE, WAKE_TEMPLATE, load_template
 from test_deploy import create, given, with_overrides
 from test_wake import query_line, subscription_event
 
@@ -36,15 +36,21 @@ def base(aws):
     return outputs, wake, physical
 
 
-def game_in(aws, outputs, name):
+TEMPLATE = load_template(MAIN_TEMPLATE)
+
+
+def in_base(name, outputs):
+    """The example `name`'s parameters as a game of the base, with the base's outputs as the
+    deploy command passes them."""
     (path,) = [p for p in EXAMPLES if p.stem == name]
-    params = with_overrides(path, BaseName=BASE, BaseVpcId=outputs["VpcId"], BaseSubnetA=outputs["SubnetA"],
-                            BaseSubnetB=outputs["SubnetB"], BaseS3EndpointId=outputs["S3EndpointId"])
+    return with_overrides(path, BaseName=BASE, BaseVpcId=outputs["VpcId"], BaseSubnetA=outputs["SubnetA"],
+                          BaseSubnetB=outputs["SubnetB"], BaseS3EndpointId=outputs["S3EndpointId"])
+
+
+def game_in(aws, outputs, name):
+    params = in_base(name, outputs)
     physical, game_outputs = create(aws, TEMPLATE, params, REGION, name=name)
     return given(params), physical, game_outputs
-
-
-TEMPLATE = load_template(EXAMPLES[0].parent.parent / "container-manager.yaml")
 
 
 def desired(aws, name):
@@ -135,13 +141,11 @@ def test_in_us_east_1_a_game_in_a_base_still_makes_no_wake_chain_of_its_own(aws)
 
     _, outputs = create(aws, load_template(CLOUD / "base.yaml"), [
         {"ParameterKey": "BaseName", "ParameterValue": BASE}], "us-east-1", name=f"container-manager-base-{BASE}")
-    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
-    params = with_overrides(path, BaseName=BASE, BaseVpcId=outputs["VpcId"], BaseSubnetA=outputs["SubnetA"],
-                            BaseSubnetB=outputs["SubnetB"], BaseS3EndpointId=outputs["S3EndpointId"])
-    physical, _ = create(aws, TEMPLATE, params, "us-east-1", name="valheim")
+    physical, _ = create(aws, TEMPLATE, in_base("valheim", outputs), "us-east-1", name="valheim")
     assert not {"QueryLogGroup", "QueryLogging", "WakeFunction", "WakeRole", "WakeSubscriptionFilter", "Vpc"} & set(
         physical)
     assert {"AutoScalingGroup", "HelperFunction", "DataFileSystem", "InstanceSecurityGroup"} <= set(physical)
     # One server in us-east-1, by contrast, carries its own.
+    (path,) = [p for p in EXAMPLES if p.stem == "valheim"]
     alone, _ = create(aws, TEMPLATE, with_overrides(path, ServerName="alone"), "us-east-1", name="alone")
     assert {"QueryLogGroup", "WakeFunction", "Vpc"} <= set(alone)

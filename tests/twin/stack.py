@@ -270,14 +270,18 @@ def run_world(aws_url: str, params_file: Path, *args: str, env: dict[str, str] |
     return DeployRun(r.returncode, r.stdout, r.stderr, time.time() - start)
 
 
+def set_by_deploy(key: str) -> bool:
+    """Whether the deploy command sets this stack parameter (a user's file does not): the
+    package's key (or URL) and sha256, the Discord endpoint's code's sha256, the environment
+    file's key, and a game's base's network (BaseVpcId, BaseSubnetA, BaseSubnetB, BaseS3EndpointId)."""
+    return key.startswith(("AgentPackage", "BaseVpc", "BaseSubnet", "BaseS3")) or key in (
+        "DiscordCodeSha256", "EnvironmentFileKey")
+
+
 def package_parameters(moto_url: str, stack: str) -> dict[str, str]:
-    """What the deploy command set on the stack: the package's key (or URL) and sha256, the
-    Discord endpoint's code's sha256, the environment file's key, and a game's base's network
-    (BaseVpcId, BaseSubnetA, BaseSubnetB, BaseS3EndpointId)."""
+    """What the deploy command set on the stack (`set_by_deploy`)."""
     desc = _client(moto_url, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
-    return {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])
-            if p["ParameterKey"].startswith(("AgentPackage", "BaseVpc", "BaseSubnet", "BaseS3"))
-            or p["ParameterKey"] in ("DiscordCodeSha256", "EnvironmentFileKey")}
+    return {p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", []) if set_by_deploy(p["ParameterKey"])}
 
 
 def deploy(moto_url: str, aws_url: str, params: dict[str, str], workdir: Path, package: Path | None = None,
@@ -404,8 +408,7 @@ def run_custom_resources(template: dict, resolve: "Resolver", physical: dict[str
                 raise StackError(f"custom resource {logical} ({res['Type']}) failed: {answer}")
             physical[logical] = answer["PhysicalResourceId"]
             # What its Delete needs once the stack (and the function in the emulator) is gone.
-            custom[logical] = {"event": event, "answer": answer, "code": code, "env": env,
-                               "log_group": log_group_of(template, physical, function)}
+            custom[logical] = {"event": event, "answer": answer, "code": code, "env": env}
     finally:
         catcher.close()
     return custom
@@ -452,46 +455,40 @@ def subscriptions_of(template: dict, resolve: "Resolver") -> list[Subscription]:
 
 @dataclass
 class Base:
-    """A deployed base (docs/many-servers.md): its network stack's outputs and physical ids, and
-    its wake path in us-east-1 (the twin's one region), with that stack's template."""
+    """A deployed base (docs/many-servers.md): its network stack's physical ids, and its wake
+    path in us-east-1 (the twin's one region): that stack's template, physical ids and filters."""
 
     name: str
-    outputs: dict[str, str]
     network: dict[str, str]
-    wake_stack: str
     template: dict
     physical: dict[str, str]
     subscriptions: list[Subscription]
-    deploy_run: "DeployRun"
 
     def function_code(self, logical_id: str) -> str:
         return self.template["Resources"][logical_id]["Properties"]["Code"]["ZipFile"]
 
 
-def deploy_base(moto_url: str, aws_url: str, name: str, zone_id: str, workdir: Path, ipv6: bool = False) -> Base:
+def deploy_base(moto_url: str, aws_url: str, name: str, zone_id: str, workdir: Path) -> Base:
     """The user's deploy command with a base's parameter file, then what moto's CloudFormation
     leaves out of the base's wake path: its query logging (a custom resource) and its filter."""
-    params = {"BaseName": name, "HostedZoneId": zone_id, "IPv6": "true" if ipv6 else "false"}
-    run = run_deploy(aws_url, "deploy", params, workdir)
+    run = run_deploy(aws_url, "deploy", {"BaseName": name, "HostedZoneId": zone_id}, workdir)
     if run.returncode != 0:
         raise StackError(f"cloud/deploy.sh (base) exited {run.returncode}:\n{run.stderr[-3000:]}")
     cf = _client(moto_url, "cloudformation")
 
-    def stack_facts(stack: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
-        desc = cf.describe_stacks(StackName=stack)["Stacks"][0]
-        return ({p["ParameterKey"]: p["ParameterValue"] for p in desc.get("Parameters", [])},
-                {r["LogicalResourceId"]: r["PhysicalResourceId"]
-                 for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]},
-                {o["OutputKey"]: o["OutputValue"] for o in desc.get("Outputs", [])})
+    def physical_of(stack: str) -> dict[str, str]:
+        return {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cf.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
 
-    _, network, outputs = stack_facts(f"container-manager-base-{name}")
     wake_stack = f"container-manager-base-{name}-wake"
-    wake_params, physical, _ = stack_facts(wake_stack)
+    wake_params = {p["ParameterKey"]: p["ParameterValue"]
+                   for p in cf.describe_stacks(StackName=wake_stack)["Stacks"][0].get("Parameters", [])}
+    physical = physical_of(wake_stack)
     template = load_template(ROOT / "cloud" / "wake-us-east-1.yaml")
     resolve = Resolver(template, wake_params, physical, moto_url, wake_stack)
     run_custom_resources(template, resolve, physical, wake_stack, moto_url, aws_url)
-    return Base(name=name, outputs=outputs, network=network, wake_stack=wake_stack, template=template,
-                physical=physical, subscriptions=subscriptions_of(template, resolve), deploy_run=run)
+    return Base(name=name, network=physical_of(f"container-manager-base-{name}"), template=template,
+                physical=physical, subscriptions=subscriptions_of(template, resolve))
 
 
 def _put_hooks(autoscaling: Any, group: str, hooks: list[dict[str, Any]]) -> None:

@@ -692,8 +692,7 @@ class Twin:
         if self.base is not None:
             params["BaseName"] = self.base.name
         self.deployed = stack.deploy(self.shim.moto, self.shim.aws, params, self.deploy_dir,
-                                     package=None if hosted else (package or AGENT),
-                                     **({"stack": params["ServerName"]} if self.base is not None else {}))
+                                     package=None if hosted else (package or AGENT), stack=params["ServerName"])
         self.params = self.deployed.params
         network = self.base.network if self.base is not None else self.deployed.physical
         if site is None:
@@ -821,10 +820,7 @@ class Twin:
 
     def user_params(self) -> dict[str, str]:
         """The parameter file as the user wrote it: without what the deploy command sets."""
-        return {k: v for k, v in self.params.items()
-                if not k.startswith("AgentPackage")
-                and k not in ("DiscordCodeSha256", "EnvironmentFileKey", "BaseVpcId", "BaseSubnetA", "BaseSubnetB",
-                              "BaseS3EndpointId")}
+        return {k: v for k, v in self.params.items() if not stack.set_by_deploy(k)}
 
     # --- events ---------------------------------------------------------------------------------
 
